@@ -1,0 +1,146 @@
+"""Audio I/O and segmentation: decode with soundfile, downmix, resample with soxr.
+
+Everything returns mono float32 at the requested rate. Every failure is an ``AudioError``
+naming the file and the reason, so callers can report it in one line and move on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from mer_live.config import AudioConfig
+from mer_live.errors import MerLiveError
+
+BLOCK_SECONDS = 10.0
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".oga", ".opus")
+
+
+class AudioError(MerLiveError):
+    """A file that cannot be used as audio; the message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _open(path: str | os.PathLike) -> sf.SoundFile:
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(path, "file not found")
+    if p.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    if not os.access(p, os.R_OK):
+        raise AudioError(path, "permission denied (make the file readable)")
+    if p.stat().st_size == 0:
+        raise AudioError(path, "file is empty (0 bytes)")
+    try:
+        return sf.SoundFile(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(path, f"cannot decode ({exc}); use WAV, FLAC, OGG or MP3") from None
+
+
+def to_mono(block: np.ndarray) -> np.ndarray:
+    """Average channels; ``block`` is (frames,) or (frames, channels)."""
+    if block.ndim == 2:
+        block = block.mean(axis=1)
+    return np.ascontiguousarray(block, dtype=np.float32)
+
+
+def sanitize(samples: np.ndarray) -> np.ndarray:
+    """Replace NaN and infinities by zeros and clip to [-1, 1]: float files may hold either."""
+    if not np.isfinite(samples).all():
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(samples, -1.0, 1.0, out=samples)
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike, sr: int, block_seconds: float = BLOCK_SECONDS
+) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks at ``sr`` without holding the whole file in memory.
+
+    Resampling runs as one soxr stream across blocks, so the concatenated blocks equal
+    ``load_audio(path, sr)`` up to soxr's streaming/one-shot rounding.
+    """
+    with _open(path) as f:
+        native = f.samplerate
+        frames = max(1, int(block_seconds * native))
+        resampler = None if native == sr else soxr.ResampleStream(native, sr, 1, dtype="float32")
+        produced = 0
+        try:
+            while True:
+                block = f.read(frames, dtype="float32", always_2d=True)
+                last = len(block) < frames
+                mono = sanitize(to_mono(block))
+                out = mono if resampler is None else resampler.resample_chunk(mono, last=last)
+                produced += len(out)
+                if len(out):
+                    yield out
+                if last:
+                    break
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(path, f"decoding failed part-way ({exc}); the file may be truncated") from None
+        if produced == 0:
+            raise AudioError(path, "no audio samples in file")
+
+
+def load_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
+    """Decode a whole file to mono float32 at ``sr`` (WAV, FLAC, OGG, MP3 via libsndfile)."""
+    with _open(path) as f:
+        native = f.samplerate
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(path, f"decoding failed ({exc}); the file may be truncated") from None
+    if len(data) == 0:
+        raise AudioError(path, "no audio samples in file")
+    mono = sanitize(to_mono(data))
+    if native != sr:
+        mono = soxr.resample(mono, native, sr, quality="HQ").astype(np.float32, copy=False)
+    return mono
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration in seconds from the header (cheap, no decoding)."""
+    with _open(path) as f:
+        return f.frames / f.samplerate
+
+
+def segment_starts(n_samples: int, config: AudioConfig) -> np.ndarray:
+    """Start sample of every segment of a clip of ``n_samples`` samples.
+
+    Segments are ``config.segment_samples`` long and start every ``config.hop_samples``.
+    A clip shorter than one segment yields one segment at 0: callers pad it with zeros
+    (see ``pad_to_segment``); an empty clip yields none. The tail after the last whole
+    segment is shorter than one hop and is not covered (the live windower does the same).
+    """
+    if n_samples <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n_samples < config.segment_samples:
+        return np.zeros(1, dtype=np.int64)
+    count = 1 + (n_samples - config.segment_samples) // config.hop_samples
+    return np.arange(count, dtype=np.int64) * config.hop_samples
+
+
+def pad_to_segment(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
+    """Zero-pad a clip shorter than one segment to exactly one segment."""
+    short = config.segment_samples - len(samples)
+    if short <= 0:
+        return samples
+    return np.concatenate([samples, np.zeros(short, dtype=samples.dtype)])
+
+
+def cut_segments(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
+    """All segments of a clip as a (n_segments, segment_samples) float32 array."""
+    samples = pad_to_segment(samples, config)
+    starts = segment_starts(len(samples), config)
+    out = np.empty((len(starts), config.segment_samples), dtype=np.float32)
+    for i, start in enumerate(starts):
+        out[i] = samples[start : start + config.segment_samples]
+    return out

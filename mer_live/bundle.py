@@ -1,0 +1,129 @@
+"""The model bundle: a directory of ONNX graphs, the aggregator and a hashed manifest.
+
+``bundle.json`` carries the audio config (the runtime frames audio from it), the tasks and
+what each output means, the training record, and the SHA-256 of every file. Loading checks
+every hash before any file is used, so a tampered pickle is never opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mer_live.config import AudioConfig
+from mer_live.errors import BundleError
+
+FORMAT = "mer-live-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "bundle.json"
+REQUIRED_FILES = ("segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx")
+DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(directory: str | os.PathLike, manifest: dict) -> dict:
+    """Hash every file in ``manifest['files']`` (names) and write ``bundle.json`` atomically."""
+    directory = Path(directory)
+    files = {name: sha256_file(directory / name) for name in sorted(manifest["files"])}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
+    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle: its folder, manifest and audio config."""
+
+    path: Path
+    manifest: dict
+    audio: AudioConfig
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.manifest["tasks"])
+
+    @property
+    def theta(self) -> float:
+        return float(self.manifest["aggregator"]["theta"])
+
+    @property
+    def song_seconds(self) -> float:
+        """Clip length the aggregator was fit on: the default live song horizon."""
+        return float(self.manifest["aggregator"]["song_seconds"])
+
+    def file(self, name: str) -> Path:
+        if name not in self.manifest["files"]:
+            raise BundleError(f"{self.path}: bundle has no {name}")
+        return self.path / name
+
+
+def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
+    """Open and verify a bundle (the packaged default when ``path`` is None)."""
+    path = Path(path) if path is not None else DEFAULT_BUNDLE
+    fix = "re-export it with `mer-live export RUN_DIR --out BUNDLE_DIR`"
+    if not path.exists():
+        if path == DEFAULT_BUNDLE:
+            raise BundleError(f"the default model is missing from the package at {path}; reinstall mer-live")
+        raise BundleError(f"{path}: no such bundle directory")
+    if not path.is_dir():
+        raise BundleError(f"{path}: a bundle is a directory holding {MANIFEST}, not a file")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{path}: no {MANIFEST} in this folder; is it a mer-live bundle? {fix}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path}: not valid JSON ({exc}); {fix}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{manifest_path}: not a mer-live bundle manifest; {fix}")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format version {version!r}, this mer-live reads version {FORMAT_VERSION}; "
+            "upgrade mer-live or re-export the bundle"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise BundleError(f"{manifest_path}: manifest lists no files; {fix}")
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise BundleError(f"{path}: manifest lists no {name}; {fix}")
+    for name, digest in files.items():
+        file = path / name
+        if Path(name).name != name:
+            raise BundleError(f"{manifest_path}: file name {name!r} leaves the bundle folder")
+        if not file.is_file():
+            raise BundleError(f"{path}: {name} is missing; {fix}")
+        if sha256_file(file) != digest:
+            raise BundleError(f"{file}: SHA-256 does not match the manifest (modified or corrupt); refusing to load it")
+    try:
+        audio = AudioConfig.from_dict(manifest["audio"])
+        tasks = manifest["tasks"]
+        float(manifest["aggregator"]["theta"])
+        float(manifest["aggregator"]["song_seconds"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{manifest_path}: inconsistent config ({exc}); {fix}") from None
+    if not isinstance(tasks, list) or not tasks:
+        raise BundleError(f"{manifest_path}: inconsistent config (no tasks); {fix}")
+    return Bundle(path=path, manifest=manifest, audio=audio)

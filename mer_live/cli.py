@@ -1,0 +1,86 @@
+"""The ``mer-live`` command: live monitoring at the top level, the other jobs as subcommands.
+
+Only argparse and the stage ``cli`` modules (which import nothing heavy) load here, so
+``mer-live --help`` answers at once and labeling and live monitoring never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mer_live import __version__
+from mer_live.errors import MerLiveError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mer_live.export import cli as export_cli
+    from mer_live.realtime import cli as realtime_cli
+    from mer_live.train import cli as train_cli
+
+    parser = argparse.ArgumentParser(
+        prog="mer-live",
+        description="Real-time music emotion recognition: live valence, arousal and Russell quadrant "
+        "from a microphone or a file, batch labeling, SSSL training, export and benchmarks.",
+        epilog="Run `mer-live COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"mer-live {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    realtime_cli.add_live_arguments(parser)
+    parser.set_defaults(run=realtime_cli.run_live)
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = [
+        ("label", "label audio files and folders with song-level valence, arousal and quadrant",
+         realtime_cli.add_label_arguments, realtime_cli.run_label),
+        ("train", "train a segment model with SSSL and fit the song-level SVM",
+         train_cli.add_train_arguments, train_cli.run_train),
+        ("evaluate", "cross-validated evaluation: SSSL vs baselines, segment-length sweep",
+         train_cli.add_evaluate_arguments, train_cli.run_evaluate),
+        ("export", "export a training run to a model bundle (ONNX + aggregator)",
+         export_cli.add_export_arguments, export_cli.run_export),
+        ("bench", "benchmarks: latency, throughput, accuracy sweep",
+         add_bench_arguments, run_bench),
+    ]
+    for name, help_text, add_arguments, run in commands:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", default="all", help="benchmark to run (default: all)")
+    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "run.py").is_file():
+        raise MerLiveError("benchmarks live in the source checkout (benchmarks/run.py); run from a clone")
+    sys.path.insert(0, str(root))
+    from benchmarks import run as bench_run
+
+    return bench_run.main([args.name, *args.bench_args])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except MerLiveError as exc:
+        if args.debug:
+            raise
+        print(f"mer-live: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mer-live: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The one source of truth for audio and segment settings.
+
+Training, export and the runtime all read these numbers from a single frozen dataclass; the
+bundle's manifest carries it as JSON so the runtime frames audio exactly as training did.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+MIN_SEGMENT_SECONDS = 1.0
+MAX_SEGMENT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio front end and segmentation settings.
+
+    Segment length and hop are given in seconds but realised in whole STFT hops, so that a
+    segment's log-mel is exactly a slice of its clip's log-mel (no centering, hop-aligned
+    framing). ``segment_frames``/``hop_frames`` and the sample counts below are the exact
+    values actually used; ``segment_seconds``/``segment_hop_seconds`` are the requests.
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 64
+    fmin: float = 0.0
+    fmax: float = 11025.0
+    log_floor: float = 1e-6
+    segment_seconds: float = 3.0
+    segment_hop_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not MIN_SEGMENT_SECONDS <= self.segment_seconds <= MAX_SEGMENT_SECONDS:
+            raise ValueError(
+                f"segment_seconds must be within {MIN_SEGMENT_SECONDS}-{MAX_SEGMENT_SECONDS} s, "
+                f"got {self.segment_seconds}"
+            )
+        if self.segment_hop_seconds <= 0 or self.segment_hop_seconds > self.segment_seconds:
+            raise ValueError("segment_hop_seconds must be > 0 and <= segment_seconds")
+        if self.hop_length <= 0 or self.n_fft < self.hop_length:
+            raise ValueError("need 0 < hop_length <= n_fft")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError("need 0 <= fmin < fmax <= sample_rate / 2")
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def segment_frames(self) -> int:
+        """Log-mel frames per segment: the requested length rounded to whole STFT hops."""
+        return max(1, round(self.segment_seconds * self.sample_rate / self.hop_length))
+
+    @property
+    def hop_frames(self) -> int:
+        """Log-mel frames between segment starts, rounded to whole STFT hops."""
+        return max(1, round(self.segment_hop_seconds * self.sample_rate / self.hop_length))
+
+    @property
+    def segment_samples(self) -> int:
+        """Audio samples one segment spans: (frames - 1) hops plus one FFT window."""
+        return (self.segment_frames - 1) * self.hop_length + self.n_fft
+
+    @property
+    def hop_samples(self) -> int:
+        return self.hop_frames * self.hop_length
+
+    @property
+    def effective_segment_seconds(self) -> float:
+        return self.segment_samples / self.sample_rate
+
+    @property
+    def effective_hop_seconds(self) -> float:
+        return self.hop_samples / self.sample_rate
+
+    def replace(self, **changes: object) -> AudioConfig:
+        return AudioConfig(**{**asdict(self), **changes})
+
+    def to_dict(self) -> dict:
+        """Requested values plus the realised frame and sample counts, for the manifest."""
+        return {
+            **asdict(self),
+            "derived": {
+                "segment_frames": self.segment_frames,
+                "hop_frames": self.hop_frames,
+                "segment_samples": self.segment_samples,
+                "hop_samples": self.hop_samples,
+                "effective_segment_seconds": self.effective_segment_seconds,
+                "effective_hop_seconds": self.effective_hop_seconds,
+                "note": "segment length and hop are rounded to whole STFT hops",
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AudioConfig:
+        """Rebuild from ``to_dict`` output; refuses unknown keys and stale derived values."""
+        data = dict(data)
+        derived = data.pop("derived", None)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown audio config keys: {sorted(unknown)}")
+        config = cls(**data)
+        if derived is not None:
+            for key in ("segment_frames", "hop_frames", "segment_samples", "hop_samples"):
+                if key in derived and derived[key] != getattr(config, key):
+                    raise ValueError(
+                        f"inconsistent audio config: {key} is {derived[key]} in the manifest "
+                        f"but {getattr(config, key)} from its settings"
+                    )
+        return config
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> AudioConfig:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,1 @@
+"""Export: a training run to a verified, hashed model bundle."""

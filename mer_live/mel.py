@@ -1,0 +1,67 @@
+"""Mel filterbank and a NumPy log-mel reference (no torch): the front end's ground truth.
+
+The filterbank is Slaney's (the librosa default: linear below 1 kHz, logarithmic above,
+area-normalised triangles), built on the power spectrum of an n_fft-point real FFT.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mer_live.config import AudioConfig
+
+_F_SP = 200.0 / 3  # Hz per mel in the linear part
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    mel = hz / _F_SP
+    log_part = hz >= _MIN_LOG_HZ
+    mel[log_part] = _MIN_LOG_MEL + np.log(hz[log_part] / _MIN_LOG_HZ) / _LOGSTEP
+    return mel
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    hz = mel * _F_SP
+    log_part = mel >= _MIN_LOG_MEL
+    hz[log_part] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel[log_part] - _MIN_LOG_MEL))
+    return hz
+
+
+def mel_filterbank(config: AudioConfig) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) Slaney-normalised triangular filters, float32."""
+    fft_hz = np.linspace(0.0, config.sample_rate / 2, config.n_freqs)
+    mel_pts = np.linspace(hz_to_mel(np.array([config.fmin]))[0], hz_to_mel(np.array([config.fmax]))[0],
+                          config.n_mels + 2)
+    hz_pts = mel_to_hz(mel_pts)
+    widths = np.diff(hz_pts)
+    ramps = hz_pts[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def hann_window(n_fft: int) -> np.ndarray:
+    """Periodic Hann window, as STFT implementations use."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float64)
+
+
+def n_frames(n_samples: int, config: AudioConfig) -> int:
+    """Frames an uncentered STFT yields for ``n_samples`` samples (0 if shorter than n_fft)."""
+    return 0 if n_samples < config.n_fft else 1 + (n_samples - config.n_fft) // config.hop_length
+
+
+def log_mel_reference(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
+    """(n_mels, frames) log-mel via numpy.fft in float64: the reference ``LogMel`` must match."""
+    count = n_frames(len(samples), config)
+    idx = np.arange(config.n_fft)[None, :] + config.hop_length * np.arange(count)[:, None]
+    frames = samples.astype(np.float64)[idx] * hann_window(config.n_fft)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    mel = mel_filterbank(config).astype(np.float64) @ power.T
+    return np.log(np.maximum(mel, config.log_floor))

@@ -1,0 +1,1 @@
+"""Realtime: streams, windows, ONNX Runtime inference, running statistics, dashboard, labeling."""

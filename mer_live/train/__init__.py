@@ -1,0 +1,1 @@
+"""Training: datasets, the SSSL loop, song-level aggregation and cross-validated evaluation."""

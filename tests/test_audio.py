@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mer_live.audio import AudioError, cut_segments, iter_audio_blocks, load_audio, segment_starts
+from mer_live.config import AudioConfig
+from tests.conftest import tone
+
+
+def test_config_rounds_to_whole_hops_and_round_trips_json():
+    c = AudioConfig(segment_seconds=3.0, segment_hop_seconds=1.0)
+    assert c.segment_frames == 129 and c.hop_frames == 43
+    assert c.segment_samples == (c.segment_frames - 1) * c.hop_length + c.n_fft
+    assert c.hop_samples % c.hop_length == 0
+    assert AudioConfig.from_json(c.to_json()) == c
+    assert "rounded to whole STFT hops" in c.to_json()
+
+
+def test_config_refuses_bad_values_and_stale_derived():
+    with pytest.raises(ValueError):
+        AudioConfig(segment_seconds=6)
+    data = AudioConfig().to_dict()
+    data["derived"]["segment_samples"] += 1
+    with pytest.raises(ValueError, match="inconsistent"):
+        AudioConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("fmt,subtype", [("wav", "PCM_16"), ("flac", "PCM_24"), ("ogg", "VORBIS")])
+def test_load_audio_downmixes_and_resamples(write_audio, fmt, subtype):
+    stereo = np.stack([tone(2.0, 44100), tone(2.0, 44100)], axis=1)
+    path = write_audio(f"x.{fmt}", stereo, 44100, subtype=subtype)
+    out = load_audio(path, 22050)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert abs(len(out) - 44100) <= 1
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * 22050 / len(out) - 440) < 2
+
+
+def test_load_real_mp3(music_clip):
+    out = load_audio(music_clip, 22050)
+    assert 29 < len(out) / 22050 < 31 and np.abs(out).max() > 0.05
+
+
+def test_block_reader_matches_whole_file(write_audio):
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 44100 * 3).astype(np.float32)
+    path = write_audio("n.wav", x, 44100, subtype="FLOAT")
+    whole = load_audio(path, 22050)
+    blocks = np.concatenate(list(iter_audio_blocks(path, 22050, block_seconds=0.37)))
+    assert abs(len(blocks) - len(whole)) <= 2
+    n = min(len(blocks), len(whole))
+    assert np.abs(blocks[100 : n - 100] - whole[100 : n - 100]).max() < 1e-3
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty"), (b"not audio at all" * 10, "cannot decode")])
+def test_bad_files_raise_one_error_naming_the_file(tmp_path, content, reason):
+    path = tmp_path / "bad.mp3"
+    path.write_bytes(content)
+    with pytest.raises(AudioError, match=reason) as info:
+        load_audio(path, 22050)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file(tmp_path: Path):
+    with pytest.raises(AudioError, match="not found"):
+        load_audio(tmp_path / "nope.wav", 22050)
+
+
+def test_zero_sample_wav(write_audio):
+    path = write_audio("zero.wav", np.zeros(0, dtype=np.float32), 22050)
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(path, 22050)
+
+
+def test_segment_starts_cover_clip_and_pad_short_clips():
+    c = AudioConfig()
+    assert list(segment_starts(0, c)) == []
+    assert list(segment_starts(100, c)) == [0]
+    n = c.segment_samples + 5 * c.hop_samples + c.hop_samples - 1
+    starts = segment_starts(n, c)
+    assert len(starts) == 6 and starts[-1] + c.segment_samples <= n
+    assert n - (starts[-1] + c.segment_samples) < c.hop_samples
+    segs = cut_segments(np.ones(100, np.float32), c)
+    assert segs.shape == (1, c.segment_samples) and segs[0, 100:].max() == 0
