@@ -19,6 +19,7 @@ from mer_live.errors import BundleError
 FORMAT = "mer-live-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
+PICKLE = "aggregator.pkl"
 REQUIRED_FILES = ("segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx")
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
 
@@ -127,3 +128,19 @@ def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
     if not isinstance(tasks, list) or not tasks:
         raise BundleError(f"{manifest_path}: inconsistent config (no tasks); {fix}")
     return Bundle(path=path, manifest=manifest, audio=audio)
+
+
+def load_aggregator_pickle(bundle: Bundle):
+    """The pickled SongAggregator (``--aggregator pickle``); the runtime default is aggregator.onnx.
+
+    Unpickling runs code, so the file's SHA-256 is checked again right before it is read: a
+    pickle swapped after ``load_bundle`` is still refused, and nothing is unpickled unless it is
+    the file the exporter wrote.
+    """
+    import pickle
+
+    path = bundle.file(PICKLE)
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != bundle.manifest["files"][PICKLE]:
+        raise BundleError(f"{path}: SHA-256 does not match the manifest (modified or corrupt); refusing to unpickle it")
+    return pickle.loads(data)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mer_live import __version__
-from mer_live.bundle import write_manifest
+from mer_live.bundle import PICKLE, write_manifest
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
 from mer_live.model import SegmentProbabilities, count_macs, count_parameters
@@ -143,7 +143,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
     aggregator = run.load_aggregator()
     if list(aggregator.tasks) != task_names:
         raise MerLiveError(f"{run.path}: aggregator tasks {aggregator.tasks} differ from the model's {task_names}")
-    shutil.copyfile(run.path / AGGREGATOR, out / "aggregator.pkl")
+    shutil.copyfile(run.path / AGGREGATOR, out / PICKLE)
     (out / "aggregator.onnx").write_bytes(aggregator_to_onnx(aggregator, features.shape[1]))
 
     segment = _run(out / "segment.onnx", "audio", audio_np)
@@ -168,7 +168,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         f"frontend+backbone {verification['frontend_backbone_onnx_vs_torch_max_abs']:.2g}, "
         f"aggregator {verification['aggregator_onnx_vs_pickle_max_abs']:.2g} max abs difference")
 
-    files = ["segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx", "aggregator.pkl"]
+    files = ["segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx", PICKLE]
     variant_info = {}
     for variant in variants:
         info = _VARIANT_WRITERS[variant](out, audio_np, segment, log)

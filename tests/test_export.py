@@ -1,0 +1,174 @@
+"""Export: the bundle's ONNX graphs reproduce the run's PyTorch model and pickled aggregator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from mer_live.aggregate import SongAggregator
+from mer_live.bundle import load_aggregator_pickle, load_bundle
+from mer_live.errors import MerLiveError
+from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
+from mer_live.export.exporter import export_run
+from mer_live.model import SegmentProbabilities
+from mer_live.stats import feature_names
+from mer_live.train.rundir import open_run
+from tests.bundles import make_tiny_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_run(tmp_path_factory.mktemp("run") / "run")
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(run_dir: Path) -> Path:
+    return export_run(run_dir, run_dir.with_name("bundle"), log=lambda message: None)
+
+
+def session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def torch_probs(run_dir: Path, audio: np.ndarray) -> np.ndarray:
+    run = open_run(run_dir)
+    with torch.no_grad():
+        return SegmentProbabilities(run.load_model(), run.model_config.tasks)(torch.from_numpy(audio)).numpy()
+
+
+def test_round_trip_matches_pytorch_and_pickle(run_dir: Path, bundle_dir: Path) -> None:
+    bundle = load_bundle(bundle_dir)
+    audio = np.load(run_dir / "verify_audio.npy")
+    expected = torch_probs(run_dir, audio)
+    assert expected.std(axis=0).min() > 0.05  # the tiny model's outputs vary, so equality means something
+    probs = session(bundle.file("segment.onnx")).run(["probs"], {"audio": audio})[0]
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    logmel = session(bundle.file("frontend.onnx")).run(["logmel"], {"audio": audio})[0]
+    assert logmel.shape == (len(audio), bundle.audio.n_mels, bundle.audio.segment_frames)
+    chained = session(bundle.file("backbone.onnx")).run(["probs"], {"logmel": logmel})[0]
+    np.testing.assert_allclose(chained, expected, atol=1e-4)
+
+    features = np.load(run_dir / "verify_features.npy")
+    reference = open_run(run_dir).load_aggregator().predict_proba(features)
+    song = run_aggregator_onnx(str(bundle.file("aggregator.onnx")), features)
+    np.testing.assert_allclose(song, reference, atol=1e-5)
+    np.testing.assert_array_equal(song > 0.5, reference > 0.5)
+    np.testing.assert_array_equal(load_aggregator_pickle(bundle).predict_proba(features), reference)
+
+
+@pytest.mark.parametrize("seconds", [1.0, 4.3])
+def test_graphs_take_any_length_and_batch(run_dir: Path, bundle_dir: Path, seconds: float) -> None:
+    rng = np.random.default_rng(1)
+    audio = (0.2 * rng.standard_normal((3, int(seconds * 22050)))).astype(np.float32)
+    expected = torch_probs(run_dir, audio)
+    probs = session(bundle_dir / "segment.onnx").run(["probs"], {"audio": audio})[0]
+    one = session(bundle_dir / "segment.onnx").run(["probs"], {"audio": audio[:1]})[0]
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    np.testing.assert_allclose(one, expected[:1], atol=1e-4)
+    logmel = session(bundle_dir / "frontend.onnx").run(["logmel"], {"audio": audio})[0]
+    chained = session(bundle_dir / "backbone.onnx").run(["probs"], {"logmel": logmel})[0]
+    np.testing.assert_allclose(chained, expected, atol=1e-4)
+
+
+def test_manifest_describes_the_bundle(bundle_dir: Path) -> None:
+    manifest = load_bundle(bundle_dir).manifest
+    assert manifest["tasks"] == ["valence", "arousal"]
+    assert set(manifest["files"]) == {"segment.onnx", "frontend.onnx", "backbone.onnx",
+                                      "aggregator.onnx", "aggregator.pkl"}
+    assert manifest["outputs"]["segment.onnx"]["outputs"][0]["columns"] == ["valence", "arousal"]
+    assert "valence is high" in manifest["outputs"]["segment.onnx"]["outputs"][0]["meaning"]["valence"]
+    aggregator = manifest["aggregator"]
+    assert (aggregator["theta"], aggregator["song_seconds"]) == (0.5, 30.0)
+    assert aggregator["feature_names"] == feature_names(["valence", "arousal"])
+    assert set(aggregator["best_params"]) == {"valence", "arousal"}
+    assert manifest["model"]["parameters"] > 0 and manifest["model"]["macs_per_segment"] > 0
+    assert manifest["training"]["metrics"]["protocol"]
+    assert {"torch", "onnx", "onnxruntime", "sklearn", "skl2onnx", "mer_live"} <= set(manifest["versions"])
+    check = manifest["verification"]
+    assert check["segment_onnx_vs_torch_max_abs"] <= 1e-4
+    assert check["frontend_backbone_onnx_vs_torch_max_abs"] <= 1e-4
+    assert check["aggregator_onnx_vs_pickle_max_abs"] <= 1e-5
+
+
+def test_aggregator_graph_matches_predict_proba_where_float32_svm_does_not() -> None:
+    """C=100, gamma=1e-3: ONNX-ML's float SVMClassifier was 1.6e-5 off here; the float64 graph is not."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (150, 14))
+    y = (x[:, 2] + 0.1 * rng.standard_normal(150) > 0.5).astype(int)
+    aggregator = SongAggregator(["valence", "arousal"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        for task, gamma in (("valence", 1e-3), ("arousal", 0.1)):
+            svc = SVC(kernel="rbf", C=100.0, gamma=gamma, probability=True, random_state=0)
+            aggregator.models[task] = make_pipeline(StandardScaler(), svc).fit(x, y)
+    probe = np.concatenate([x, rng.uniform(-1, 2, (300, 14))])  # far points too: P near 0 and 1
+    reference = aggregator.predict_proba(probe.astype(np.float32).astype(np.float64))
+    song = run_aggregator_onnx(aggregator_to_onnx(aggregator, 14), probe)
+    assert np.abs(song - reference).max() < 1e-6
+    np.testing.assert_array_equal(song > 0.5, reference > 0.5)
+
+
+def test_int8_variant_is_measured(run_dir: Path, tmp_path: Path) -> None:
+    out = export_run(run_dir, tmp_path / "int8", variants=["int8"], log=lambda message: None)
+    manifest = load_bundle(out).manifest
+    info = manifest["variants"]["int8"]
+    assert info["file"] in manifest["files"] and (out / info["file"]).is_file()
+    assert 0 <= info["max_abs_prob_change_vs_fp32"] <= 1
+
+
+def test_refuses_non_empty_out_without_force(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(MerLiveError, match="--force"):
+        export_run(run_dir, out, log=lambda message: None)
+    assert (out / "keep.txt").read_text() == "mine"
+    export_run(run_dir, out, force=True, log=lambda message: None)
+    assert not (out / "keep.txt").exists() and load_bundle(out).tasks == ["valence", "arousal"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary folders left
+
+
+def test_missing_verification_data_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    run = make_tiny_run(tmp_path / "run")
+    (run / "verify_audio.npy").unlink()
+    with pytest.raises(MerLiveError, match="verify_audio.npy"):
+        export_run(run, tmp_path / "bundle", log=lambda message: None)
+    assert not (tmp_path / "bundle").exists()
+
+
+def mer_live(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mer_live", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_bad_run_dir_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    result = mer_live("export", str(tmp_path / "no-run"), "--out", str(tmp_path / "bundle"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a finished training run" in lines[0]
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_cli_exports_and_refuses_to_overwrite(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    first = mer_live("export", str(run_dir), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "segment.onnx" in first.stdout and load_bundle(out)
+    second = mer_live("export", str(run_dir), "--out", str(out))
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines() == [f"mer-live: error: {out}: directory is not empty; "
+                                                  "pass --force to replace it"]
+    assert json.loads((out / "bundle.json").read_text())["format"] == "mer-live-bundle"
