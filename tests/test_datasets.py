@@ -213,6 +213,7 @@ def test_manifest_numeric_quadrant_and_unlabeled_rows(tmp_path: Path):
         "../audio/b.flac,,0,1",
         f"{absolute},song-c,,",
         "../audio/missing.wav,song-d,1,1",
+        "../audio/a.wav,song-a,0.7,0.2",
     ])
     ds = load_dataset("manifest", manifest, thresholds={"arousal": 0.1})
     clips = {c.song_id: c for c in ds.clips}
@@ -220,8 +221,18 @@ def test_manifest_numeric_quadrant_and_unlabeled_rows(tmp_path: Path):
     assert clips["song-a"].labels == {"valence": 1, "arousal": 1} and clips["song-a"].quadrant == "Q1"
     assert clips["b"].labels == {"valence": 0, "arousal": 1} and clips["b"].path.suffix == ".flac"
     assert clips["song-c"].labels is None and clips["song-c"].quadrant is None
-    assert [s for s, _ in ds.skipped] == ["song-d"]
+    assert [s for s, _ in ds.skipped] == ["song-d", "song-a"] and "second annotation row" in ds.skipped[1][1]
     assert ds.binarization["arousal"].startswith(">= 0.1")
+
+
+def test_manifest_several_clips_per_song(tmp_path: Path):
+    for name in ("intro", "chorus", "other"):
+        write_clip(tmp_path / f"{name}.wav")
+    write_text(tmp_path / "manifest.csv", ["path,song_id,quadrant", "intro.wav,s1,Q1", "other.wav,s0,Q3",
+                                           "chorus.wav,s1,Q1"])
+    ds = load_dataset("manifest", tmp_path)
+    assert [(c.song_id, c.path.name) for c in ds.clips] == [("s0", "other.wav"), ("s1", "chorus.wav"),
+                                                           ("s1", "intro.wav")]
 
 
 def test_manifest_quadrant_column(tmp_path: Path):

@@ -1,7 +1,7 @@
 """Dataset loaders: 4Q, PMEmo 2019, DEAM, Emotion in Music, a generic manifest, unlabeled folders.
 
 Every loader turns its dataset's own annotation files into the same list of ``Clip``s with
-binary valence/arousal labels. The on-disk formats follow /docs/datasets.md: columns are
+binary valence/arousal labels, following each dataset's published on-disk format: columns are
 selected by (stripped) name, never by position, every cell is stripped (DEAM pads cells,
 EiM wraps them in TABs), and annotation files are found by name anywhere under the root,
 because mirrors wrap the official trees in different folders. Annotation rows whose audio
@@ -201,23 +201,26 @@ def threshold_record(thresholds: dict[str, float], scale: str, columns: dict[str
 
 
 class Collector:
-    """Accumulates clips and skipped rows, keeping the first row for each song id."""
+    """Accumulates clips and skipped rows; a second row for the same audio file is skipped.
+
+    Several clips may share a song id (excerpts of one song in a manifest): splits keep them together.
+    """
 
     def __init__(self) -> None:
-        self.clips: dict[str, Clip] = {}
+        self.clips: dict[Path, Clip] = {}
         self.skipped: list[tuple[str, str]] = []
 
     def add(self, song_id: str, audio: Path | None, missing: str, labels: dict | None, raw: dict) -> None:
         """Keep the clip, or record why not: ``missing`` says where its audio was looked for."""
-        if song_id in self.clips:
-            self.skipped.append((song_id, "duplicate annotation row (the first one is kept)"))
-        elif audio is None:
+        if audio is None:
             self.skipped.append((song_id, f"audio not found: {missing}"))
+        elif audio in self.clips:
+            self.skipped.append((song_id, f"second annotation row for {audio.name} (the first one is kept)"))
         else:
-            self.clips[song_id] = make_clip(audio, song_id, labels, raw)
+            self.clips[audio] = make_clip(audio, song_id, labels, raw)
 
     def dataset(self, name: str, root: Path, binarization: dict) -> Dataset:
-        clips = [self.clips[k] for k in sorted(self.clips, key=song_sort_key)]
+        clips = sorted(self.clips.values(), key=lambda c: (song_sort_key(c.song_id), str(c.path)))
         return Dataset(name=name, root=root, clips=clips, binarization=binarization, skipped=self.skipped)
 
 
