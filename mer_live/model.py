@@ -22,6 +22,9 @@ ARCHITECTURES: dict[str, tuple[int | str, ...]] = {
     "compact": (16, "M", 32, "M", 64, "M", 128, "M", 128, "M"),
 }
 HIDDEN = {"vgg16": 512, "compact": 64}
+# Fixed input scaling: log-mel of music has mean about -4 and std about 4 (measured on 4Q). A
+# constant keeps loudness, an arousal cue, that per-clip normalisation would remove.
+INPUT_MEAN, INPUT_STD = -4.0, 4.0
 DEFAULT_TASKS = {"valence": 2, "arousal": 2}
 
 
@@ -46,7 +49,7 @@ class ModelConfig:
 
 
 def _features(layout: tuple[int | str, ...]) -> tuple[nn.Sequential, int]:
-    layers: list[nn.Module] = [nn.BatchNorm2d(1)]  # learned global standardisation of log-mel
+    layers: list[nn.Module] = []
     channels = 1
     for item in layout:
         if item == "M":
@@ -71,7 +74,7 @@ class Backbone(nn.Module):
         )
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        x = self.features(logmel.unsqueeze(1))
+        x = self.features(((logmel - INPUT_MEAN) / INPUT_STD).unsqueeze(1))
         return self.head(x.mean(dim=(2, 3)))
 
 

@@ -1,27 +1,127 @@
-"""Arguments of `mer-live train` and `mer-live evaluate` (torch is imported only when run)."""
+"""`mer-live train` and `mer-live evaluate`. Only argparse at import: torch loads when a command runs."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from pathlib import Path
 
 from mer_live.errors import MerLiveError
 
+DATASETS = ["4q", "pmemo", "deam", "eim", "manifest", "synth"]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, required=True, help="dataset layout to read")
+    data.add_argument("--root", help="dataset root folder (the manifest CSV's folder for manifest; "
+                      "for synth, where to generate the corpus)")
+    data.add_argument("--synth-clips", type=int, default=80, help="synth: number of clips to generate")
+    data.add_argument("--synth-seconds", type=float, default=12.0, help="synth: clip length")
+    data.add_argument("--threshold-valence", type=float, help="override the dataset's valence binarization")
+    data.add_argument("--threshold-arousal", type=float, help="override the dataset's arousal binarization")
+    data.add_argument("--cache-dir", help="log-mel cache (default $MER_LIVE_CACHE or ~/.cache/mer-live/logmel)")
+    data.add_argument("--workers", type=int, default=2, help="decoding workers for the cache")
+    model = parser.add_argument_group("model and segments")
+    model.add_argument("--model", choices=["compact", "vgg16"], default="compact")
+    model.add_argument("--segment-hop", type=float, default=1.0, help="segment hop in seconds")
+    opt = parser.add_argument_group("SSSL ([inferred] defaults; see ../shared/docs/sssl-method.md)")
+    opt.add_argument("--epochs", type=int, default=12)
+    opt.add_argument("--warmup-epochs", type=int, default=4)
+    opt.add_argument("--batch-size", type=int, default=64)
+    opt.add_argument("--lr", type=float, default=1e-3)
+    opt.add_argument("--tau", type=float, default=0.5, help="clean-probability threshold")
+    opt.add_argument("--temperature", type=float, default=0.5, help="sharpening temperature T")
+    opt.add_argument("--alpha", type=float, default=1.0, help="mixup Beta(alpha, alpha)")
+    opt.add_argument("--lambda-u", type=float, default=25.0, help="unlabeled loss weight (ramped)")
+    opt.add_argument("--lambda-kl", type=float, default=1.0, help="R-Drop weight")
+    opt.add_argument("--theta", type=float, default=0.5, help="share-above threshold of the song statistics")
+    opt.add_argument("--segments-per-epoch", type=int, default=0,
+                     help="train on a fresh random subset of this many segments per epoch (0: all)")
+    opt.add_argument("--no-gmm", action="store_true", help="ablation: every segment keeps its inherited label")
+    opt.add_argument("--no-mixup", action="store_true", help="ablation: no mixup")
+    opt.add_argument("--no-rdrop", action="store_true", help="ablation: no R-Drop consistency")
+    opt.add_argument("--no-refine", action="store_true", help="ablation: no label refinement")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    opt.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=["4q", "pmemo", "deam", "eim", "manifest", "synth"], required=True)
-    parser.add_argument("--root", help="dataset root folder (or manifest CSV)")
+    _common(parser)
     parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--segment-seconds", type=float, default=3.0, help="segment length, 1-5 s")
+    parser.add_argument("--method", choices=["sssl", "naive", "clip"], default="sssl",
+                        help="sssl, the naive segment baseline (plain CE), or the clip-level baseline")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=["4q", "pmemo", "deam", "eim", "manifest", "synth"], required=True)
-    parser.add_argument("--root", help="dataset root folder (or manifest CSV)")
+    _common(parser)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--segment-seconds", default="3", help="one length or a comma list, e.g. 1,2,3,4,5")
+    parser.add_argument("--methods", default="sssl,naive,clip", help="comma list of sssl, naive, clip")
+    parser.add_argument("--out", default="runs/evaluation", help="folder for evaluation.json and evaluation.md")
+
+
+def _setup(args: argparse.Namespace):
+    """Shared by train and evaluate: threads, dataset, cache, config objects."""
+    import dataclasses
+
+    import torch
+
+    from mer_live.config import AudioConfig
+    from mer_live.model import ModelConfig
+    from mer_live.train.sssl import TrainConfig
+    from mer_live.train.trainer import prepare_data
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
+        tau=args.tau, temperature=args.temperature, alpha=args.alpha, lambda_u=args.lambda_u,
+        lambda_kl=args.lambda_kl, gmm=not args.no_gmm, mixup=not args.no_mixup, rdrop=not args.no_rdrop,
+        refine=not args.no_refine, segments_per_epoch=args.segments_per_epoch, seed=args.seed, device=args.device,
+    )
+    if cfg.warmup_epochs > cfg.epochs:
+        cfg = dataclasses.replace(cfg, warmup_epochs=cfg.epochs)
+    first = float(str(args.segment_seconds).split(",")[0])
+    audio = AudioConfig(segment_seconds=first, segment_hop_seconds=args.segment_hop)
+    thresholds = {k: v for k, v in (("valence", args.threshold_valence), ("arousal", args.threshold_arousal))
+                  if v is not None}
+    dataset, clips, logmels = prepare_data(args, audio, thresholds or None)
+    return cfg, audio, ModelConfig(arch=args.model), dataset, clips, logmels
 
 
 def run_train(args: argparse.Namespace) -> int:
-    raise MerLiveError("`mer-live train` is not built yet (issue: SSSL trainer)")
+    from mer_live.train.trainer import train_run
+
+    cfg, audio, model_config, dataset, clips, logmels = _setup(args)
+    train_run(args, cfg, audio, model_config, dataset, clips, logmels)
+    return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    raise MerLiveError("`mer-live evaluate` is not built yet (issue: SSSL trainer)")
+    from rich.console import Console
+
+    from mer_live.train.evaluate import cross_validate, markdown_table, write_report
+
+    try:
+        lengths = [float(s) for s in str(args.segment_seconds).split(",")]
+        methods = tuple(m.strip() for m in args.methods.split(","))
+    except ValueError:
+        raise MerLiveError(f"--segment-seconds takes numbers like 3 or 1,2,3: got {args.segment_seconds!r}") from None
+    unknown = set(methods) - {"sssl", "naive", "clip"}
+    if unknown:
+        raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from sssl, naive, clip")
+    cfg, audio, model_config, dataset, clips, logmels = _setup(args)
+    console = Console(stderr=True, soft_wrap=True)
+    report = cross_validate(clips, logmels, audio, model_config, cfg, args.folds, methods, lengths, args.theta,
+                            log=console.log)
+    report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
+    command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    json_path, md_path = write_report(report, Path(args.out), command)
+    print(markdown_table(report))
+    console.log(f"wrote {json_path} and {md_path}")
+    return 0

@@ -1,0 +1,32 @@
+"""The per-epoch clean/noisy division: a two-component GMM on normalised per-segment losses."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+# DivideMix's settings [DivideMix repo]
+GMM_MAX_ITER = 10
+GMM_TOL = 1e-2
+GMM_REG_COVAR = 5e-4
+
+
+def normalise_losses(losses: np.ndarray) -> np.ndarray:
+    """Min-max normalise to [0, 1]; a constant loss vector maps to zeros."""
+    losses = np.asarray(losses, dtype=np.float64)
+    span = losses.max() - losses.min()
+    return (losses - losses.min()) / span if span > 0 else np.zeros_like(losses)
+
+
+def fit_loss_gmm(normalised: np.ndarray, seed: int = 0) -> GaussianMixture:
+    gmm = GaussianMixture(n_components=2, max_iter=GMM_MAX_ITER, tol=GMM_TOL, reg_covar=GMM_REG_COVAR,
+                          random_state=seed)
+    return gmm.fit(normalised.reshape(-1, 1))
+
+
+def clean_probability(losses: np.ndarray, seed: int = 0) -> tuple[np.ndarray, GaussianMixture, np.ndarray]:
+    """Posterior of the low-mean component per segment; also the GMM and the normalised losses."""
+    normalised = normalise_losses(losses)
+    gmm = fit_loss_gmm(normalised, seed)
+    clean_component = int(np.argmin(gmm.means_.ravel()))
+    return gmm.predict_proba(normalised.reshape(-1, 1))[:, clean_component], gmm, normalised

@@ -1,0 +1,124 @@
+"""Cross-validated evaluation: SSSL vs the naive segment and clip-level baselines, per segment length.
+
+Every stage (segment model, GMM, SVM) is refit per fold on that fold's training songs only;
+the test songs are seen once, for prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+from mer_live.config import AudioConfig
+from mer_live.model import ModelConfig
+from mer_live.stats import quadrant
+from mer_live.train.datasets import Clip
+from mer_live.train.splits import song_folds
+from mer_live.train.sssl import TrainConfig
+from mer_live.train.trainer import TASKS, clip_labels, fit, predict_songs
+
+QUADRANT_ORDER = ("Q1", "Q2", "Q3", "Q4")
+METRICS = ("valence_acc", "valence_f1", "arousal_acc", "arousal_f1", "quadrant_acc", "quadrant_f1")
+
+
+def song_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 per task and for the quadrant implied by both labels."""
+    pred = (probs > 0.5).astype(int)
+    out = {}
+    for t, task in enumerate(TASKS):
+        out[f"{task}_acc"] = float(accuracy_score(labels[:, t], pred[:, t]))
+        out[f"{task}_f1"] = float(f1_score(labels[:, t], pred[:, t], average="macro", labels=[0, 1],
+                                           zero_division=0))
+    true_q = [quadrant(bool(v), bool(a)) for v, a in labels]
+    pred_q = [quadrant(bool(v), bool(a)) for v, a in pred]
+    out["quadrant_acc"] = float(accuracy_score(true_q, pred_q))
+    out["quadrant_f1"] = float(f1_score(true_q, pred_q, average="macro", labels=list(QUADRANT_ORDER),
+                                        zero_division=0))
+    return out
+
+
+def summarise(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {m: {"mean": float(np.mean([f[m] for f in per_fold])), "std": float(np.std([f[m] for f in per_fold]))}
+            for m in METRICS}
+
+
+def cross_validate(
+    clips: list[Clip],
+    logmels: dict[Path, np.ndarray],
+    audio: AudioConfig,
+    model_config: ModelConfig,
+    cfg: TrainConfig,
+    n_folds: int,
+    methods: tuple[str, ...],
+    segment_seconds: list[float],
+    theta: float = 0.5,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run every (segment length, method) on every fold; returns the full report dict."""
+    folds = song_folds(clips, n_folds, cfg.seed)
+    results = []
+    for seconds in segment_seconds:
+        seg_audio = audio.replace(segment_seconds=seconds)
+        for method in methods:
+            if method == "clip" and seconds != segment_seconds[0]:
+                continue  # the clip-level baseline does not depend on the segment length
+            per_fold: dict[str, list[dict]] = {}
+            started = time.perf_counter()
+            for k, (train_idx, test_idx) in enumerate(folds):
+                log(f"[{seconds:g} s] {method}: fold {k + 1}/{len(folds)} "
+                    f"({len(train_idx)} training songs, {len(test_idx)} test songs)")
+                fitted = fit(clips, logmels, train_idx, seg_audio, model_config, cfg, method, theta,
+                             log=lambda line: log("    " + line))
+                preds = predict_songs(fitted, [logmels[clips[i].path] for i in test_idx], theta)
+                truth = clip_labels(clips, test_idx)
+                for aggregation, probs in preds.items():
+                    fold_metrics = song_metrics(truth, probs)
+                    per_fold.setdefault(aggregation, []).append(fold_metrics)
+                    log(f"    fold {k + 1} {aggregation}: " + " ".join(
+                        f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
+            for aggregation, rows in per_fold.items():
+                results.append({
+                    "segment_seconds": None if method == "clip" else seconds,
+                    "effective_segment_seconds": None if method == "clip" else seg_audio.effective_segment_seconds,
+                    "method": method, "aggregation": aggregation,
+                    "summary": summarise(rows), "folds": rows,
+                    "seconds": time.perf_counter() - started,
+                })
+    return {
+        "protocol": f"stratified {n_folds}-fold cross-validation by song (seed {cfg.seed}); "
+                    "segment model, GMM and SVM refit on each fold's training songs",
+        "n_songs": len(clips), "folds": n_folds,
+        "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(), "theta": theta,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "python": platform.python_version()},
+        "results": results,
+    }
+
+
+def markdown_table(report: dict) -> str:
+    head = ("| segment | method | song aggregation | valence acc | valence F1 | arousal acc | arousal F1 "
+            "| quadrant acc | quadrant F1 |\n|---|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for r in report["results"]:
+        seg = "whole clip" if r["segment_seconds"] is None else f"{r['segment_seconds']:g} s"
+        cells = [f"{100 * r['summary'][m]['mean']:.1f} ± {100 * r['summary'][m]['std']:.1f}" for m in METRICS]
+        rows.append(f"| {seg} | {r['method']} | {r['aggregation']} | " + " | ".join(cells) + " |")
+    return head + "\n".join(rows) + "\n"
+
+
+def write_report(report: dict, out_dir: Path, command: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {**report, "command": command}
+    json_path, md_path = out_dir / "evaluation.json", out_dir / "evaluation.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path.write_text(
+        f"# Evaluation: {report['n_songs']} songs, {report['protocol']}\n\n"
+        f"Command: `{command}`\n\nMean ± std over folds, in %.\n\n{markdown_table(report)}"
+    )
+    return json_path, md_path

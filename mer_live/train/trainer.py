@@ -1,0 +1,238 @@
+"""One fit of the whole pipeline on a set of training songs, and `mer-live train` around it.
+
+``fit`` = hold out validation songs, train the segment model (SSSL, the naive segment
+baseline, or the clip-level baseline), then fit the song-level SVM on statistics of the
+training songs' segment probabilities. ``predict_songs`` applies a fit to unseen songs. The
+held-out songs of a fold never reach ``fit``: evaluation passes only training indices in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mer_live.aggregate import SongAggregator, mean_probabilities
+from mer_live.audio import AudioError, cut_segments, load_audio
+from mer_live.config import AudioConfig
+from mer_live.errors import MerLiveError
+from mer_live.model import ModelConfig, SegmentNet
+from mer_live.stats import segment_statistics
+from mer_live.train.cache import LogMelCache
+from mer_live.train.datasets import Clip, Dataset, load_dataset
+from mer_live.train.rundir import AGGREGATOR, CHECKPOINT, CONFIG, METRICS, save_aggregator, save_json
+from mer_live.train.splits import train_val_split
+from mer_live.train.sssl import NAIVE_OVERRIDES, SegmentSet, TrainConfig, pick_device, predict, train
+from mer_live.train.synth import make_synth_corpus
+
+TASKS = ("valence", "arousal")
+METHODS = ("sssl", "naive", "clip")
+CLIP_SHIFT_FRAMES = 64  # clip baseline: random crops of the whole clip as augmentation
+
+
+@dataclass
+class Fitted:
+    """A trained segment model and its song-level aggregator."""
+
+    net: SegmentNet
+    aggregator: SongAggregator | None  # None for the clip-level baseline (one output per clip)
+    method: str
+    audio: AudioConfig
+    history: list[dict]
+    gmm_records: dict
+    val_indices: list[int]
+    clip_frames: int = 0
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MER_LIVE_CACHE", Path.home() / ".cache" / "mer-live" / "logmel"))
+
+
+def clip_labels(clips: list[Clip], indices: list[int]) -> np.ndarray:
+    return np.array([[clips[i].labels[t] for t in TASKS] for i in indices], dtype=np.int64)
+
+
+def method_config(method: str, cfg: TrainConfig) -> TrainConfig:
+    """The naive baseline is plain CE on inherited labels for every epoch (warm-up throughout)."""
+    if method == "naive":
+        return dataclasses.replace(cfg, warmup_epochs=cfg.epochs, **NAIVE_OVERRIDES)
+    if method == "clip":
+        return dataclasses.replace(cfg, warmup_epochs=cfg.epochs, shift_frames=CLIP_SHIFT_FRAMES,
+                                   segments_per_epoch=0, **NAIVE_OVERRIDES)
+    return cfg
+
+
+def clip_segment_set(logmels: list[np.ndarray], labels: np.ndarray, frames: int) -> SegmentSet:
+    """One sample per clip: the first ``frames`` frames (random crops when augmenting)."""
+    return SegmentSet(logmels=logmels, labels=labels, frames=frames, hop_frames=1 << 30)
+
+
+def song_probabilities(fitted: Fitted, logmels: list[np.ndarray]) -> list[np.ndarray]:
+    """Per song, (segments, tasks) probability of "high" from the segment model."""
+    tasks = fitted.net.config.tasks
+    dummy = np.zeros((len(logmels), len(TASKS)), dtype=np.int64)
+    if fitted.method == "clip":
+        segments = clip_segment_set(logmels, dummy, fitted.clip_frames)
+    else:
+        segments = SegmentSet.from_clips(logmels, dummy, fitted.audio)
+    probs = predict(fitted.net.backbone, segments, tasks, torch.device("cpu"))
+    high = np.stack([probs[t][:, 1] for t in TASKS], axis=1)
+    return [high[segments.clip_of == c] for c in range(len(logmels))]
+
+
+def song_features(fitted: Fitted, logmels: list[np.ndarray], theta: float) -> np.ndarray:
+    return np.stack([segment_statistics(p, theta) for p in song_probabilities(fitted, logmels)])
+
+
+def fit(
+    clips: list[Clip],
+    logmels: dict[Path, np.ndarray],
+    indices: list[int],
+    audio: AudioConfig,
+    model_config: ModelConfig,
+    cfg: TrainConfig,
+    method: str = "sssl",
+    theta: float = 0.5,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    progress: Callable[[int, int], None] | None = None,
+) -> Fitted:
+    """Train on the songs ``indices`` (validation songs held out among them), fit the SVM."""
+    cfg = method_config(method, cfg)
+    train_idx, val_idx = train_val_split(indices, clips, cfg.val_fraction, cfg.seed)
+    mels = lambda idx: [logmels[clips[i].path] for i in idx]  # noqa: E731
+    if method == "clip":
+        frames = int(np.median([logmels[clips[i].path].shape[1] for i in indices]))
+        train_set = clip_segment_set(mels(train_idx), clip_labels(clips, train_idx), frames)
+        val_set = clip_segment_set(mels(val_idx), clip_labels(clips, val_idx), frames)
+    else:
+        frames = 0
+        train_set = SegmentSet.from_clips(mels(train_idx), clip_labels(clips, train_idx), audio)
+        val_set = SegmentSet.from_clips(mels(val_idx), clip_labels(clips, val_idx), audio)
+    net, history, gmm_records = train(train_set, val_set, audio, model_config, cfg, checkpoint, resume, log,
+                                      progress)
+    fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
+    if method != "clip":
+        features = song_features(fitted, mels(indices), theta)
+        fitted.aggregator = SongAggregator(list(TASKS), theta=theta, seed=cfg.seed).fit(
+            features, clip_labels(clips, indices))
+    return fitted
+
+
+def predict_songs(fitted: Fitted, logmels: list[np.ndarray], theta: float) -> dict[str, np.ndarray]:
+    """Song-level P(high) per task: {"svm": (songs, tasks), "mean": (songs, tasks)}."""
+    if fitted.method == "clip":
+        probs = np.concatenate(song_probabilities(fitted, logmels))
+        return {"clip": probs}
+    features = song_features(fitted, logmels, theta)
+    return {"svm": fitted.aggregator.predict_proba(features),
+            "mean": mean_probabilities(features, list(TASKS))}
+
+
+def verification_audio(clips: list[Clip], indices: list[int], audio: AudioConfig, count: int = 16
+                       ) -> np.ndarray:
+    """Real segments for the exporter's ONNX-vs-PyTorch check, from a few validation songs."""
+    segments = []
+    for i in indices:
+        try:
+            segments.extend(cut_segments(load_audio(clips[i].path, audio.sample_rate), audio)[::7])
+        except AudioError:
+            continue
+        if len(segments) >= count:
+            break
+    return np.stack(segments[:count]).astype(np.float32)
+
+
+def prepare_data(args, audio: AudioConfig, thresholds: dict[str, float] | None
+                 ) -> tuple[Dataset, list[Clip], dict[Path, np.ndarray]]:
+    """Load the dataset and every clip's cached log-mel; undecodable clips are reported and skipped."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True, soft_wrap=True)
+    root = args.root
+    if args.dataset == "synth":
+        root = Path(root or "runs/synth")
+        if not (root / "manifest.csv").is_file():
+            make_synth_corpus(root, args.synth_clips, seconds=args.synth_seconds, sr=audio.sample_rate,
+                              seed=args.seed, change_fraction=0.25)
+    if root is None:
+        raise MerLiveError(f"--root is required for --dataset {args.dataset}")
+    dataset = load_dataset(args.dataset, root, thresholds)
+    labeled = [c for c in dataset.clips if c.labels is not None and all(t in c.labels for t in TASKS)]
+    if len(labeled) < 8:
+        raise MerLiveError(f"{dataset.root}: only {len(labeled)} labeled clips found; training needs at least 8")
+    cache = LogMelCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir(), audio)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"log-mel cache ({len(labeled)} clips)", total=len(labeled))
+        logmels, failures = cache.build(labeled, workers=args.workers,
+                                        progress=lambda done, total: bar.update(task, completed=done))
+    for path, reason in failures:
+        console.print(f"[yellow]skipped[/] {path}: {reason}")
+    clips = [c for c in labeled if c.path in logmels]
+    console.log(f"{dataset.name}: {len(clips)} clips ({len(failures)} skipped, {len(dataset.skipped)} annotated "
+                f"without audio); binarization {dataset.binarization}")
+    return dataset, clips, logmels
+
+
+def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelConfig, dataset: Dataset,
+              clips: list[Clip], logmels: dict[Path, np.ndarray]) -> Path:
+    """`mer-live train`: fit on every clip and leave a complete run directory."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mer_live.train import plots
+
+    console = Console(stderr=True, soft_wrap=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    device = pick_device(cfg.device)
+    console.log(f"training {model_config.arch} ({args.method}) on {device.type}; "
+                f"segments {audio.effective_segment_seconds:.3f} s every {audio.effective_hop_seconds:.3f} s")
+    song_seconds = float(np.median([m.shape[1] for m in logmels.values()]) * audio.hop_length / audio.sample_rate)
+    config = {
+        "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(),
+        "method": args.method,
+        "dataset": {"name": dataset.name, "root": str(dataset.root), "clips": len(clips),
+                    "binarization": dataset.binarization},
+        "aggregator": {"theta": args.theta, "song_seconds": round(song_seconds, 2), "tasks": list(TASKS)},
+        "device": device.type,
+    }
+    save_json(out / CONFIG, config)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("epoch steps", total=1)
+        fitted = fit(clips, logmels, list(range(len(clips))), audio, model_config, cfg, args.method, args.theta,
+                     checkpoint=out / CHECKPOINT, resume=args.resume, log=console.log,
+                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if fitted.aggregator is None:
+        raise MerLiveError("the clip-level baseline has no song aggregator to export; use it with `evaluate`")
+    save_aggregator(out / AGGREGATOR, fitted.aggregator)
+    val_mels = [logmels[clips[i].path] for i in fitted.val_indices]
+    val_features = song_features(fitted, val_mels, args.theta)
+    np.save(out / "verify_features.npy", val_features)
+    np.save(out / "verify_audio.npy", verification_audio(clips, fitted.val_indices, audio))
+    val_pred = fitted.aggregator.predict_proba(val_features) > 0.5
+    val_true = clip_labels(clips, fitted.val_indices)
+    metrics = {
+        "history": fitted.history,
+        "best_epoch": max(fitted.history, key=lambda r: r.get("val_song_acc", 0))["epoch"],
+        "aggregator_best_params": fitted.aggregator.best_params,
+        "validation_songs": len(fitted.val_indices),
+        "validation_svm_acc_note": "SVM fit on all songs including these; optimistic",
+        "validation_svm_acc": {t: float((val_pred[:, k] == val_true[:, k]).mean()) for k, t in enumerate(TASKS)},
+    }
+    save_json(out / METRICS, metrics)
+    plots.training_curves(fitted.history, list(TASKS), out / "plots" / "training_curves.png")
+    if fitted.gmm_records:
+        for t in TASKS:
+            plots.gmm_separation(fitted.gmm_records, t, out / "plots" / f"gmm_{t}.png")
+    console.log(f"run written to {out}")
+    return out
