@@ -1,27 +1,139 @@
-"""Arguments of live monitoring (`mer-live --mic`, `--file`) and `mer-live label`."""
+"""Arguments of live monitoring (`mer-live --mic`, `--file`, `--demo`) and `mer-live label`.
+
+Only argparse loads here; ONNX Runtime, rich and sounddevice are imported when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import threading
 
 from mer_live.errors import MerLiveError
+
+PROVIDERS = ("auto", "cpu", "cuda")
+AGGREGATORS = ("onnx", "pickle")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="BUNDLE", help="model bundle directory (default: the packaged model)")
+    parser.add_argument("--provider", choices=PROVIDERS, default="auto",
+                        help="ONNX Runtime provider: auto uses CUDA when this onnxruntime has it, else the CPU "
+                             "(the provider actually used is reported)")
+    parser.add_argument("--aggregator", choices=AGGREGATORS, default="onnx",
+                        help="song-level model: the ONNX graph (default) or the bundle's pickled scikit-learn "
+                             "model (same numbers; needs scikit-learn)")
 
 
 def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--mic", action="store_true", help="monitor the microphone live")
     source.add_argument("--file", metavar="PATH", help="monitor an audio file streamed at real-time pace")
-    parser.add_argument("--model", metavar="BUNDLE", help="model bundle directory (default: the packaged model)")
+    source.add_argument("--demo", action="store_true",
+                        help="the microphone if there is one, else a generated 60 s demo (bright major, "
+                             "then slow minor)")
+    _common(parser)
+    parser.add_argument("--device", metavar="D", help="input device index or unique part of its name (with --mic)")
+    parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
+    parser.add_argument("--fast", action="store_true", help="with --file: stream as fast as possible, not in real time")
+    parser.add_argument("--jsonl", action="store_true",
+                        help="print one JSON object per segment instead of the dashboard (the default when "
+                             "stdout is not a terminal): t (s of audio), segment and song valence/arousal as "
+                             "P(high) on 0-1, labels, quadrant, latency_ms")
+    parser.add_argument("--horizon", type=_positive, metavar="SECONDS",
+                        help="song horizon: the song estimate uses the segments of the last SECONDS "
+                             "(default: the clip length the aggregator was trained on)")
+    parser.add_argument("--duration", type=_positive, metavar="SECONDS",
+                        help="stop after SECONDS of audio")
+    parser.add_argument("--mode", choices=("incremental", "full"), default="incremental",
+                        help="incremental (default): compute each log-mel frame once and reuse it across "
+                             "overlapping segments; full: run the one-graph segment model on every window "
+                             "(the reference)")
 
 
 def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Label audio files with song-level valence and arousal (probability of high, 0-1), their labels and "
+        "the Russell quadrant (Q1 +V+A happy/excited, Q2 -V+A angry/tense, Q3 -V-A sad/depressed, "
+        "Q4 +V-A calm/relaxed). One row per file, in sorted path order; a file that cannot be read gets its "
+        "reason in the error column and the batch goes on. Exit status 1 when any file failed."
+    )
     parser.add_argument("paths", nargs="+", help="audio files or folders")
-    parser.add_argument("--model", metavar="BUNDLE", help="model bundle directory (default: the packaged model)")
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help="search folders recursively (symlinked folders are not followed)")
+    parser.add_argument("--glob", metavar="PATTERN", help="only files in folders whose name matches, e.g. '*.mp3'")
+    parser.add_argument("--out", metavar="FILE",
+                        help="write rows to FILE (atomically, rewritten every few seconds while running); "
+                             "format from the extension .csv/.jsonl/.json unless --format")
+    parser.add_argument("--format", choices=("csv", "jsonl", "json", "table"),
+                        help="output format (default: from --out's extension, else a table on a terminal and "
+                             "CSV when stdout is redirected)")
+    parser.add_argument("--segments", action="store_true",
+                        help="also output every segment's valence and arousal probabilities")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="decoding processes (default: number of CPUs, at most 4)")
+    parser.add_argument("--strict", action="store_true", help="stop at the first file that fails")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --out and skip those files (failed ones are retried)")
+    _common(parser)
+
+
+def _bundle(args: argparse.Namespace):
+    from mer_live.bundle import load_bundle
+
+    return load_bundle(args.model)
 
 
 def run_live(args: argparse.Namespace) -> int:
-    raise MerLiveError("live monitoring is not built yet (issue: realtime runner)")
+    if args.list_devices:
+        from mer_live.realtime.sources import describe_devices
+
+        print(describe_devices())
+        return 0
+    if not (args.mic or args.file or args.demo):
+        raise MerLiveError("choose a source: --mic, --file PATH or --demo (or `mer-live label PATH` for files)")
+    from mer_live.realtime import sources
+    from mer_live.realtime.engine import Engine
+    from mer_live.realtime.monitor import monitor
+    from mer_live.realtime.pipeline import Pipeline
+
+    bundle = _bundle(args)
+    rate = bundle.audio.sample_rate
+    stop = threading.Event()
+    mic = args.mic or (args.demo and sources.has_input_device())
+    if mic:
+        source = sources.MicSource(rate, args.device, stop)
+        name = f"microphone {source.name}"
+    elif args.file:
+        source = sources.FileSource(args.file, rate, fast=args.fast, stop=stop)
+        name = args.file
+    else:
+        from mer_live.realtime.demo import synthesize
+
+        print("mer-live: no microphone found; playing a generated demo (bright major, then slow minor)",
+              file=sys.stderr)
+        source = sources.ArraySource(synthesize(rate), rate, "generated demo", fast=args.fast, stop=stop)
+        name = source.name
+    engine = Engine(bundle, provider=args.provider, mode=args.mode, aggregator=args.aggregator)
+    engine.warm_up()
+    print(f"mer-live: model {bundle.path}, ONNX Runtime on {engine.provider}", file=sys.stderr)
+    # A file is one song; a live input is a stream of songs separated by silence.
+    pipeline = Pipeline(engine, horizon=args.horizon, silence_reset=not args.file)
+    return monitor(pipeline, source, name, stop, jsonl=args.jsonl, duration=args.duration)
 
 
 def run_label(args: argparse.Namespace) -> int:
-    raise MerLiveError("`mer-live label` is not built yet (issue: realtime runner)")
+    from mer_live.realtime.label import label_files
+
+    if args.workers is not None and args.workers < 0:
+        raise MerLiveError("--workers must be 0 or more")
+    return label_files(_bundle(args), args.paths, recursive=args.recursive, pattern=args.glob, out=args.out,
+                       fmt=args.format, segments=args.segments, workers=args.workers, strict=args.strict,
+                       resume=args.resume, provider=args.provider, aggregator=args.aggregator)

@@ -1,0 +1,215 @@
+"""ONNX Runtime inference for streams and whole clips, reading only the bundle.
+
+The front end is most of the cost, so the streaming path never computes a log-mel frame twice:
+framing is uncentered and hop-aligned, so window k's frames are frames
+[k * hop_frames, k * hop_frames + segment_frames) of the stream's log-mel. The engine keeps the
+last window's frames, runs ``frontend.onnx`` only on the audio of the new frames (the new hop
+plus n_fft - hop_length samples of left context) and ``backbone.onnx`` on the window's frames.
+``segment.onnx`` (raw audio to probabilities, one graph) stays as the ``mode="full"`` reference.
+Whole clips (batch labeling) run the front end once over the clip and slice segment frames.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnxruntime as ort
+
+from mer_live.audio import pad_to_segment, segment_starts
+from mer_live.bundle import Bundle, load_aggregator_pickle
+from mer_live.config import AudioConfig
+from mer_live.errors import MerLiveError
+from mer_live.realtime.windower import Windows
+
+PROVIDERS = ("auto", "cpu", "cuda")
+MODES = ("incremental", "full")
+AGGREGATORS = ("onnx", "pickle")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+CHUNK_FRAMES = 4096  # front-end frames per run over a long clip (about 95 s at 22050 Hz / 512)
+
+# ORT logs a CUDA library load failure and a fallback warning itself; we report the provider once.
+ort.set_default_logger_severity(3)
+
+
+def default_threads() -> int:
+    """A small CNN on a CPU wants one or two threads; more only add contention."""
+    return 1 if (os.cpu_count() or 1) <= 2 else 2
+
+
+def open_session(path: os.PathLike | str, provider: str = "auto", threads: int | None = None
+                 ) -> ort.InferenceSession:
+    """An InferenceSession on CUDA when asked for (or available, for "auto"), else the CPU."""
+    if provider not in PROVIDERS:
+        raise MerLiveError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    available = ort.get_available_providers()
+    if provider == "cuda" and CUDA not in available:
+        raise MerLiveError("--provider cuda: this onnxruntime has no CUDA provider; install the gpu extra "
+                           "(onnxruntime-gpu, without onnxruntime) or use --provider cpu")
+    wanted = [CUDA, CPU] if provider == "cuda" or (provider == "auto" and CUDA in available) else [CPU]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+    except Exception as exc:  # ORT raises its own exception types; name the file in one line
+        raise MerLiveError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+    if provider == "cuda" and session.get_providers()[0] != CUDA:
+        raise MerLiveError("--provider cuda: CUDA could not be initialised (CUDA 12/13 and cuDNN 9 needed); "
+                           "use --provider cpu")
+    return session
+
+
+def provider_label(session: ort.InferenceSession) -> str:
+    return "CUDA" if session.get_providers()[0] == CUDA else "CPU"
+
+
+class Graph:
+    """One session with its single input and output names."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.input = session.get_inputs()[0].name
+        self.output = session.get_outputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output], {self.input: x})[0]
+
+
+def clip_logmel(frontend, config: AudioConfig, audio: np.ndarray) -> np.ndarray:
+    """(n_mels, frames) log-mel of every frame a clip's segments use, run in chunks of CHUNK_FRAMES.
+
+    ``frontend`` maps (1, samples) audio to (1, n_mels, frames); a clip shorter than one segment
+    is zero-padded to one, as ``audio.cut_segments`` does.
+    """
+    audio = pad_to_segment(np.asarray(audio, dtype=np.float32), config)
+    n_segments = len(segment_starts(len(audio), config))
+    n_frames = (n_segments - 1) * config.hop_frames + config.segment_frames
+    out = np.empty((config.n_mels, n_frames), np.float32)
+    for f0 in range(0, n_frames, CHUNK_FRAMES):
+        f1 = min(n_frames, f0 + CHUNK_FRAMES)
+        chunk = audio[f0 * config.hop_length : (f1 - 1) * config.hop_length + config.n_fft]
+        out[:, f0:f1] = frontend(chunk[None])[0]
+    return out
+
+
+class PickleAggregator:
+    """The bundle's pickled sklearn aggregator (``load_aggregator_pickle`` re-checks its hash)."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.model = load_aggregator_pickle(bundle)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(np.atleast_2d(features).astype(np.float64)), dtype=np.float32)
+
+
+class Engine:
+    """Segment probabilities for windows and clips, and song probabilities from statistics."""
+
+    def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None,
+                 mode: str = "incremental", aggregator: str = "onnx", max_batch: int = 16) -> None:
+        if mode not in MODES:
+            raise MerLiveError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if aggregator not in AGGREGATORS:
+            raise MerLiveError(f"unknown aggregator {aggregator!r}; choose one of {', '.join(AGGREGATORS)}")
+        self.bundle = bundle
+        self.config = config = bundle.audio
+        self.mode = mode
+        self.max_batch = max_batch
+        if mode == "full":
+            self.segment = Graph(open_session(bundle.file("segment.onnx"), provider, threads))
+            main = self.segment.session
+        else:
+            self.frontend = Graph(open_session(bundle.file("frontend.onnx"), provider, threads))
+            self.backbone = Graph(open_session(bundle.file("backbone.onnx"), provider, threads))
+            main = self.backbone.session
+        self.provider = provider_label(main)
+        if aggregator == "pickle":
+            self.aggregator = PickleAggregator(bundle)
+        else:
+            self.aggregator = Graph(open_session(bundle.file("aggregator.onnx"), "cpu", 1))
+        self.n_tasks = len(bundle.tasks)
+        # Frames a window shares with the next one, and the audio that yields a hop's new frames.
+        self.keep_frames = config.segment_frames - config.hop_frames
+        self.new_samples = (config.hop_frames - 1) * config.hop_length + config.n_fft
+        self._frames = np.zeros((config.n_mels, self.keep_frames + max_batch * config.hop_frames), np.float32)
+        self._batch = np.zeros((max_batch, config.n_mels, config.segment_frames), np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the cached frames (a new stream, or a gap in this one)."""
+        self._last_start: int | None = None
+
+    def warm_up(self) -> None:
+        """Run every graph once so first-run costs (allocations, cuDNN search) are not timed."""
+        c = self.config
+        if self.mode == "full":
+            self.segment(np.zeros((1, c.segment_samples), np.float32))
+        else:
+            self.frontend(np.zeros((1, c.segment_samples), np.float32))
+            self.frontend(np.zeros((1, self.new_samples), np.float32))
+            self.backbone(np.zeros((1, c.n_mels, c.segment_frames), np.float32))
+        self.song_probs(np.zeros((1, len(self.bundle.tasks) * 7)))
+
+    def process(self, windows: Windows) -> np.ndarray:
+        """(n, n_tasks) probabilities for consecutive stream windows, in their order."""
+        if len(windows) == 0:
+            return np.zeros((0, self.n_tasks), np.float32)
+        if self.mode == "full":
+            return self.segment(windows.audio)
+        parts = [self._incremental(windows.audio[i : i + self.max_batch], windows.starts[i : i + self.max_batch])
+                 for i in range(0, len(windows), self.max_batch)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _incremental(self, audio: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        c = self.config
+        keep, hop_f = self.keep_frames, c.hop_frames
+        contiguous = self._last_start is not None and np.array_equal(
+            starts, self._last_start + c.hop_samples * np.arange(1, len(starts) + 1))
+        n_done = 0
+        if not contiguous:  # first window (or after a gap): all its frames, then incremental again
+            self._batch[0] = self.frontend(audio[:1])[0]
+            self._frames[:, :keep] = self._batch[0, :, hop_f:]
+            n_done = 1
+        m = len(audio) - n_done
+        if m:
+            new = self._tail_frames(audio[n_done:])  # (m, n_mels, hop_frames)
+            self._frames[:, keep : keep + m * hop_f] = new.transpose(1, 0, 2).reshape(c.n_mels, m * hop_f)
+            for i in range(m):
+                self._batch[n_done + i] = self._frames[:, i * hop_f : i * hop_f + c.segment_frames]
+            self._frames[:, :keep] = self._frames[:, m * hop_f : m * hop_f + keep]
+        self._last_start = int(starts[-1])
+        return self.backbone(self._batch[: len(audio)])
+
+    def _tail_frames(self, audio: np.ndarray) -> np.ndarray:
+        """Log-mel of each window's last hop_frames frames, from its last new_samples samples."""
+        return self.frontend(np.ascontiguousarray(audio[:, -self.new_samples :]))
+
+    def window_probs(self, audio: np.ndarray) -> np.ndarray:
+        """The reference: ``segment.onnx`` on (n, segment_samples) windows, independent of state."""
+        if not hasattr(self, "segment"):
+            self.segment = Graph(open_session(self.bundle.file("segment.onnx"), "cpu", 1))
+        return self.segment(np.ascontiguousarray(audio, dtype=np.float32))
+
+    def clip_logmel(self, audio: np.ndarray) -> np.ndarray:
+        return clip_logmel(self.frontend, self.config, audio)
+
+    def clip_probs_from_logmel(self, logmel: np.ndarray) -> np.ndarray:
+        """(n_segments, n_tasks) segment probabilities from a clip's log-mel (see ``clip_logmel``)."""
+        c = self.config
+        n_segments = 1 + (logmel.shape[1] - c.segment_frames) // c.hop_frames
+        view = np.lib.stride_tricks.sliding_window_view(logmel, c.segment_frames, axis=1)[:, :: c.hop_frames]
+        segments = view[:, :n_segments].transpose(1, 0, 2)  # (n_segments, n_mels, segment_frames)
+        parts = [self.backbone(np.ascontiguousarray(segments[i : i + 64])) for i in range(0, n_segments, 64)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def clip_probs(self, audio: np.ndarray) -> np.ndarray:
+        """Segment probabilities of a whole clip (segments as ``audio.cut_segments``)."""
+        return self.clip_probs_from_logmel(self.clip_logmel(audio))
+
+    def song_probs(self, features: np.ndarray) -> np.ndarray:
+        """(n, n_features) song statistics -> (n, n_tasks) song-level P(high)."""
+        return self.aggregator(np.atleast_2d(features).astype(np.float32))

@@ -1,0 +1,142 @@
+"""The live pipeline: blocks in, one update per segment out.
+
+blocks -> Windower -> Engine (incremental front end, batched) -> RunningStatistics ->
+aggregator. Owns no threads and no I/O, so the file, microphone and demo sources, the JSONL
+writer and the dashboard all share it, and tests drive it directly with blocks of any size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mer_live.realtime.engine import Engine
+from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, horizon_segments, rms
+from mer_live.realtime.sources import Block
+from mer_live.realtime.windower import Windower, Windows
+from mer_live.stats import QUADRANTS, quadrant
+
+LATENCY_HISTORY = 1000
+
+
+def label(p: float) -> str:
+    """P(high) >= 0.5 reads as high."""
+    return "high" if p >= 0.5 else "low"
+
+
+@dataclass(frozen=True)
+class Update:
+    """One segment's result and the song estimate after it; probabilities are P(high) in 0-1."""
+
+    t: float  # seconds of audio at the segment's end
+    start: float  # seconds of audio at the segment's start
+    segment: dict[str, float]
+    song: dict[str, float]
+    segments: int  # segments the song estimate is based on
+    latency_ms: float  # from the arrival of the segment's last samples to this result
+    compute_ms: float
+
+    @property
+    def quadrant(self) -> str:
+        return quadrant(self.song["valence"] >= 0.5, self.song["arousal"] >= 0.5)
+
+    def to_json(self) -> dict:
+        song: dict = {k: round(v, 6) for k, v in self.song.items()}
+        for task in self.song:
+            song[f"{task}_label"] = label(self.song[task])
+        song.update(quadrant=self.quadrant, quadrant_name=QUADRANTS[self.quadrant], segments=self.segments)
+        return {
+            "t": round(self.t, 3),
+            "segment": {k: round(v, 6) for k, v in self.segment.items()},
+            "song": song,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+@dataclass
+class Meter:
+    """Input level of the latest block and counters the dashboard shows."""
+
+    level_db: float = -120.0
+    silent: bool = False
+    songs: int = 1
+    latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
+    computes: deque = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
+
+    def percentile(self, q: float, values: deque | None = None) -> float | None:
+        values = self.latencies if values is None else values
+        return float(np.percentile(values, q)) if values else None
+
+
+class Pipeline:
+    """Streams audio through the engine and keeps the running song estimate."""
+
+    def __init__(self, engine: Engine, horizon: float | None = None, silence_reset: bool = True,
+                 silence_seconds: float = 3.0) -> None:
+        self.engine = engine
+        self.config = engine.config
+        self.tasks = engine.bundle.tasks
+        for task in ("valence", "arousal"):
+            if task not in self.tasks:
+                raise ValueError(f"bundle tasks {self.tasks} lack {task}")
+        self.horizon = horizon if horizon is not None else engine.bundle.song_seconds
+        self.windower = Windower(self.config)
+        self.stats = RunningStatistics(len(self.tasks), horizon_segments(self.horizon, self.config),
+                                       engine.bundle.theta)
+        self.gate = SilenceGate(self.config.sample_rate, silence_seconds) if silence_reset else None
+        self.meter = Meter()
+        self.latest: Update | None = None
+
+    def new_song(self) -> None:
+        """Forget the song estimate (key `r`, or sustained silence); the stream itself goes on."""
+        self.stats.reset()
+        self.latest = None
+        self.meter.songs += 1
+
+    def feed(self, block: Block) -> list[Update]:
+        """Add a block; return an update for every segment it completed."""
+        samples = block.samples
+        if len(samples):
+            self.meter.level_db = dbfs(rms(samples))
+        if self.gate is not None:
+            if self.gate.push(samples) and len(self.stats):
+                self.new_song()
+            self.meter.silent = self.gate.silent
+        return self._run(self.windower.push(samples), block.arrival)
+
+    def finish(self) -> list[Update]:
+        """End of stream: a stream shorter than one segment still gets one (zero-padded) segment."""
+        return self._run(self.windower.flush(), time.perf_counter())
+
+    def _run(self, windows: Windows, arrival: float) -> list[Update]:
+        if len(windows) == 0 or (self.gate is not None and self.gate.silent):
+            return []
+        begin = time.perf_counter()
+        probs = self.engine.process(windows)
+        n_before = len(self.stats)
+        features = []
+        for row in probs:
+            self.stats.push(row)
+            features.append(self.stats.features())
+        song = self.engine.song_probs(np.stack(features))
+        done = time.perf_counter()
+        sr = self.config.sample_rate
+        updates = []
+        for i, start in enumerate(windows.starts):
+            update = Update(
+                t=(int(start) + self.config.segment_samples) / sr,
+                start=int(start) / sr,
+                segment=dict(zip(self.tasks, map(float, probs[i]))),
+                song=dict(zip(self.tasks, map(float, song[i]))),
+                segments=min(self.stats.capacity, n_before + i + 1),
+                latency_ms=(done - arrival) * 1e3,
+                compute_ms=(done - begin) * 1e3,
+            )
+            updates.append(update)
+        self.meter.latencies.append(updates[-1].latency_ms)
+        self.meter.computes.append(updates[-1].compute_ms)
+        self.latest = updates[-1]
+        return updates
