@@ -134,7 +134,7 @@ class Engine:
         self.n_tasks = len(bundle.tasks)
         # Frames a window shares with the next one, and the audio that yields a hop's new frames.
         self.keep_frames = config.segment_frames - config.hop_frames
-        self.new_samples = (config.hop_frames - 1) * config.hop_length + config.n_fft
+        self.tail_frames = config.segment_frames if mode == "full" else self._calibrate()
         self._frames = np.zeros((config.n_mels, self.keep_frames + max_batch * config.hop_frames), np.float32)
         self._batch = np.zeros((max_batch, config.n_mels, config.segment_frames), np.float32)
         self.reset()
@@ -150,7 +150,7 @@ class Engine:
             self.segment(np.zeros((1, c.segment_samples), np.float32))
         else:
             self.frontend(np.zeros((1, c.segment_samples), np.float32))
-            self.frontend(np.zeros((1, self.new_samples), np.float32))
+            self.frontend(np.zeros((1, self._samples(self.tail_frames)), np.float32))
             self.backbone(np.zeros((1, c.n_mels, c.segment_frames), np.float32))
         self.song_probs(np.zeros((1, len(self.bundle.tasks) * 7)))
 
@@ -185,8 +185,30 @@ class Engine:
         return self.backbone(self._batch[: len(audio)])
 
     def _tail_frames(self, audio: np.ndarray) -> np.ndarray:
-        """Log-mel of each window's last hop_frames frames, from its last new_samples samples."""
-        return self.frontend(np.ascontiguousarray(audio[:, -self.new_samples :]))
+        """Log-mel of each window's last hop_frames frames (computed with tail_frames of context)."""
+        out = self.frontend(np.ascontiguousarray(audio[:, -self._samples(self.tail_frames) :]))
+        return out[:, :, -self.config.hop_frames :]
+
+    def _samples(self, frames: int) -> int:
+        return (frames - 1) * self.config.hop_length + self.config.n_fft
+
+    def _calibrate(self) -> int:
+        """Fewest frames per front-end run whose last hop_frames equal the whole window's bit for bit.
+
+        A CPU kernel may pick another summation order for short inputs (MLAS did below ~66 frames
+        here), shifting near-floor log-mel bins by ~1e-4; running at least this many frames keeps
+        the incremental path identical to ``segment.onnx``. Costs a few front-end runs at start-up.
+        """
+        c = self.config
+        rng = np.random.default_rng(0)
+        t = np.arange(c.segment_samples) / c.sample_rate
+        window = (0.3 * np.sin(2 * np.pi * 440 * t) + 1e-3 * rng.standard_normal(len(t))).astype(np.float32)[None]
+        reference = self.frontend(window)[0, :, -c.hop_frames :]
+        step = max(1, c.hop_frames // 8)
+        for frames in range(c.hop_frames, c.segment_frames, step):
+            if np.array_equal(self.frontend(window[:, -self._samples(frames) :])[0, :, -c.hop_frames :], reference):
+                return frames
+        return c.segment_frames
 
     def window_probs(self, audio: np.ndarray) -> np.ndarray:
         """The reference: ``segment.onnx`` on (n, segment_samples) windows, independent of state."""
