@@ -1,0 +1,101 @@
+"""Bundles to measure: the packaged model where it fits, else exported untrained stand-ins.
+
+The packaged bundle has one segment length and one architecture, but the sweep needs 1-5 s for
+compact and VGG16. Compute does not depend on the weights, so a stand-in is a randomly
+initialised model of the same architecture put through the real exporter (``tests/bundles.py``
+makes the run; VGG16 swaps its checkpoint), giving the same ONNX graphs a trained model has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from mer_live.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
+
+
+def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path,
+                        help="measure this bundle (its own segment length and architecture) instead of the "
+                             "packaged model and stand-ins")
+    parser.add_argument("--bundle-cache", type=Path,
+                        help="keep exported stand-in bundles here and reuse them next time (default: a temporary "
+                             "folder, removed afterwards)")
+
+
+def arch_of(bundle: Bundle) -> str:
+    return str(bundle.manifest.get("model", {}).get("arch", "compact"))
+
+
+def packaged() -> Bundle | None:
+    """The packaged default bundle, or None when this checkout has none yet."""
+    return load_bundle() if (DEFAULT_BUNDLE / "bundle.json").is_file() else None
+
+
+def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:
+    """An exported, verified bundle of an untrained ``arch`` model for ``seconds``-long segments."""
+    out = workdir / f"{arch}-{seconds:g}s"
+    if (out / "bundle.json").is_file():
+        return load_bundle(out)
+    from mer_live.export.exporter import export_run
+    from tests.bundles import make_tiny_bundle, make_tiny_run
+
+    if arch == "compact":
+        return load_bundle(make_tiny_bundle(out, seconds))
+    import torch
+
+    from mer_live.config import AudioConfig
+    from mer_live.model import ModelConfig, SegmentNet
+    from mer_live.train import rundir
+
+    run = make_tiny_run(workdir / f"{arch}-{seconds:g}s-run", seconds)
+    config = json.loads((run / rundir.CONFIG).read_text())
+    config["model"]["arch"] = arch
+    rundir.save_json(run / rundir.CONFIG, config)
+    torch.manual_seed(0)
+    net = SegmentNet(AudioConfig.from_dict(config["audio"]), ModelConfig.from_dict(config["model"])).eval()
+    rundir.save_checkpoint(run / rundir.CHECKPOINT, {"model": net.state_dict(), "epoch": 0})
+    return load_bundle(export_run(run, out, log=lambda message: None))
+
+
+@contextlib.contextmanager
+def workdir(cache: Path | None) -> Iterator[Path]:
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        yield cache
+        return
+    with tempfile.TemporaryDirectory(prefix="mer-live-bench-") as tmp:
+        yield Path(tmp)
+
+
+def choose(args: argparse.Namespace, work: Path, lengths: list[float], archs: list[str]
+           ) -> dict[tuple[str, float], Bundle]:
+    """(arch, segment seconds) -> bundle: ``--bundle`` alone, else packaged where it fits, else stand-ins."""
+    if args.bundle is not None:
+        bundle = load_bundle(args.bundle)
+        return {(arch_of(bundle), bundle.audio.segment_seconds): bundle}
+    default = packaged()
+    chosen = {}
+    for arch in archs:
+        for seconds in lengths:
+            fits = default is not None and arch_of(default) == arch and default.audio.segment_seconds == seconds
+            chosen[(arch, seconds)] = default if fits else stand_in(work, seconds, arch)
+    return chosen
+
+
+def one(args: argparse.Namespace, work: Path, seconds: float = 3.0) -> Bundle:
+    """The bundle for benchmarks that use one model: ``--bundle``, the packaged one, or a stand-in."""
+    if args.bundle is not None:
+        return load_bundle(args.bundle)
+    return packaged() or stand_in(work, seconds)
+
+
+def describe(bundle: Bundle) -> str:
+    kind = "packaged" if bundle.path == DEFAULT_BUNDLE else (
+        "stand-in (untrained)" if bundle.manifest.get("training", {}).get("train", {}).get("epochs") == 0
+        else "bundle")
+    return f"{kind} {arch_of(bundle)} {bundle.audio.segment_seconds:g} s ({bundle.path})"

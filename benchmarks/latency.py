@@ -1,0 +1,293 @@
+"""Per-update compute latency across segment lengths: ONNX Runtime (incremental and one graph,
+1 and 2 threads) against PyTorch eager in the same run, CUDA with IOBinding where there is one.
+
+An update is what the live path does every hop: window the new hop, run the front end on it
+(incremental) or the whole window (one graph), the backbone, the running statistics and the
+aggregator. Each is timed through the real ``Pipeline``; the graphs are wrapped to split the
+time into parts. Algorithmic latency (a window must fill) is the segment length itself and is
+reported apart; the real-time factor is compute / hop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from benchmarks import bundles, common
+from mer_live.bundle import Bundle
+from mer_live.realtime.engine import CUDA, Engine, Graph, open_session
+from mer_live.realtime.pipeline import Pipeline
+from mer_live.realtime.sources import Block
+from mer_live.realtime.windower import Windows
+
+TARGET_P99_MS = 20.0
+RUNTIMES = ("ort-incremental", "ort-full", "torch-eager")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common.add_common_arguments(parser)
+    bundles.add_bundle_arguments(parser)
+    parser.add_argument("--lengths", default="1,2,3,4,5", help="segment lengths in seconds (comma list)")
+    parser.add_argument("--archs", default="compact,vgg16", help="architectures (comma list)")
+    parser.add_argument("--threads", default="1,2", help="CPU thread counts (comma list)")
+    parser.add_argument("--repeats", type=int, default=300, help="timed updates per configuration (compact)")
+    parser.add_argument("--vgg-repeats", type=int, default=60, help="timed updates per configuration (vgg16)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed updates first")
+
+
+class Timed:
+    """Wraps a graph (any callable) and adds its wall time to ``elapsed``."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.elapsed = fn, 0.0
+
+    def __call__(self, x):
+        t0 = time.perf_counter()
+        out = self.fn(x)
+        self.elapsed += time.perf_counter() - t0
+        return out
+
+
+class TorchEngine:
+    """Stands in for ``Engine`` in the pipeline: PyTorch eager SegmentNet on each window, the same
+    statistics and aggregator graph, so the two runtimes are timed through identical code."""
+
+    def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
+        import torch
+
+        from mer_live.model import ModelConfig, SegmentNet, SegmentProbabilities
+
+        self.torch, self.device = torch, torch.device(device)
+        self.bundle, self.config = bundle, bundle.audio
+        model_config = ModelConfig(arch=bundles.arch_of(bundle), tasks=dict(bundle.manifest["model"]["tasks"]))
+        net = SegmentNet(bundle.audio, model_config)
+        self.model = SegmentProbabilities(net, model_config.tasks).eval().to(self.device)
+        self.segment = self._forward
+        self.aggregator = Graph(open_session(bundle.file("aggregator.onnx"), "cpu", 1))
+        self.provider = "CUDA" if self.device.type == "cuda" else "CPU"
+
+    def _forward(self, audio: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(audio).to(self.device)).cpu().numpy()
+
+    def warm_up(self) -> None:
+        for _ in range(3):
+            self.segment(np.zeros((1, self.config.segment_samples), np.float32))
+
+    def process(self, windows: Windows) -> np.ndarray:
+        return self.segment(windows.audio)
+
+    def song_probs(self, features: np.ndarray) -> np.ndarray:
+        return self.aggregator(np.atleast_2d(features).astype(np.float32))
+
+
+PARTS = ("frontend", "backbone", "segment", "aggregator")
+
+
+def measure(engine, audio: np.ndarray, repeats: int, warmup: int) -> dict:
+    """Feed one hop at a time through a Pipeline; time each update and its graph parts."""
+    timers = {name: Timed(getattr(engine, name)) for name in PARTS if hasattr(engine, name)}
+    for name, timer in timers.items():
+        setattr(engine, name, timer)
+    pipeline = Pipeline(engine, silence_reset=False)
+    c = engine.config
+    pos = c.segment_samples - c.hop_samples
+    pipeline.feed(Block(audio[:pos], time.perf_counter()))
+    totals: list[float] = []
+    parts: dict[str, list[float]] = {name: [] for name in timers}
+    for i in range(warmup + repeats):
+        block = audio[pos : pos + c.hop_samples]
+        pos += c.hop_samples
+        for timer in timers.values():
+            timer.elapsed = 0.0
+        t0 = time.perf_counter()
+        updates = pipeline.feed(Block(block, t0))
+        elapsed = time.perf_counter() - t0
+        if len(updates) != 1:
+            raise RuntimeError(f"expected one update per hop, got {len(updates)}")
+        if i >= warmup:
+            totals.append(elapsed * 1e3)
+            for name, timer in timers.items():
+                parts[name].append(timer.elapsed * 1e3)
+    total = common.summarize(totals)
+    part_p50 = {name: common.summarize(v)["p50"] for name, v in parts.items()}
+    part_p50["other"] = round(total["p50"] - sum(part_p50.values()), 4)  # windowing, statistics, Python
+    return {"compute_ms": total, "parts_p50_ms": part_p50}
+
+
+def _row(bundle: Bundle, arch: str, runtime: str, threads: int | None, provider: str, result: dict) -> dict:
+    c = bundle.audio
+    return {"arch": arch, "segment_seconds": c.segment_seconds, "effective_segment_seconds":
+            round(c.effective_segment_seconds, 4), "hop_seconds": round(c.effective_hop_seconds, 4),
+            "algorithmic_latency_s": round(c.effective_segment_seconds, 4), "runtime": runtime,
+            "threads": threads, "provider": provider, **result,
+            "rtf_p99": round(result["compute_ms"]["p99"] / 1e3 / c.effective_hop_seconds, 5)}
+
+
+def cpu_rows(bundle: Bundle, arch: str, threads: int, audio: np.ndarray, repeats: int, warmup: int) -> list[dict]:
+    import torch
+
+    rows = []
+    for mode in ("incremental", "full"):
+        engine = Engine(bundle, provider="cpu", threads=threads, mode=mode)
+        engine.warm_up()
+        rows.append(_row(bundle, arch, f"ort-{mode}", threads, engine.provider,
+                         measure(engine, audio, repeats, warmup)))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        engine = TorchEngine(bundle)
+        engine.warm_up()
+        rows.append(_row(bundle, arch, "torch-eager", threads, "CPU", measure(engine, audio, repeats, warmup)))
+    finally:
+        torch.set_num_threads(previous)
+    return rows
+
+
+def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup: int) -> tuple[list[dict], str]:
+    """Live updates on ORT-CUDA and torch-CUDA, and batched backbone throughput with IOBinding."""
+    import onnxruntime as ort
+
+    rows, notes = [], []
+    if CUDA in ort.get_available_providers():
+        engine = Engine(bundle, provider="cuda", mode="incremental")
+        engine.warm_up()
+        rows.append(_row(bundle, arch, "ort-incremental", None, engine.provider,
+                         measure(engine, audio, repeats, warmup)))
+        rows.append(iobinding_row(bundle, arch, repeats))
+    else:
+        notes.append("onnxruntime has no CUDAExecutionProvider here")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            engine = TorchEngine(bundle, "cuda")
+            engine.warm_up()
+            rows.append(_row(bundle, arch, "torch-eager", None, "CUDA", measure(engine, audio, repeats, warmup)))
+        else:
+            notes.append("torch sees no CUDA GPU")
+    except ImportError:
+        notes.append("torch not installed")
+    return rows, "; ".join(notes)
+
+
+def iobinding_row(bundle: Bundle, arch: str, repeats: int, batch: int = 64) -> dict:
+    """backbone.onnx on a batch of log-mel segments already on the GPU (IOBinding, no host copies)."""
+    import onnxruntime as ort
+
+    c = bundle.audio
+    session = open_session(bundle.file("backbone.onnx"), "cuda")
+    x = np.random.default_rng(0).normal(-4, 4, (batch, c.n_mels, c.segment_frames)).astype(np.float32)
+    binding = session.io_binding()
+    binding.bind_ortvalue_input("logmel", ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+    binding.bind_output("probs", "cuda")
+    times = []
+    for i in range(10 + repeats):
+        t0 = time.perf_counter()
+        session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        if i >= 10:
+            times.append((time.perf_counter() - t0) * 1e3)
+    result = {"compute_ms": common.summarize(times), "parts_p50_ms": {},
+              "batch": batch, "segments_per_s": round(batch / (np.median(times) / 1e3), 1)}
+    return _row(bundle, arch, f"ort-iobinding-batch{batch}", None, "CUDA", result)
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """PyTorch eager p50 / ORT p50 for each (arch, length, threads) on the CPU."""
+    index = {(r["arch"], r["segment_seconds"], r["threads"], r["runtime"]): r for r in rows if r["provider"] == "CPU"}
+    out = []
+    for (arch, seconds, threads, runtime), row in index.items():
+        if runtime != "torch-eager":
+            continue
+        torch_p50 = row["compute_ms"]["p50"]
+        entry = {"arch": arch, "segment_seconds": seconds, "threads": threads}
+        for ort_runtime in ("ort-incremental", "ort-full"):
+            other = index.get((arch, seconds, threads, ort_runtime))
+            if other:
+                entry[f"torch_over_{ort_runtime.replace('-', '_')}"] = round(torch_p50 / other["compute_ms"]["p50"], 2)
+        out.append(entry)
+    return out
+
+
+def print_table(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title="per-update compute latency (ms); algorithmic latency = segment length")
+    for col in ("arch", "seg s", "runtime", "thr", "prov", "p50", "p95", "p99", "RTF p99",
+                "front end", "backbone/graph", "aggregator", "other"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        m, p = r["compute_ms"], r["parts_p50_ms"]
+        graph = p.get("backbone", p.get("segment"))
+        table.add_row(r["arch"], f"{r['segment_seconds']:g}", r["runtime"], str(r["threads"] or "-"), r["provider"],
+                      common.fmt(m["p50"], 2), common.fmt(m["p95"], 2), common.fmt(m["p99"], 2),
+                      f"{r['rtf_p99']:.4f}", common.fmt(p.get("frontend"), 2), common.fmt(graph, 2),
+                      common.fmt(p.get("aggregator"), 2), common.fmt(p.get("other"), 2))
+    common.console.print(table)
+
+
+def plot(rows: list[dict], path) -> None:
+    archs = sorted({r["arch"] for r in rows})
+    fig, axes = common.figure(1, len(archs), figsize=(6 * len(archs), 4.2), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        series: dict[str, list[dict]] = {}
+        for r in rows:
+            if r["arch"] == arch and "batch" not in r:
+                series.setdefault(f"{r['runtime']} {r['provider']}" + (f" {r['threads']}t" if r["threads"] else ""),
+                                  []).append(r)
+        for name, points in sorted(series.items()):
+            points.sort(key=lambda r: r["segment_seconds"])
+            x = [r["segment_seconds"] for r in points]
+            line, = ax.plot(x, [r["compute_ms"]["p50"] for r in points], marker="o", label=f"{name} p50")
+            ax.plot(x, [r["compute_ms"]["p99"] for r in points], ls="--", color=line.get_color(), alpha=0.6)
+        ax.axhline(TARGET_P99_MS, color="red", lw=0.8, ls=":", label=f"target p99 {TARGET_P99_MS:g} ms")
+        ax.set(title=f"{arch}: per-update compute (dashed: p99)", xlabel="segment length (s) = algorithmic latency",
+               ylabel="ms per update (hop 1 s)", yscale="log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    common.save_figure(fig, path)
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    lengths = [float(s) for s in args.lengths.split(",")]
+    archs = args.archs.split(",")
+    threads = [int(s) for s in args.threads.split(",")]
+    repeats, vgg_repeats, warmup = args.repeats, args.vgg_repeats, args.warmup
+    if args.quick:
+        lengths, archs, threads, repeats, vgg_repeats, warmup = lengths[:2], archs[:1], threads[:1], 10, 5, 2
+    rows: list[dict] = []
+    gpu_note = ""
+    with bundles.workdir(args.bundle_cache) as work:
+        chosen = bundles.choose(args, work, lengths, archs)
+        for (arch, seconds), bundle in sorted(chosen.items()):
+            n = vgg_repeats if arch == "vgg16" else repeats
+            c = bundle.audio
+            audio = common.music(c.effective_segment_seconds + (n + warmup + 2) * c.effective_hop_seconds,
+                                 c.sample_rate)
+            common.console.print(f"[{arch} {seconds:g} s] {bundles.describe(bundle)}", highlight=False)
+            for t in threads:
+                rows += cpu_rows(bundle, arch, t, audio, n, warmup)
+            gpu, gpu_note = cuda_rows(bundle, arch, audio, n, warmup)
+            rows += gpu
+    print_table(rows)
+    ratio_rows = ratios(rows)
+    for r in ratio_rows:
+        common.console.print(f"PyTorch eager / ORT ({r['arch']} {r['segment_seconds']:g} s, {r['threads']} thread): "
+                             f"incremental x{r.get('torch_over_ort_incremental')}, one graph "
+                             f"x{r.get('torch_over_ort_full')}", highlight=False)
+    default_threads = min(threads)
+    target = [r for r in rows if r["arch"] == "compact" and r["runtime"] == "ort-incremental"
+              and r["threads"] == default_threads]
+    met = bool(target) and all(r["compute_ms"]["p99"] <= TARGET_P99_MS for r in target)
+    plot(rows, args.results_dir / "latency.png")
+    common.write_result(args.results_dir, "latency", argv, {
+        "what": "per-update compute of the live path (window + front end + backbone + statistics + aggregator) "
+                "per hop; algorithmic latency = segment length; RTF = compute / hop",
+        "repeats": {"compact": repeats, "vgg16": vgg_repeats, "warmup": warmup},
+        "target": {"compact_ort_incremental_p99_ms": TARGET_P99_MS, "threads": default_threads, "met": met},
+        "gpu": gpu_note or "measured", "rows": rows, "ratios": ratio_rows,
+    })
+    return 0
