@@ -27,7 +27,7 @@ def test_running_statistics_equal_offline_including_eviction(capacity):
 def test_running_statistics_property(values, capacity):
     probs = np.array(values, np.float32).reshape(-1, 1)
     running = RunningStatistics(1, capacity, theta=0.5)
-    for i, row in enumerate(probs):
+    for row in probs:
         running.push(row)
     np.testing.assert_array_equal(running.features(), segment_statistics(probs[-capacity:], 0.5))
 

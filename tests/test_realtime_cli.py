@@ -1,0 +1,89 @@
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+from rich.console import Console
+
+from mer_live.realtime.demo import synthesize
+from mer_live.realtime.engine import Engine
+from mer_live.realtime.monitor import Dashboard, run
+from mer_live.realtime.pipeline import Pipeline
+from mer_live.realtime.sources import ArraySource, Block
+from mer_live.stats import QUADRANTS
+from tests.conftest import REPO
+from tests.realtime_helpers import music_wav, tiny_bundle
+
+
+def mer_live(*args):
+    return subprocess.run([sys.executable, "-m", "mer_live", *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+
+
+def test_jsonl_updates_on_a_file():
+    result = mer_live("--file", music_wav(), "--fast", "--jsonl", "--model", tiny_bundle().path)
+    assert result.returncode == 0, result.stderr
+    updates = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(updates) == 11
+    assert [u["song"]["segments"] for u in updates] == list(range(1, 12))
+    assert all(b["t"] > a["t"] for a, b in zip(updates, updates[1:]))
+    last = updates[-1]
+    assert set(last["segment"]) == {"valence", "arousal"}
+    assert last["song"]["quadrant_name"] == QUADRANTS[last["song"]["quadrant"]]
+    assert last["song"]["valence_label"] in ("high", "low") and last["latency_ms"] >= 0
+    assert "ONNX Runtime on CPU" in result.stderr and "song estimate" in result.stderr
+
+
+def test_piped_output_is_jsonl_and_duration_stops_early():
+    result = mer_live("--file", music_wav(), "--fast", "--duration", "6", "--model", tiny_bundle().path)
+    assert result.returncode == 0, result.stderr
+    updates = [json.loads(line) for line in result.stdout.splitlines()]
+    assert 1 <= len(updates) <= 4 and updates[-1]["t"] <= 6.1
+
+
+def test_demo_without_a_microphone_plays_the_generated_stream():
+    result = mer_live("--demo", "--fast", "--duration", "8", "--model", tiny_bundle().path)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) >= 5
+
+
+def test_user_errors_and_device_list():
+    result = mer_live("--model", tiny_bundle().path)
+    assert result.returncode == 2 and result.stderr.startswith("mer-live: error: choose a source")
+    missing = mer_live("--file", "/no/such.wav", "--fast", "--model", tiny_bundle().path)
+    assert missing.returncode == 2 and "file not found" in missing.stderr and "Traceback" not in missing.stderr
+    devices = mer_live("--list-devices")
+    assert devices.returncode in (0, 2) and "Traceback" not in devices.stderr
+
+
+def test_silence_starts_a_new_song_and_reset_key_path():
+    bundle = tiny_bundle()
+    sr = bundle.audio.sample_rate
+    pipeline = Pipeline(Engine(bundle, provider="cpu"), silence_reset=True, silence_seconds=2.0)
+    audio = synthesize(sr, seconds=20.0, pause=4.0)
+    updates = []
+    for i in range(0, len(audio), 2048):
+        updates += pipeline.feed(Block(audio[i : i + 2048], time.perf_counter()))
+    counts = [u.segments for u in updates]
+    assert pipeline.meter.songs == 2
+    assert counts.index(1, 1) > 0  # the count restarted after the pause
+    pipeline.new_song()
+    assert len(pipeline.stats) == 0 and pipeline.latest is None
+
+
+def test_dashboard_renders_every_state():
+    bundle = tiny_bundle()
+    sr = bundle.audio.sample_rate
+    pipeline = Pipeline(Engine(bundle, provider="cpu"))
+    source = ArraySource(synthesize(sr, seconds=6.0, pause=0.5), sr, "test", fast=True)
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    dashboard = Dashboard(console, "test", source)
+    console.print(dashboard.render(pipeline))  # before any estimate
+    run(pipeline, source, dashboard, threading.Event(), duration=None)
+    console.print(dashboard.render(pipeline))
+    text = console.file.getvalue()
+    assert "listening" in text and "quadrant" in text and "latency p50" in text
+    assert np.isfinite(pipeline.meter.percentile(95))
