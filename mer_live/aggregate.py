@@ -6,6 +6,8 @@ aggregator (what Essentia and Music2Emo do) sits beside it so the SVM has to ear
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -43,7 +45,11 @@ class SongAggregator:
                 cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed),
                 scoring="accuracy",
             )
-            search.fit(features, y)
+            with warnings.catch_warnings():
+                # SVC(probability=True) is deprecated from scikit-learn 1.9 (removal planned for 1.11); the
+                # exported aggregator.onnx reproduces its Platt + pairwise-coupling output exactly.
+                warnings.simplefilter("ignore", FutureWarning)
+                search.fit(features, y)
             self.models[task] = search.best_estimator_
             self.best_params[task] = {k.removeprefix("svc__"): v for k, v in search.best_params_.items()}
         return self

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 # DivideMix's settings [DivideMix repo]
@@ -21,7 +24,9 @@ def normalise_losses(losses: np.ndarray) -> np.ndarray:
 def fit_loss_gmm(normalised: np.ndarray, seed: int = 0) -> GaussianMixture:
     gmm = GaussianMixture(n_components=2, max_iter=GMM_MAX_ITER, tol=GMM_TOL, reg_covar=GMM_REG_COVAR,
                           random_state=seed)
-    return gmm.fit(normalised.reshape(-1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 10 EM steps by design (DivideMix)
+        return gmm.fit(normalised.reshape(-1, 1))
 
 
 def clean_probability(losses: np.ndarray, seed: int = 0) -> tuple[np.ndarray, GaussianMixture, np.ndarray]:

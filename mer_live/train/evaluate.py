@@ -73,7 +73,9 @@ def cross_validate(
             for k, (train_idx, test_idx) in enumerate(folds):
                 log(f"[{seconds:g} s] {method}: fold {k + 1}/{len(folds)} "
                     f"({len(train_idx)} training songs, {len(test_idx)} test songs)")
-                fitted = fit(clips, logmels, train_idx, seg_audio, model_config, cfg, method, theta,
+                # only the training songs' log-mels go in: held-out songs cannot reach the model, GMM or SVM
+                train_mels = {clips[i].path: logmels[clips[i].path] for i in train_idx}
+                fitted = fit(clips, train_mels, train_idx, seg_audio, model_config, cfg, method, theta,
                              log=lambda line: log("    " + line))
                 preds = predict_songs(fitted, [logmels[clips[i].path] for i in test_idx], theta)
                 truth = clip_labels(clips, test_idx)

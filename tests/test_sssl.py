@@ -1,0 +1,112 @@
+"""The SSSL loop on real (generated) audio: learning, the GMM division, splits, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from mer_live.config import AudioConfig
+from mer_live.errors import MerLiveError
+from mer_live.model import ModelConfig
+from mer_live.train.cache import LogMelCache
+from mer_live.train.datasets import load_dataset
+from mer_live.train.evaluate import song_metrics
+from mer_live.train.splits import song_folds
+from mer_live.train.sssl import SegmentSet, TrainConfig, divide, train
+from mer_live.train.synth import make_synth_corpus
+from mer_live.train.trainer import clip_labels, fit, predict_songs
+
+AUDIO = AudioConfig(segment_seconds=2.0)
+MODEL = ModelConfig(arch="compact")
+FAST = TrainConfig(epochs=6, warmup_epochs=3, batch_size=32, lr=2e-3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """64 generated 8 s clips (16 per quadrant) with their cached log-mels."""
+    root = tmp_path_factory.mktemp("synth")
+    make_synth_corpus(root, 64, seconds=8.0, sr=AUDIO.sample_rate, seed=3)
+    dataset = load_dataset("synth", root)
+    torch.set_num_threads(2)
+    logmels, failures = LogMelCache(root / "cache", AUDIO).build(dataset.clips)
+    assert not failures
+    return dataset.clips, logmels
+
+
+def test_sssl_learns_well_above_chance_on_held_out_songs(synth):
+    clips, logmels = synth
+    train_idx, test_idx = song_folds(clips, 4, seed=0)[0]
+    train_mels = {clips[i].path: logmels[clips[i].path] for i in train_idx}  # held-out songs absent
+    fitted = fit(clips, train_mels, train_idx, AUDIO, MODEL, FAST, "sssl", log=lambda s: None)
+    preds = predict_songs(fitted, [logmels[clips[i].path] for i in test_idx], 0.5)
+    metrics = song_metrics(clip_labels(clips, test_idx), preds["svm"])
+    assert metrics["arousal_acc"] >= 0.8
+    assert (metrics["valence_acc"] + metrics["arousal_acc"]) / 2 >= 0.65
+    assert fitted.history[-1]["phase"] == "sssl" and 0 < fitted.history[-1]["clean_arousal"] <= 1
+
+
+def test_gmm_gives_planted_noisy_segments_lower_clean_probability(synth):
+    clips, logmels = synth
+    rng = np.random.default_rng(0)
+    labels = clip_labels(clips, list(range(len(clips))))
+    flipped = rng.permutation(len(clips))[: len(clips) // 4]
+    noisy = labels.copy()
+    noisy[flipped, 1] ^= 1  # plant arousal label noise on a quarter of the clips
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips], noisy, AUDIO)
+    cfg = dataclasses.replace(FAST, epochs=4, warmup_epochs=4)
+    net, _, _ = train(segments, segments, AUDIO, MODEL, cfg, log=lambda s: None)
+    clean, record = divide(net.backbone, segments, MODEL.tasks, torch.device("cpu"), seed=0)
+    is_noisy = np.isin(segments.clip_of, flipped)
+    auc = roc_auc_score(~is_noisy, clean[:, 1])
+    assert auc > 0.8, auc
+    assert set(record) == {"valence", "arousal"}
+
+
+def test_held_out_songs_never_reach_training(synth):
+    clips, logmels = synth
+    for train_idx, test_idx in song_folds(clips, 4, seed=1):
+        assert not {clips[i].song_id for i in train_idx} & {clips[i].song_id for i in test_idx}
+    train_idx, test_idx = song_folds(clips, 4, seed=1)[0]
+    only_train = {clips[i].path: logmels[clips[i].path] for i in train_idx}
+    with pytest.raises(KeyError):  # fit touches nothing but the songs it is given
+        fit(clips, only_train, train_idx + test_idx[:1], AUDIO, MODEL,
+            dataclasses.replace(FAST, epochs=1, warmup_epochs=1), "sssl", log=lambda s: None)
+
+
+def test_checkpoint_resume_and_reproducibility(synth, tmp_path: Path):
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))),
+                                     AUDIO)
+    cfg = dataclasses.replace(FAST, epochs=3, warmup_epochs=1, segments_per_epoch=64)
+    ckpt = tmp_path / "checkpoint.pt"
+    full, history, _ = train(segments, segments, AUDIO, MODEL, cfg, log=lambda s: None)
+    again, _, _ = train(segments, segments, AUDIO, MODEL, cfg, log=lambda s: None)
+    for a, b in zip(full.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)  # seeded CPU training is reproducible
+    train(segments, segments, AUDIO, MODEL, dataclasses.replace(cfg, epochs=2), checkpoint=ckpt, log=lambda s: None)
+    lines: list[str] = []
+    resumed, resumed_history, _ = train(segments, segments, AUDIO, MODEL, cfg, checkpoint=ckpt, resume=True,
+                                        log=lines.append)
+    assert any("resumed" in line for line in lines)
+    assert [r["epoch"] for r in resumed_history] == [1, 2, 3]
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth, tmp_path: Path):
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:8]], clip_labels(clips, list(range(8))), AUDIO)
+    ckpt = tmp_path / "checkpoint.pt"
+    cfg = dataclasses.replace(FAST, epochs=1, warmup_epochs=1, segments_per_epoch=64)
+    train(segments, segments, AUDIO, MODEL, cfg, checkpoint=ckpt, log=lambda s: None)
+    good = ckpt.read_bytes()
+    segments.logmels[0][:] = np.nan
+    with pytest.raises(MerLiveError, match="non-finite loss"):
+        train(segments, segments, AUDIO, MODEL, dataclasses.replace(cfg, epochs=2), checkpoint=ckpt, resume=True,
+              log=lambda s: None)
+    assert ckpt.read_bytes() == good
