@@ -1,0 +1,81 @@
+"""A peer: labeling as one would write it with librosa and ONNX Runtime, without mer-live's runtime.
+
+librosa.load (decode + resample) and librosa.feature.melspectrogram with the bundle's settings
+(uncentered, Slaney mels, natural log), then the bundle's backbone.onnx on the segments, the
+shared segment statistics and aggregator.onnx. Decoding and the mel run in worker processes,
+as mer-live's do, so the comparison is of the pipelines and not of the parallelism. Runs in the
+peers' venv (``benchmarks/peers.py``) with the repository on PYTHONPATH for mer_live.stats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import librosa
+import numpy as np
+import onnxruntime as ort
+
+from mer_live.config import AudioConfig
+from mer_live.stats import segment_statistics
+
+_config: AudioConfig | None = None
+
+
+def _init(config_json: str) -> None:
+    global _config
+    _config = AudioConfig.from_json(config_json)
+
+
+def logmel(path: str) -> tuple[str, np.ndarray, float]:
+    c = _config
+    y, _ = librosa.load(path, sr=c.sample_rate, mono=True)
+    duration = len(y) / c.sample_rate
+    if len(y) < c.segment_samples:
+        y = np.pad(y, (0, c.segment_samples - len(y)))
+    mel = librosa.feature.melspectrogram(y=y, sr=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length,
+                                         n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax, center=False, power=2.0)
+    return path, np.log(np.maximum(mel, c.log_floor)).astype(np.float32), duration
+
+
+def session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args()
+    manifest = json.loads((args.bundle / "bundle.json").read_text())
+    config = AudioConfig.from_dict(manifest["audio"])
+    tasks, theta = manifest["tasks"], float(manifest["aggregator"]["theta"])
+    backbone, aggregator = session(args.bundle / "backbone.onnx"), session(args.bundle / "aggregator.onnx")
+    rows = []
+    with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(config.to_json(),)) as pool:
+        for path, mel, duration in pool.map(logmel, args.files, chunksize=2):
+            n = 1 + (mel.shape[1] - config.segment_frames) // config.hop_frames
+            segments = np.stack([mel[:, i * config.hop_frames : i * config.hop_frames + config.segment_frames]
+                                 for i in range(n)])
+            probs = np.concatenate([backbone.run(None, {"logmel": segments[i : i + 64]})[0] for i in range(0, n, 64)])
+            features = segment_statistics(probs, theta)[None].astype(np.float32)
+            song = aggregator.run(None, {"features": features})[0][0]
+            rows.append({"path": path, "duration_s": round(duration, 3), "segments": n,
+                         **{task: round(float(p), 6) for task, p in zip(tasks, song)}})
+    with open(args.out, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
