@@ -22,9 +22,9 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="measure this bundle (its own segment length and architecture) instead of the "
                              "packaged model and stand-ins")
-    parser.add_argument("--bundle-cache", type=Path,
-                        help="keep exported stand-in bundles here and reuse them next time (default: a temporary "
-                             "folder, removed afterwards)")
+    parser.add_argument("--cache", type=Path,
+                        help="keep exported stand-in bundles and generated audio here and reuse them next time "
+                             "(default: a temporary folder, removed afterwards)")
 
 
 def arch_of(bundle: Bundle) -> str:

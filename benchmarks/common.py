@@ -212,13 +212,23 @@ def music(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
     return np.clip(out, -1.0, 1.0)
 
 
+def cached_music(folder: Path, seconds: float, sr: int = 44100, channels: int = 2, suffix: str = ".mp3") -> Path:
+    """Generated music in ``folder``, written once per length and format and reused after."""
+    path = folder / f"music-{seconds:g}s-{sr}-{channels}ch{suffix}"
+    if not path.is_file():
+        tmp = path.with_name(".tmp-" + path.name)
+        os.replace(write_music(tmp, seconds, sr, channels), path)
+    return path
+
+
 def write_music(path: Path, seconds: float, sr: int, channels: int = 1, chunk_seconds: float = 60.0) -> Path:
     """Write generated music to ``path`` (format from the extension) in chunks: an hour never sits
     in memory."""
     import soundfile as sf
 
     subtype = "MPEG_LAYER_III" if path.suffix.lower() == ".mp3" else "PCM_16"
-    with sf.SoundFile(str(path), "w", samplerate=sr, channels=channels, subtype=subtype) as f:
+    kind = "MP3" if subtype == "MPEG_LAYER_III" else "WAV"
+    with sf.SoundFile(str(path), "w", format=kind, samplerate=sr, channels=channels, subtype=subtype) as f:
         done, k = 0.0, 0
         while done < seconds:
             part = music(min(chunk_seconds, seconds - done), sr, seed=k)

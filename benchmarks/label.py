@@ -114,9 +114,9 @@ def run_pipelines(files: list[str], bundle, tmp: Path, workers: int | None, with
     return rows, note, audio_s
 
 
-def long_file(bundle, tmp: Path, minutes: float) -> dict:
+def long_file(bundle, work: Path, minutes: float) -> dict:
     """Peak memory while labeling one long generated MP3 (44.1 kHz stereo)."""
-    path = common.write_music(tmp / f"long-{minutes:g}min.mp3", minutes * 60, 44100, channels=2)
+    path = common.cached_music(work, minutes * 60)
     cmd = [sys.executable, "-m", "mer_live", "label", str(path), "--model", str(bundle.path), "--format", "csv"]
     result = timed(cmd)
     return {"minutes": minutes, "file_mb": round(path.stat().st_size / 2**20, 1), **result,
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     files = data_files(args)
     minutes = 1.0 if args.quick else args.long_minutes
     rows, note, audio_s, long = [], "", 0.0, None
-    with bundles.workdir(args.bundle_cache) as work, tempfile.TemporaryDirectory(prefix="mer-live-label-") as tmp:
+    with bundles.workdir(args.cache) as work, tempfile.TemporaryDirectory(prefix="mer-live-label-") as tmp:
         bundle = bundles.one(args, work)
         common.console.print(f"model: {bundles.describe(bundle)}", highlight=False)
         if files:
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             common.console.print(note)
         if minutes > 0:
             common.console.print(f"labeling one generated {minutes:g} min MP3", highlight=False)
-            long = long_file(bundle, Path(tmp), minutes)
+            long = long_file(bundle, work, minutes)
     print_table(rows, audio_s, long)
     if rows:
         plot(rows, args.results_dir / "label.png")

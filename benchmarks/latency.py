@@ -260,7 +260,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         lengths, archs, threads, repeats, vgg_repeats, warmup = lengths[:2], archs[:1], threads[:1], 10, 5, 2
     rows: list[dict] = []
     gpu_note = ""
-    with bundles.workdir(args.bundle_cache) as work:
+    with bundles.workdir(args.cache) as work:
         chosen = bundles.choose(args, work, lengths, archs)
         for (arch, seconds), bundle in sorted(chosen.items()):
             n = vgg_repeats if arch == "vgg16" else repeats

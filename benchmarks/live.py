@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -105,10 +104,10 @@ def plot(sink: Sink, path: Path) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     seconds = 10.0 if args.quick else args.seconds
-    with bundles.workdir(args.bundle_cache) as work, tempfile.TemporaryDirectory(prefix="mer-live-live-") as tmp:
+    with bundles.workdir(args.cache) as work:
         bundle = bundles.one(args, work, args.segment_seconds)
         rate = bundle.audio.sample_rate
-        wav = common.write_music(Path(tmp) / "stream.wav", seconds, 44100, channels=2)
+        wav = common.cached_music(work, seconds, suffix=".wav")
         engine = Engine(bundle, provider="cpu", threads=args.threads, mode=args.mode)
         engine.warm_up()
         pipeline = Pipeline(engine, silence_reset=False)

@@ -37,15 +37,15 @@ def run_all(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mer-live bench all", description="every benchmark in turn")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--results-dir")
-    parser.add_argument("--bundle-cache")
+    parser.add_argument("--cache")
     parser.add_argument("--no-peers", action="store_true", help="label: skip vibenet and librosa")
     args = parser.parse_args(argv)
     shared = (["--quick"] if args.quick else []) + (["--results-dir", args.results_dir] if args.results_dir else [])
     status = 0
     for name in ALL_ORDER:
         extra = list(shared)
-        if name in ("latency", "live", "label", "soak") and args.bundle_cache:
-            extra += ["--bundle-cache", args.bundle_cache]
+        if name in ("latency", "live", "label", "soak") and args.cache:
+            extra += ["--cache", args.cache]
         if name == "label" and args.no_peers:
             extra.append("--no-peers")
         print(f"\n=== mer-live bench {name} {' '.join(extra)}", flush=True)
