@@ -98,4 +98,4 @@ def describe(bundle: Bundle) -> str:
     kind = "packaged" if bundle.path == DEFAULT_BUNDLE else (
         "stand-in (untrained)" if bundle.manifest.get("training", {}).get("train", {}).get("epochs") == 0
         else "bundle")
-    return f"{kind} {arch_of(bundle)} {bundle.audio.segment_seconds:g} s ({bundle.path})"
+    return f"{kind} {arch_of(bundle)}, {bundle.audio.segment_seconds:g} s segments"

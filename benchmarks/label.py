@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--files", type=int, help="use the first N files (sorted); default all")
     parser.add_argument("--workers", type=int, help="mer-live and librosa decoding workers (default: mer-live's)")
     parser.add_argument("--no-peers", action="store_true", help="skip vibenet and the librosa pipeline")
-    parser.add_argument("--long-minutes", type=float, default=60.0,
-                        help="also label one generated MP3 this long and report its peak memory (0: skip)")
+    parser.add_argument("--long-minutes", type=float,
+                        help="also label one generated MP3 this long and report its peak memory (default 60; "
+                             "quick: 1; 0: skip)")
 
 
 def data_files(args: argparse.Namespace) -> list[str]:
@@ -166,7 +167,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     files = data_files(args)
-    minutes = 1.0 if args.quick else args.long_minutes
+    minutes = args.long_minutes if args.long_minutes is not None else (1.0 if args.quick else 60.0)
     rows, note, audio_s, long = [], "", 0.0, None
     with bundles.workdir(args.cache) as work, tempfile.TemporaryDirectory(prefix="mer-live-label-") as tmp:
         bundle = bundles.one(args, work)

@@ -288,6 +288,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 "per hop; algorithmic latency = segment length; RTF = compute / hop",
         "repeats": {"compact": repeats, "vgg16": vgg_repeats, "warmup": warmup},
         "target": {"compact_ort_incremental_p99_ms": TARGET_P99_MS, "threads": default_threads, "met": met},
+        "bundles": sorted({f"{bundles.describe(b)}" for b in chosen.values()}),
         "gpu": gpu_note or "measured", "rows": rows, "ratios": ratio_rows,
     })
     return 0

@@ -27,7 +27,7 @@ from mer_live.realtime.sources import FILE_BLOCK_SECONDS, FileSource
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_common_arguments(parser)
     bundles.add_bundle_arguments(parser)
-    parser.add_argument("--seconds", type=float, default=300.0, help="audio to stream, at real-time pace")
+    parser.add_argument("--seconds", type=float, help="audio to stream, at real-time pace (default 300; quick: 10)")
     parser.add_argument("--segment-seconds", type=float, default=3.0, help="segment length of a stand-in bundle")
     parser.add_argument("--mode", choices=("incremental", "full"), default="incremental")
     parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default: the runtime's choice)")
@@ -103,7 +103,7 @@ def plot(sink: Sink, path: Path) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    seconds = 10.0 if args.quick else args.seconds
+    seconds = args.seconds or (10.0 if args.quick else 300.0)
     with bundles.workdir(args.cache) as work:
         bundle = bundles.one(args, work, args.segment_seconds)
         rate = bundle.audio.sample_rate
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         pipeline = Pipeline(engine, silence_reset=False)
         source = Source(FileSource(wav, rate, fast=False, stop=threading.Event()))
         common.console.print(f"streaming {seconds:g} s of 44.1 kHz stereo WAV at real-time pace through "
-                             f"{bundles.describe(bundle)}", highlight=False)
+                             f"{bundles.describe(bundle)} ({bundle.path})", highlight=False)
         with open(os.devnull, "w") as devnull:
             sink = Sink(source, rate, devnull)
             begin = time.perf_counter()
@@ -130,7 +130,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "what": "file source at real-time pace (44.1 kHz stereo WAV, resampled and downmixed live) -> pipeline -> "
                 "JSON line; latency from the arrival of the block holding a window's last sample to its line "
                 f"being written; 'from due' adds the block's wait (blocks of {FILE_BLOCK_SECONDS * 1e3:g} ms)",
-        "bundle": bundles.describe(bundle), "segment_seconds": bundle.audio.segment_seconds,
+        "bundle": bundles.describe(bundle), "bundle_path": str(bundle.path),
+        "segment_seconds": bundle.audio.segment_seconds,
         "algorithmic_latency_s": round(bundle.audio.effective_segment_seconds, 4), "mode": args.mode,
         "provider": engine.provider, "threads": args.threads, **result,
     })

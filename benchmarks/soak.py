@@ -26,7 +26,7 @@ GROWTH_LIMIT_MB = 10.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_common_arguments(parser)
     bundles.add_bundle_arguments(parser)
-    parser.add_argument("--minutes", type=float, default=60.0, help="audio to stream (quick: 2)")
+    parser.add_argument("--minutes", type=float, help="audio to stream (default 60; quick: 2)")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples (quick: 0.02)")
 
 
@@ -94,7 +94,7 @@ def plot(samples: list[tuple[float, float, float]], path: Path) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    minutes = 2.0 if args.quick else args.minutes
+    minutes = args.minutes or (2.0 if args.quick else 60.0)
     interval = 0.02 if args.quick else args.interval
     with bundles.workdir(args.cache) as work:
         bundle = bundles.one(args, work)
