@@ -33,6 +33,8 @@ class AudioError(MerLiveError):
 def _open(path: str | os.PathLike) -> sf.SoundFile:
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            raise AudioError(path, "broken or looping symlink")
         raise AudioError(path, "file not found")
     if p.is_dir():
         raise AudioError(path, "is a directory, not an audio file")
@@ -43,13 +45,28 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
     try:
         return sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(path, f"cannot decode ({exc}); use WAV, FLAC, OGG or MP3") from None
+        raise AudioError(path, f"cannot decode: {_decode_reason(exc)}; use WAV, FLAC, OGG or MP3") from None
+
+
+def _decode_reason(exc: Exception) -> str:
+    """libsndfile's own words, without the path it repeats; its answer to garbage MPEG data
+    ("File does not exist or is not a regular file") is untrue here, since ``_open`` checked that."""
+    text = str(getattr(exc, "error_string", None) or exc).splitlines()[0].rstrip(".")
+    if text.startswith("File does not exist"):
+        return "not a recognised audio format, or corrupt data"
+    return text
 
 
 def to_mono(block: np.ndarray) -> np.ndarray:
-    """Average channels; ``block`` is (frames,) or (frames, channels)."""
+    """Average channels; ``block`` is (frames,) or (frames, channels). float32, C-contiguous."""
     if block.ndim == 2:
-        block = block.mean(axis=1)
+        channels = block.shape[1]
+        if channels == 1:
+            block = block[:, 0]
+        elif channels == 2:  # a matrix product or mean over axis 1 is several times slower for stereo
+            block = (block[:, 0] + block[:, 1]) * np.float32(0.5)
+        else:
+            block = block @ np.full(channels, 1 / channels, np.float32)
     return np.ascontiguousarray(block, dtype=np.float32)
 
 
@@ -95,15 +112,33 @@ def load_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
     with _open(path) as f:
         native = f.samplerate
         try:
-            data = f.read(dtype="float32", always_2d=True)
+            mono = _read_mono(f)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(path, f"decoding failed ({exc}); the file may be truncated") from None
-    if len(data) == 0:
+    if len(mono) == 0:
         raise AudioError(path, "no audio samples in file")
-    mono = sanitize(to_mono(data))
+    mono = sanitize(mono)
     if native != sr:
         mono = soxr.resample(mono, native, sr, quality="HQ").astype(np.float32, copy=False)
     return mono
+
+
+def _read_mono(f: sf.SoundFile) -> np.ndarray:
+    """The whole file as mono float32 at its native rate, read and downmixed in blocks: never a
+    whole-file copy of every channel (a 2-hour 44.1 kHz stereo file would need 2.5 GB for that)."""
+    frames = max(1, int(BLOCK_SECONDS * f.samplerate))
+    out = np.empty(max(0, f.frames), np.float32)  # the header's count; MP3's may be off, so grow if needed
+    n = 0
+    while True:
+        mono = to_mono(f.read(frames, dtype="float32", always_2d=True))
+        if n + len(mono) > len(out):
+            grown = np.empty(max(2 * len(out), n + len(mono)), np.float32)
+            grown[:n] = out[:n]
+            out = grown
+        out[n : n + len(mono)] = mono
+        n += len(mono)
+        if len(mono) < frames:
+            return out[:n]
 
 
 def audio_duration(path: str | os.PathLike) -> float:

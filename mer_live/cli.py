@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]
     for name, help_text, add_arguments, run in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        # SUPPRESS: without it the sub-command's default (False) would undo `mer-live --debug COMMAND`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
         add_arguments(p)
         p.set_defaults(run=run)
     return parser

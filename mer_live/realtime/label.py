@@ -212,6 +212,18 @@ def output_format(fmt: str | None, out: str | None) -> str:
     return fmt
 
 
+def check_output(out: str) -> None:
+    """Refuse an --out whose folder is missing or not writable before any work is done."""
+    folder = Path(out).parent
+    if os.path.isdir(out):
+        raise MerLiveError(f"--out {out}: is a folder; give a file name such as {Path(out) / 'labels.csv'}")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise MerLiveError(f"--out {out}: the folder {folder} {what}; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MerLiveError(f"--out {out}: cannot write in the folder {folder} (read-only or no permission)")
+
+
 def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pattern: str | None = None,
                 out: str | None = None, fmt: str | None = None, segments: bool = False, workers: int | None = None,
                 strict: bool = False, resume: bool = False, provider: str = "auto", aggregator: str = "onnx",
@@ -221,10 +233,12 @@ def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pa
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     stdout = stdout or sys.stdout
-    err = Console(file=stderr or sys.stderr)
+    err = Console(file=stderr or sys.stderr, soft_wrap=True)  # soft wrap: each message stays one line
     fmt = output_format(fmt, out)
     if resume and out is None:
         raise MerLiveError("--resume needs --out FILE (the earlier output to continue)")
+    if out is not None:
+        check_output(out)
     files = collect(paths, recursive, pattern)
     if not files:
         raise MerLiveError(f"no audio files found in {', '.join(paths)} (extensions: {' '.join(AUDIO_EXTENSIONS)})")
@@ -245,8 +259,12 @@ def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pa
     last_save = time.perf_counter()
 
     def save() -> None:
-        if out is not None:
+        if out is None:
+            return
+        try:
             atomic_write_text(out, format_rows([rows[p] for p in sorted(rows)], fmt, segments, model))
+        except OSError as exc:
+            raise MerLiveError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
 
     begin = time.perf_counter()
     if kept:
