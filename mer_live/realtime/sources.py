@@ -21,6 +21,7 @@ from mer_live.audio import iter_audio_blocks, sanitize, to_mono
 from mer_live.errors import MerLiveError
 
 QUEUE_BLOCKS = 4096  # bounded: ~10 s or more of PortAudio blocks
+STALL_SECONDS = 5.0  # a live input that delivers nothing for this long has gone away
 FILE_BLOCK_SECONDS = 0.05
 
 
@@ -94,7 +95,7 @@ class MicSource:
     """Live capture through sounddevice; iterate to get blocks until ``stop`` is set."""
 
     def __init__(self, out_rate: int, device: str | None = None, stop: threading.Event | None = None) -> None:
-        sd = _sounddevice()
+        self._sd = sd = _sounddevice()
         self.stop = stop or threading.Event()
         self.overflows = 0
         self.drops = 0
@@ -123,15 +124,29 @@ class MicSource:
             self.drops += 1
 
     def __iter__(self) -> Iterator[Block]:
-        with self._stream:
+        try:
+            self._stream.start()
+        except self._sd.PortAudioError as exc:
+            raise MerLiveError(f"cannot start input device {self.name!r}: {exc}") from None
+        try:
+            last = time.perf_counter()
             while not self.stop.is_set():
                 try:
                     data, arrival = self._queue.get(timeout=0.1)
                 except queue.Empty:
+                    if not self._stream.active or time.perf_counter() - last > STALL_SECONDS:
+                        raise MerLiveError(f"input device {self.name!r} stopped delivering audio (unplugged, or "
+                                           "its audio server ended?)") from None
                     continue
+                last = time.perf_counter()
                 out = self._resample(data)
                 if len(out):
                     yield Block(out, arrival)
+        finally:
+            try:  # a vanished device may fail to stop: nothing is left to release then
+                self._stream.close(ignore_errors=True)
+            except self._sd.PortAudioError:
+                pass
 
 
 def paced(blocks: Iterable[np.ndarray], rate: int, realtime: bool, stop: threading.Event) -> Iterator[Block]:
