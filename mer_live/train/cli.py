@@ -60,6 +60,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--max-folds", type=int, default=0, help="run only the first N folds (0: all)")
     parser.add_argument("--segment-seconds", default="3", help="one length or a comma list, e.g. 1,2,3,4,5")
     parser.add_argument("--methods", default="sssl,naive,clip", help="comma list of sssl, naive, clip")
     parser.add_argument("--out", default="runs/evaluation", help="folder for evaluation.json and evaluation.md")
@@ -118,7 +119,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cfg, audio, model_config, dataset, clips, logmels = _setup(args)
     console = Console(stderr=True, soft_wrap=True)
     report = cross_validate(clips, logmels, audio, model_config, cfg, args.folds, methods, lengths, args.theta,
-                            log=console.log)
+                            log=console.log, max_folds=args.max_folds)
     report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
     command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     json_path, md_path = write_report(report, Path(args.out), command)

@@ -190,12 +190,11 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
     """
     backbone.eval()
     with torch.no_grad():
-        p1 = split_logits(backbone(x1).float(), tasks)
-        p2 = split_logits(backbone(x2).float(), tasks)
+        guess = split_logits(backbone(torch.cat([x1, x2])).float(), tasks)
     backbone.train()
     targets, labeled = {}, {}
     for t, task in enumerate(tasks):
-        mean_p = (torch.softmax(p1[task], 1) + torch.softmax(p2[task], 1)) / 2
+        mean_p = torch.softmax(guess[task], 1).view(2, len(x1), -1).mean(dim=0)
         onehot = F.one_hot(y[:, t], tasks[task]).float()
         labeled[task] = clean[:, t] > cfg.tau
         refined = losses.refine_labels(onehot, clean[:, t], mean_p, cfg.temperature) if cfg.refine else onehot
