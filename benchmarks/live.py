@@ -129,7 +129,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     common.write_result(args.results_dir, "live", argv, {
         "what": "file source at real-time pace (44.1 kHz stereo WAV, resampled and downmixed live) -> pipeline -> "
                 "JSON line; latency from the arrival of the block holding a window's last sample to its line "
-                f"being written; 'from due' adds the block's wait (blocks of {FILE_BLOCK_SECONDS * 1e3:g} ms)",
+                f"being written; 'from due' adds the block's wait (blocks of {FILE_BLOCK_SECONDS * 1e3:g} ms) "
+                "and the source thread's scheduling jitter",
         "bundle": bundles.describe(bundle), "bundle_path": str(bundle.path),
         "segment_seconds": bundle.audio.segment_seconds,
         "algorithmic_latency_s": round(bundle.audio.effective_segment_seconds, 4), "mode": args.mode,
