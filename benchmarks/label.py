@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_common_arguments(parser)
     bundles.add_bundle_arguments(parser)
     parser.add_argument("--data", type=Path, help=f"folder of 4Q MP3s (default ${DATA_ENV} or {DEFAULT_DATA})")
-    parser.add_argument("--files", type=int, help="use the first N files (sorted); default all")
+    parser.add_argument("--files", type=int, help="use the first N files (sorted; 0: none); default all")
     parser.add_argument("--workers", type=int, help="mer-live and librosa decoding workers (default: mer-live's)")
     parser.add_argument("--no-peers", action="store_true", help="skip vibenet and the librosa pipeline")
     parser.add_argument("--long-minutes", type=float,
@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def data_files(args: argparse.Namespace) -> list[str]:
     root = args.data or Path(os.environ.get(DATA_ENV, DEFAULT_DATA))
     files = sorted(str(p) for p in root.rglob("*.mp3")) if root.is_dir() else []
-    limit = 6 if args.quick and args.files is None else args.files
-    return files[:limit] if limit else files
+    limit = args.files if args.files is not None else (6 if args.quick else None)
+    return files if limit is None else files[:limit]
 
 
 def timed(cmd: list[str], stdout=None, env: dict | None = None) -> dict:
