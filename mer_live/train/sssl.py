@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
@@ -232,7 +233,12 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
 
 def song_accuracy(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int],
                   device: torch.device) -> dict[str, float]:
-    """Segment accuracy and song accuracy (plain mean of segment probabilities) per task."""
+    """Segment accuracy, song accuracy and song ROC AUC (plain mean of segment probabilities) per task.
+
+    Model selection uses the AUC: mixup and soft targets pull probabilities towards 0.5, so a
+    small calibration shift flips accuracy at 0.5 while the ranking, which the song-level SVM
+    uses, is unchanged.
+    """
     if len(segments) == 0:
         return {}
     probs = predict(backbone, segments, tasks, device)
@@ -243,7 +249,10 @@ def song_accuracy(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[s
         result[f"{task}_segment_acc"] = float(((p_high > 0.5) == labels[:, t]).mean())
         song = np.array([p_high[segments.clip_of == c].mean() for c in range(len(segments.logmels))])
         result[f"{task}_song_acc"] = float(((song > 0.5) == segments.labels[:, t]).mean())
+        both = len(np.unique(segments.labels[:, t])) == 2
+        result[f"{task}_song_auc"] = float(roc_auc_score(segments.labels[:, t], song)) if both else 0.5
     result["song_acc"] = float(np.mean([result[f"{t}_song_acc"] for t in tasks]))
+    result["song_auc"] = float(np.mean([result[f"{t}_song_auc"] for t in tasks]))
     return result
 
 
@@ -263,7 +272,7 @@ def train(
 ) -> tuple[SegmentNet, list[dict], dict]:
     """Train a SegmentNet's backbone on cached log-mel; return the best net, history, GMM records.
 
-    The best epoch is chosen by validation song accuracy (plain mean aggregation). With
+    The best epoch is chosen by validation song ROC AUC (plain mean aggregation). With
     ``checkpoint`` every epoch is saved atomically; ``resume`` continues from it. A non-finite
     loss stops the run with a MerLiveError and leaves the last good checkpoint in place.
     """
@@ -279,7 +288,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: list[dict] = []
     gmm_records: dict[int, dict] = {}
-    best = {"song_acc": -1.0, "state": copy.deepcopy(net.state_dict()), "epoch": -1}
+    best = {"song_auc": -1.0, "state": copy.deepcopy(net.state_dict()), "epoch": -1}
     start_epoch = 0
     if resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -344,8 +353,8 @@ def train(
                **{f"val_{k}": v for k, v in val.items()},
                "seconds": time.perf_counter() - t0, "segments": int(len(order))}
         history.append(row)
-        if val.get("song_acc", 0.0) > best["song_acc"] or not val:
-            best = {"song_acc": val.get("song_acc", 0.0), "state": copy.deepcopy(net.state_dict()),
+        if val.get("song_auc", 0.0) > best["song_auc"] or not val:
+            best = {"song_auc": val.get("song_auc", 0.0), "state": copy.deepcopy(net.state_dict()),
                     "epoch": epoch + 1}
         log(format_epoch(row, tasks))
         if checkpoint is not None:
@@ -361,6 +370,7 @@ def train(
 
 def format_epoch(row: dict, tasks: dict[str, int]) -> str:
     clean = " ".join(f"clean[{t[0]}]={row[f'clean_{t}']:.2f}" for t in tasks)
-    val = " ".join(f"val[{t[0]}]={row.get(f'val_{t}_song_acc', float('nan')):.3f}" for t in tasks)
+    val = " ".join(f"val[{t[0]}] acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
+                   f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
     return (f"epoch {row['epoch']:3d} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
             f"lu={row['lu']:.4f} kl={row['kl']:.4f} {clean} {val} ({row['seconds']:.0f}s)")

@@ -106,7 +106,10 @@ def fit(
     """Train on the songs ``indices`` (validation songs held out among them), fit the SVM."""
     cfg = method_config(method, cfg)
     train_idx, val_idx = train_val_split(indices, clips, cfg.val_fraction, cfg.seed)
-    mels = lambda idx: [logmels[clips[i].path] for i in idx]  # noqa: E731
+
+    def mels(idx: list[int]) -> list[np.ndarray]:
+        return [logmels[clips[i].path] for i in idx]
+
     if method == "clip":
         frames = int(np.median([logmels[clips[i].path].shape[1] for i in indices]))
         train_set = clip_segment_set(mels(train_idx), clip_labels(clips, train_idx), frames)
@@ -223,7 +226,7 @@ def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelCon
     val_true = clip_labels(clips, fitted.val_indices)
     metrics = {
         "history": fitted.history,
-        "best_epoch": max(fitted.history, key=lambda r: r.get("val_song_acc", 0))["epoch"],
+        "best_epoch": max(fitted.history, key=lambda r: r.get("val_song_auc", 0))["epoch"],
         "aggregator_best_params": fitted.aggregator.best_params,
         "validation_songs": len(fitted.val_indices),
         "validation_svm_acc_note": "SVM fit on all songs including these; optimistic",
