@@ -5,9 +5,10 @@ import time
 import numpy as np
 import pytest
 
-from mer_live.audio import cut_segments, load_audio
+from mer_live.audio import cut_segments, load_audio, pad_to_segment, segment_starts
 from mer_live.errors import MerLiveError
-from mer_live.realtime.engine import Engine
+from mer_live.realtime import engine as engine_module
+from mer_live.realtime.engine import Engine, LogmelStream
 from mer_live.realtime.label import label_files
 from mer_live.realtime.pipeline import Pipeline
 from mer_live.realtime.sources import Block, FileSource
@@ -51,6 +52,26 @@ def test_full_mode_and_clip_path_equal_the_reference():
     assert np.abs(engine.clip_probs(audio) - reference).max() <= TOL
     short = audio[:5000]  # shorter than a segment: zero-padded, as offline
     assert np.abs(engine.clip_probs(short) - full.window_probs(cut_segments(short, bundle.audio))).max() <= TOL
+
+
+def test_logmel_stream_equals_one_front_end_run_over_the_clip(monkeypatch):
+    monkeypatch.setattr(engine_module, "CHUNK_FRAMES", 300)
+    monkeypatch.setattr(engine_module, "MIN_RUN_FRAMES", 100)
+    bundle = tiny_bundle()
+    c = bundle.audio
+    engine = Engine(bundle, provider="cpu")
+    audio = noise_music(20.0, c.sample_rate)
+    # shorter than a segment, one segment, a remainder of 0, 1 and 180 frames after whole runs, and longer
+    for n in (5000, c.segment_samples, 600 * 512 + 512, 601 * 512 + 512, 780 * 512 + 700, len(audio)):
+        padded = pad_to_segment(audio[:n], c)
+        n_frames = (len(segment_starts(len(padded), c)) - 1) * c.hop_frames + c.segment_frames
+        reference = engine.frontend(padded[None])[0, :, :n_frames]
+        for block, expected in ((777, 0), (c.sample_rate + 7, n), (10**6, n // 2)):
+            stream = LogmelStream(engine.frontend, c, expected)
+            for i in range(0, n, block):
+                stream.push(audio[i : min(n, i + block)])
+            assert np.array_equal(stream.finish(), reference), (n, block)
+            assert stream.n_samples == n
 
 
 def test_pickle_and_onnx_aggregators_agree():

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import onnxruntime as ort
 
-from mer_live.audio import pad_to_segment, segment_starts
+from mer_live.audio import segment_starts
 from mer_live.bundle import Bundle, load_aggregator_pickle
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
@@ -27,7 +27,8 @@ MODES = ("incremental", "full")
 AGGREGATORS = ("onnx", "pickle")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-CHUNK_FRAMES = 4096  # front-end frames per run over a long clip (about 95 s at 22050 Hz / 512)
+CHUNK_FRAMES = 1024  # front-end frames per run over a long clip (about 24 s at 22050 Hz / 512; ~20 MB of ORT arena)
+MIN_RUN_FRAMES = 256  # fewest frames of a clip's last front-end run (it repeats computed ones if need be)
 
 # ORT logs a CUDA library load failure and a fallback warning itself; we report the provider once.
 ort.set_default_logger_severity(3)
@@ -79,21 +80,88 @@ class Graph:
         return self.session.run([self.output], {self.input: x})[0]
 
 
-def clip_logmel(frontend, config: AudioConfig, audio: np.ndarray) -> np.ndarray:
-    """(n_mels, frames) log-mel of every frame a clip's segments use, run in chunks of CHUNK_FRAMES.
+class LogmelStream:
+    """A clip's log-mel (every frame its segments use) from audio fed in blocks of any size.
 
-    ``frontend`` maps (1, samples) audio to (1, n_mels, frames); a clip shorter than one segment
-    is zero-padded to one, as ``audio.cut_segments`` does.
+    Framing is uncentered and hop-aligned (frame j covers samples [j * hop, j * hop + n_fft)), so
+    front-end runs of CHUNK_FRAMES frames over consecutive audio give the whole clip's frames; only
+    the frames and the audio of frames still to come are held, never the clip. A short last run
+    also recomputes frames before it, up to MIN_RUN_FRAMES: short inputs may round differently
+    (see ``Engine._calibrate``). A clip shorter than one segment is zero-padded to one, as
+    ``audio.cut_segments`` does. Frames go into one array sized for ``expected_samples`` (a header's
+    count) and grown if need be: its untouched tail costs no memory, and frames are never copied
+    into another array at the end.
     """
-    audio = pad_to_segment(np.asarray(audio, dtype=np.float32), config)
-    n_segments = len(segment_starts(len(audio), config))
-    n_frames = (n_segments - 1) * config.hop_frames + config.segment_frames
-    out = np.empty((config.n_mels, n_frames), np.float32)
-    for f0 in range(0, n_frames, CHUNK_FRAMES):
-        f1 = min(n_frames, f0 + CHUNK_FRAMES)
-        chunk = audio[f0 * config.hop_length : (f1 - 1) * config.hop_length + config.n_fft]
-        out[:, f0:f1] = frontend(chunk[None])[0]
-    return out
+
+    def __init__(self, frontend, config: AudioConfig, expected_samples: int = 0) -> None:
+        self.frontend = frontend  # (1, samples) audio -> (1, n_mels, frames)
+        self.config = config
+        self._frames = np.empty((config.n_mels, expected_samples // config.hop_length + CHUNK_FRAMES), np.float32)
+        self.n_samples = 0  # fed so far
+        self._pending: list[np.ndarray] = []  # audio from frame (done - context)'s first sample
+        self._pending_samples = 0
+        self._done = 0  # frames computed
+        self._context = 0  # computed frames the pending audio starts with
+
+    def push(self, samples: np.ndarray) -> None:
+        c = self.config
+        self.n_samples += len(samples)
+        self._pending.append(np.asarray(samples, dtype=np.float32))
+        self._pending_samples += len(samples)
+        run = (CHUNK_FRAMES - 1) * c.hop_length + c.n_fft
+        start = self._context * c.hop_length
+        if self._pending_samples - start < run:
+            return
+        audio = np.concatenate(self._pending)
+        while len(audio) - start >= run:
+            self._store(self.frontend(audio[None, start : start + run])[0])
+            start += CHUNK_FRAMES * c.hop_length
+        self._context = MIN_RUN_FRAMES
+        self._pending = [audio[start - MIN_RUN_FRAMES * c.hop_length :].copy()]
+        self._pending_samples = len(self._pending[0])
+
+    def finish(self) -> np.ndarray:
+        """(n_mels, frames) log-mel of every frame the clip's segments use."""
+        c = self.config
+        audio = np.concatenate([*self._pending, np.zeros(max(0, c.segment_samples - self.n_samples), np.float32)])
+        n_segments = len(segment_starts(max(self.n_samples, c.segment_samples), c))
+        n_frames = (n_segments - 1) * c.hop_frames + c.segment_frames
+        rest = n_frames - self._done
+        if rest > 0:
+            context = min(self._context, max(0, MIN_RUN_FRAMES - rest))
+            begin = (self._context - context) * c.hop_length
+            last = self.frontend(audio[None, begin : begin + (context + rest - 1) * c.hop_length + c.n_fft])[0]
+            self._store(last[:, context:])
+        return self._frames[:, :n_frames]
+
+    def _store(self, frames: np.ndarray) -> None:
+        end = self._done + frames.shape[1]
+        if end > self._frames.shape[1]:  # the header undercounted (or gave nothing): grow
+            grown = np.empty((self.config.n_mels, max(end, 2 * self._frames.shape[1])), np.float32)
+            grown[:, : self._done] = self._frames[:, : self._done]
+            self._frames = grown
+        self._frames[:, self._done : end] = frames
+        self._done = end
+
+
+def clip_logmel(frontend, config: AudioConfig, audio: np.ndarray) -> np.ndarray:
+    """A whole clip's log-mel, as ``LogmelStream`` gives it."""
+    stream = LogmelStream(frontend, config, len(audio))
+    stream.push(audio)
+    return stream.finish()
+
+
+def segment_probs(backbone, config: AudioConfig, logmel: np.ndarray, batch: int = 16) -> np.ndarray:
+    """(n_segments, n_tasks) segment probabilities from a clip's log-mel (see ``LogmelStream``).
+
+    ``backbone`` maps (n, n_mels, segment_frames) to (n, n_tasks); a larger batch only grows ORT's arena.
+    """
+    c = config
+    n_segments = 1 + (logmel.shape[1] - c.segment_frames) // c.hop_frames
+    view = np.lib.stride_tricks.sliding_window_view(logmel, c.segment_frames, axis=1)[:, :: c.hop_frames]
+    segments = view[:, :n_segments].transpose(1, 0, 2)  # (n_segments, n_mels, segment_frames)
+    parts = [backbone(np.ascontiguousarray(segments[i : i + batch])) for i in range(0, n_segments, batch)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 class PickleAggregator:
@@ -220,13 +288,7 @@ class Engine:
         return clip_logmel(self.frontend, self.config, audio)
 
     def clip_probs_from_logmel(self, logmel: np.ndarray) -> np.ndarray:
-        """(n_segments, n_tasks) segment probabilities from a clip's log-mel (see ``clip_logmel``)."""
-        c = self.config
-        n_segments = 1 + (logmel.shape[1] - c.segment_frames) // c.hop_frames
-        view = np.lib.stride_tricks.sliding_window_view(logmel, c.segment_frames, axis=1)[:, :: c.hop_frames]
-        segments = view[:, :n_segments].transpose(1, 0, 2)  # (n_segments, n_mels, segment_frames)
-        parts = [self.backbone(np.ascontiguousarray(segments[i : i + 64])) for i in range(0, n_segments, 64)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return segment_probs(self.backbone, self.config, logmel, self.max_batch)
 
     def clip_probs(self, audio: np.ndarray) -> np.ndarray:
         """Segment probabilities of a whole clip (segments as ``audio.cut_segments``)."""

@@ -1,10 +1,13 @@
 """Batch labeling: song-level valence, arousal and quadrant for many files.
 
-Worker processes decode, resample and run the front end (``frontend.onnx`` once over each
-clip, not once per segment); the main process slices segment frames, runs the backbone in
-batches and the aggregator. Results are consumed in sorted input order, so the output is the
-same on every run. The output file is rewritten atomically every few seconds, so a kill leaves
-the old file or a valid partial one that ``--resume`` continues.
+Worker processes stream each file (decode and resample in blocks, never the whole file) through
+the front end (``frontend.onnx`` over the clip, not once per segment), keeping only its log-mel
+frames, and run the backbone on slices of them; the main process runs the aggregator. With one
+worker (or one file) all of it runs in the main process with the engine's graphs; on CUDA the
+workers stop at the log-mel and the main process runs the backbone on the GPU.
+Results are consumed in sorted input order, so the output is the same on every run. The output
+file is rewritten atomically every few seconds, so a kill leaves the old file or a valid partial
+one that ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mer_live.audio import AUDIO_EXTENSIONS, AudioError, load_audio
+from mer_live.audio import AUDIO_EXTENSIONS, AudioError, audio_duration, iter_audio_blocks
 from mer_live.bundle import Bundle, atomic_write_text
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
-from mer_live.realtime.engine import Engine, Graph, clip_logmel, open_session
+from mer_live.realtime.engine import Engine, Graph, LogmelStream, open_session, segment_probs
 from mer_live.realtime.pipeline import label
 from mer_live.stats import QUADRANTS, quadrant, segment_statistics
 
@@ -69,34 +72,37 @@ def collect(paths: list[str], recursive: bool = False, pattern: str | None = Non
 
 @dataclass
 class Decoded:
-    """A worker's result: the clip's log-mel (or audio when the front end runs in the main process)."""
+    """A worker's result: the clip's segment probabilities (or its log-mel), or why there are none."""
 
     path: str
     duration: float = 0.0
+    probs: np.ndarray | None = None
     logmel: np.ndarray | None = None
-    audio: np.ndarray | None = None
     error: str = ""
 
 
 _worker: dict = {}
 
 
-def _init_worker(config_json: str, frontend_path: str | None) -> None:
+def _init_worker(config_json: str, frontend_path: str, backbone_path: str | None) -> None:
     _worker["config"] = AudioConfig.from_json(config_json)
-    _worker["frontend"] = Graph(open_session(frontend_path, "cpu", 1)) if frontend_path else None
+    _worker["frontend"] = Graph(open_session(frontend_path, "cpu", 1))
+    _worker["backbone"] = Graph(open_session(backbone_path, "cpu", 1)) if backbone_path else None
 
 
 def _decode(path: str) -> Decoded:
-    """Decode one file (and run its front end); every failure becomes a one-line reason."""
+    """Stream one file through the front end (and the backbone); every failure becomes a one-line reason."""
     config: AudioConfig = _worker["config"]
     try:
-        audio = load_audio(path, config.sample_rate)
-        result = Decoded(path, len(audio) / config.sample_rate)
-        if _worker["frontend"] is None:
-            result.audio = audio
-        else:
-            result.logmel = clip_logmel(_worker["frontend"], config, audio)
-        return result
+        expected = round(audio_duration(path) * config.sample_rate)
+        stream = LogmelStream(_worker["frontend"], config, expected)
+        for block in iter_audio_blocks(path, config.sample_rate):
+            stream.push(block)
+        logmel = stream.finish()
+        duration = stream.n_samples / config.sample_rate
+        if _worker["backbone"] is None:
+            return Decoded(path, duration, logmel=logmel)
+        return Decoded(path, duration, probs=segment_probs(_worker["backbone"], config, logmel))
     except AudioError as exc:
         return Decoded(path, error=exc.reason)
     except MemoryError:
@@ -105,14 +111,19 @@ def _decode(path: str) -> Decoded:
         return Decoded(path, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
-def decoded(paths: list[str], config: AudioConfig, frontend_path: str | None, workers: int) -> Iterator[Decoded]:
-    """Results in input order; at most ~2 per worker in flight, so memory stays bounded."""
-    args = (config.to_json(), frontend_path)
+def decoded(paths: list[str], engine: Engine, workers: int) -> Iterator[Decoded]:
+    """Results in input order; at most ~2 per worker in flight, so memory stays bounded.
+
+    Worker processes run the graphs on the CPU (the backbone only if the engine does); in the main
+    process they are the engine's own.
+    """
     if workers <= 1 or len(paths) <= 1:
-        _init_worker(*args)
+        _worker.update(config=engine.config, frontend=engine.frontend, backbone=engine.backbone)
         for path in paths:
             yield _decode(path)
         return
+    backbone = str(engine.bundle.file("backbone.onnx")) if engine.provider == "CPU" else None
+    args = (engine.config.to_json(), str(engine.bundle.file("frontend.onnx")), backbone)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=args) as pool:
         pending: deque[Future] = deque()
@@ -140,8 +151,7 @@ def label_row(engine: Engine, item: Decoded, segments: bool) -> dict:
     row.update(path=item.path, error=item.error or "")
     if item.error:
         return row
-    logmel = item.logmel if item.logmel is not None else engine.clip_logmel(item.audio)
-    probs = engine.clip_probs_from_logmel(logmel)
+    probs = item.probs if item.probs is not None else engine.clip_probs_from_logmel(item.logmel)
     song = engine.song_probs(segment_statistics(probs, engine.bundle.theta))[0]
     tasks = engine.bundle.tasks
     v, a = float(song[tasks.index("valence")]), float(song[tasks.index("arousal")])
@@ -248,8 +258,6 @@ def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pa
     todo = [f for f in files if f not in kept]
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     engine = Engine(bundle, provider=provider, aggregator=aggregator)
-    frontend_in_workers = engine.provider == "CPU" and workers > 1 and len(todo) > 1
-    frontend_path = str(bundle.file("frontend.onnx")) if frontend_in_workers else None
     model = str(bundle.path)
 
     rows = dict(kept)
@@ -274,7 +282,7 @@ def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pa
                         transient=True)
     with progress:
         task = progress.add_task("label", total=len(todo), name="")
-        for item in decoded(todo, bundle.audio, frontend_path, workers):
+        for item in decoded(todo, engine, workers):
             row = label_row(engine, item, segments)
             rows[item.path] = row
             processed += 1
