@@ -34,7 +34,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--tau", type=float, default=0.5, help="clean-probability threshold")
     opt.add_argument("--temperature", type=float, default=0.5, help="sharpening temperature T")
     opt.add_argument("--alpha", type=float, default=1.0, help="mixup Beta(alpha, alpha)")
-    opt.add_argument("--lambda-u", type=float, default=25.0, help="unlabeled loss weight (ramped)")
+    opt.add_argument("--lambda-u", type=float, default=0.0,
+                     help="unlabeled loss weight, ramped (DivideMix: 25 on CIFAR, 0 on real-world noise)")
     opt.add_argument("--lambda-kl", type=float, default=1.0, help="R-Drop weight")
     opt.add_argument("--theta", type=float, default=0.5, help="share-above threshold of the song statistics")
     opt.add_argument("--segments-per-epoch", type=int, default=0,
@@ -104,9 +105,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from mer_live.train.evaluate import cross_validate, markdown_table, write_report
+    from mer_live.train.trainer import log_console
 
     try:
         lengths = [float(s) for s in str(args.segment_seconds).split(",")]
@@ -117,7 +117,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if unknown:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from sssl, naive, clip")
     cfg, audio, model_config, dataset, clips, logmels = _setup(args)
-    console = Console(stderr=True, soft_wrap=True)
+    console = log_console()
     report = cross_validate(clips, logmels, audio, model_config, cfg, args.folds, methods, lengths, args.theta,
                             log=console.log, max_folds=args.max_folds)
     report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}

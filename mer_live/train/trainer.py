@@ -49,6 +49,15 @@ class Fitted:
     clip_frames: int = 0
 
 
+def log_console():
+    """A stderr console whose log lines are not wrapped at 80 columns when stderr is a file or pipe."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("MER_LIVE_CACHE", Path.home() / ".cache" / "mer-live" / "logmel"))
 
@@ -155,10 +164,9 @@ def verification_audio(clips: list[Clip], indices: list[int], audio: AudioConfig
 def prepare_data(args, audio: AudioConfig, thresholds: dict[str, float] | None
                  ) -> tuple[Dataset, list[Clip], dict[Path, np.ndarray]]:
     """Load the dataset and every clip's cached log-mel; undecodable clips are reported and skipped."""
-    from rich.console import Console
     from rich.progress import Progress
 
-    console = Console(stderr=True, soft_wrap=True)
+    console = log_console()
     root = args.root
     if args.dataset == "synth":
         root = Path(root or "runs/synth")
@@ -187,12 +195,11 @@ def prepare_data(args, audio: AudioConfig, thresholds: dict[str, float] | None
 def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelConfig, dataset: Dataset,
               clips: list[Clip], logmels: dict[Path, np.ndarray]) -> Path:
     """`mer-live train`: fit on every clip and leave a complete run directory."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from mer_live.train import plots
 
-    console = Console(stderr=True, soft_wrap=True)
+    console = log_console()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)

@@ -1,0 +1,44 @@
+"""The packaged default model: shipped inside the package, found and loaded without --model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from mer_live.bundle import DEFAULT_BUNDLE, load_bundle
+from tests.conftest import REPO
+
+
+def test_default_bundle_loads_and_verifies():
+    bundle = load_bundle(None)
+    assert bundle.path == DEFAULT_BUNDLE
+    assert bundle.tasks == ["valence", "arousal"]
+    assert bundle.manifest["training"]["dataset"]["name"] == "4q"
+    assert bundle.manifest["model"]["arch"] == "compact"
+    total = sum((bundle.path / name).stat().st_size for name in bundle.manifest["files"])
+    assert total < 12 * 2**20  # a few MB
+
+
+def test_wheel_ships_the_default_bundle(tmp_path: Path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("mer_live-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    manifest = json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())
+    for name in [*manifest["files"], "bundle.json"]:
+        assert f"mer_live/models/default/{name}" in names, name
+
+
+def test_installed_package_labels_without_model_flag(tmp_path: Path, write_audio):
+    t = np.arange(22050 * 5) / 22050
+    path = write_audio("tone.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 22050)
+    result = subprocess.run([sys.executable, "-m", "mer_live", "label", str(path), "--format", "json"],
+                            capture_output=True, text=True, cwd=tmp_path)  # outside the repo: the installed package
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["files"]
+    assert rows[0]["segments"] >= 1 and 0 <= rows[0]["valence"] <= 1 and rows[0]["quadrant"] in {"Q1", "Q2", "Q3", "Q4"}
