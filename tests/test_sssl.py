@@ -88,7 +88,16 @@ def test_checkpoint_resume_and_reproducibility(synth, tmp_path: Path):
     again, _, _ = train(segments, segments, AUDIO, MODEL, cfg, log=lambda s: None)
     for a, b in zip(full.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)  # seeded CPU training is reproducible
-    train(segments, segments, AUDIO, MODEL, dataclasses.replace(cfg, epochs=2), checkpoint=ckpt, log=lambda s: None)
+    calls = 0
+
+    def killed_in_epoch_3(step: int, steps: int) -> None:  # a kill after epoch 2's checkpoint
+        nonlocal calls
+        calls += 1
+        if calls > 2 * steps:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(segments, segments, AUDIO, MODEL, cfg, checkpoint=ckpt, log=lambda s: None, progress=killed_in_epoch_3)
     lines: list[str] = []
     resumed, resumed_history, _ = train(segments, segments, AUDIO, MODEL, cfg, checkpoint=ckpt, resume=True,
                                         log=lines.append)
