@@ -250,6 +250,13 @@ def load_4q(root: Path, thresholds: dict[str, float] | None) -> Dataset:
     })
 
 
+def rated_row(table: Path, line: int, row: dict[str, str], id_column: str, columns: dict[str, str]
+              ) -> tuple[str, dict[str, float], dict[str, float]]:
+    """A static-annotation row -> (song id, per-task values, raw values by column name)."""
+    values = {task: number(table, line, row, col) for task, col in columns.items()}
+    return normalize_id(row[id_column]), values, {col: values[task] for task, col in columns.items()}
+
+
 def load_pmemo(root: Path, thresholds: dict[str, float] | None) -> Dataset:
     chosen = resolve_thresholds("pmemo", {"valence": 0.5, "arousal": 0.5}, thresholds)
     columns = {"valence": "Valence(mean)", "arousal": "Arousal(mean)"}
@@ -261,9 +268,7 @@ def load_pmemo(root: Path, thresholds: dict[str, float] | None) -> Dataset:
     index = audio_index(folder)
     out = Collector()
     for line, row in rows:
-        values = {task: number(annotations, line, row, col) for task, col in columns.items()}
-        song = normalize_id(row["musicId"])
-        raw = {col: values[task] for task, col in columns.items()}
+        song, values, raw = rated_row(annotations, line, row, "musicId", columns)
         out.add(song, index.get(song), f"{folder / song}.mp3", binarize(values, chosen), raw)
     return out.dataset("pmemo", root, threshold_record(chosen, "0-1", columns))
 
@@ -280,9 +285,8 @@ def load_deam(root: Path, thresholds: dict[str, float] | None) -> Dataset:
         rows = read_csv(table)
         require_columns(table, ("song_id", *columns.values()))
         for line, row in rows:
-            values = {task: number(table, line, row, col) for task, col in columns.items()}
-            song = normalize_id(row["song_id"])
-            raw = {col: values[task] for task, col in columns.items()} | {"file": table.name}
+            song, values, raw = rated_row(table, line, row, "song_id", columns)
+            raw |= {"file": table.name}
             out.add(song, index.get(song), f"{folder / song}.mp3", binarize(values, chosen), raw)
     return out.dataset("deam", root, threshold_record(chosen, "1-9", columns))
 
@@ -299,9 +303,8 @@ def load_eim(root: Path, thresholds: dict[str, float] | None) -> Dataset:
     info = songs_info(annotations.parent)
     out = Collector()
     for line, row in rows:
-        values = {task: number(annotations, line, row, col) for task, col in columns.items()}
-        song = normalize_id(row["song_id"])
-        raw = {col: values[task] for task, col in columns.items()} | info.get(song, {})
+        song, values, raw = rated_row(annotations, line, row, "song_id", columns)
+        raw |= info.get(song, {})
         stem = Path(info.get(song, {}).get("file_name", song)).stem
         out.add(song, index.get(stem), f"{folder / stem}.mp3", binarize(values, chosen), raw)
     return out.dataset("eim", root, threshold_record(chosen, "1-9", columns))

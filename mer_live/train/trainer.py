@@ -47,6 +47,7 @@ class Fitted:
     gmm_records: dict
     val_indices: list[int]
     clip_frames: int = 0
+    features: np.ndarray | None = None  # song statistics the SVM was fit on, in the order of fit's indices
 
 
 def log_console():
@@ -131,9 +132,9 @@ def fit(
                                       progress)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
     if method != "clip":
-        features = song_features(fitted, mels(indices), theta)
+        fitted.features = song_features(fitted, mels(indices), theta)
         fitted.aggregator = SongAggregator(list(TASKS), theta=theta, seed=cfg.seed).fit(
-            features, clip_labels(clips, indices))
+            fitted.features, clip_labels(clips, indices))
     return fitted
 
 
@@ -225,8 +226,7 @@ def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelCon
     if fitted.aggregator is None:
         raise MerLiveError("the clip-level baseline has no song aggregator to export; use it with `evaluate`")
     save_aggregator(out / AGGREGATOR, fitted.aggregator)
-    val_mels = [logmels[clips[i].path] for i in fitted.val_indices]
-    val_features = song_features(fitted, val_mels, args.theta)
+    val_features = fitted.features[fitted.val_indices]  # fit ran on every clip, indices 0..n-1
     np.save(out / "verify_features.npy", val_features)
     np.save(out / "verify_audio.npy", verification_audio(clips, fitted.val_indices, audio))
     val_pred = fitted.aggregator.predict_proba(val_features) > 0.5
