@@ -22,8 +22,9 @@ METRICS = ("valence_acc", "arousal_acc", "quadrant_acc")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_common_arguments(parser)
-    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT,
-                        help="evaluation.json from `mer-live evaluate` (default runs/evaluation/evaluation.json)")
+    parser.add_argument("--report", type=Path, nargs="+", default=[DEFAULT_REPORT],
+                        help="evaluation.json from `mer-live evaluate`, or several (e.g. one per segment length, "
+                             "run in parallel) to put on one figure (default runs/evaluation/evaluation.json)")
     parser.add_argument("--latency", type=Path, help="latency.json (default: the one in --results-dir)")
 
 
@@ -37,6 +38,16 @@ def latency_by_length(path: Path) -> dict[float, float]:
         return {}
     threads = min(r["threads"] for r in rows)
     return {float(r["segment_seconds"]): r["compute_ms"]["p99"] for r in rows if r["threads"] == threads}
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from several: results concatenated, distinct protocols and commands kept."""
+    def distinct(key: str) -> list:
+        return list(dict.fromkeys(r.get(key) for r in reports if r.get(key)))
+
+    return {"results": [row for r in reports for row in r["results"]],
+            "protocol": "; ".join(distinct("protocol")), "command": distinct("command"),
+            "n_songs": reports[0].get("n_songs")}
 
 
 def table_rows(report: dict, latency: dict[float, float]) -> list[dict]:
@@ -92,20 +103,22 @@ def plot(rows: list[dict], latency: dict[float, float], path: Path) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     latency = latency_by_length(args.latency or args.results_dir / "latency.json")
-    if not args.report.is_file():
-        common.console.print(f"no evaluation report at {args.report}; make it with (hours on a CPU):\n  {EVALUATE}",
+    missing = [p for p in args.report if not p.is_file()]
+    if missing:
+        common.console.print(f"no evaluation report at {missing[0]}; make it with (hours on a CPU):\n  {EVALUATE}",
                              highlight=False)
         common.write_result(args.results_dir, "accuracy", argv, {
             "report": None, "make_report": EVALUATE, "rows": [], "latency_p99_ms": latency})
         return 0
-    report = json.loads(args.report.read_text())
+    report = merge_reports([json.loads(p.read_text()) for p in args.report])
     rows = table_rows(report, latency)
     print_table(rows)
     plot(rows, latency, args.results_dir / "accuracy.png")
     common.write_result(args.results_dir, "accuracy", argv, {
         "what": "song-level accuracy per segment length from the evaluation report; latency = compact model, "
                 "ORT incremental, per-update compute p99 from latency.json",
-        "report": str(args.report), "report_command": report.get("command"), "protocol": report.get("protocol"),
+        "report": [str(p) for p in args.report], "report_command": report["command"],
+        "protocol": report.get("protocol"),
         "n_songs": report.get("n_songs"), "make_report": EVALUATE, "latency_p99_ms": latency, "rows": rows,
     })
     return 0

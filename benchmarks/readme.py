@@ -127,8 +127,10 @@ def accuracy_section(data: dict, results: Path) -> list[str]:
                  for m in ("valence_acc", "arousal_acc", "quadrant_acc")]
         lines.append(f"| {seg} | {r['method']} | {r['aggregation']} | " + " | ".join(cells)
                      + f" | {common.fmt(r['compute_p99_ms'])} |")
+    commands = data.get("report_command") or []
+    made = [f"Evaluation made by `{c}`." for c in ([commands] if isinstance(commands, str) else commands)]
     return lines + [""] + _image(results, "accuracy.png", "accuracy and latency against segment length") + \
-        [_source(data), ""]
+        made + ["", _source(data), ""]
 
 
 def soak_section(data: dict, results: Path) -> list[str]:

@@ -74,16 +74,21 @@ def test_accuracy_and_readme(dirs, tmp_path, capsys):
     results = [{"segment_seconds": s, "method": m, "aggregation": "svm",
                 "summary": {k: {"mean": 0.6, "std": 0.05} for k in metrics}}
                for s in (1.0, 2.0) for m in ("sssl", "naive")]
-    report = tmp_path / "evaluation.json"
-    report.write_text(json.dumps({"results": results, "n_songs": 40, "protocol": "test", "command": "x"}))
-    record = bench(dirs, "accuracy", "--report", str(report))
+    reports = []
+    for part, seconds in enumerate((1.0, 2.0)):  # a sweep run as two parallel evaluations, one figure
+        reports.append(tmp_path / f"evaluation-{part}.json")
+        reports[-1].write_text(json.dumps({"results": [r for r in results if r["segment_seconds"] == seconds],
+                                           "n_songs": 40, "protocol": "test", "command": f"evaluate {seconds:g}"}))
+    record = bench(dirs, "accuracy", "--report", *map(str, reports))
     assert len(record["rows"]) == 4 and (dirs[0] / "accuracy.png").is_file()
+    assert record["report_command"] == ["evaluate 1", "evaluate 2"] and record["protocol"] == "test"
 
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- bench:start -->\nSTALE SECTION\n<!-- bench:end -->\ntail\n")
     assert run.main(["readme", "--results-dir", str(dirs[0]), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "STALE SECTION" not in text and text.endswith("<!-- bench:end -->\ntail\n") and "### Accuracy" in text
+    assert "`evaluate 1`" in text and "`evaluate 2`" in text
 
 
 def test_unknown_benchmark(capsys):

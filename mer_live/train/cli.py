@@ -41,6 +41,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--segments-per-epoch", type=int, default=0,
                      help="train on a fresh random subset of this many segments per epoch (0: all)")
     opt.add_argument("--no-gmm", action="store_true", help="ablation: every segment keeps its inherited label")
+    opt.add_argument("--gmm-input", choices=["loss", "clip-relative"], default="loss",
+                     help="what the GMM divides: the CE loss (DivideMix) or the loss minus its clip's mean")
+    opt.add_argument("--gmm-per-class", action="store_true",
+                     help="one GMM per task and class instead of one per task over both classes")
     opt.add_argument("--no-mixup", action="store_true", help="ablation: no mixup")
     opt.add_argument("--no-rdrop", action="store_true", help="ablation: no R-Drop consistency")
     opt.add_argument("--no-refine", action="store_true", help="ablation: no label refinement")
@@ -83,8 +87,9 @@ def _setup(args: argparse.Namespace):
     cfg = TrainConfig(
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
         tau=args.tau, temperature=args.temperature, alpha=args.alpha, lambda_u=args.lambda_u,
-        lambda_kl=args.lambda_kl, gmm=not args.no_gmm, mixup=not args.no_mixup, rdrop=not args.no_rdrop,
-        refine=not args.no_refine, segments_per_epoch=args.segments_per_epoch, seed=args.seed, device=args.device,
+        lambda_kl=args.lambda_kl, gmm=not args.no_gmm, gmm_input=args.gmm_input, gmm_per_class=args.gmm_per_class,
+        mixup=not args.no_mixup, rdrop=not args.no_rdrop, refine=not args.no_refine,
+        segments_per_epoch=args.segments_per_epoch, seed=args.seed, device=args.device,
     )
     if cfg.warmup_epochs > cfg.epochs:
         cfg = dataclasses.replace(cfg, warmup_epochs=cfg.epochs)

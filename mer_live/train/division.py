@@ -35,3 +35,26 @@ def clean_probability(losses: np.ndarray, seed: int = 0) -> tuple[np.ndarray, Ga
     gmm = fit_loss_gmm(normalised, seed)
     clean_component = int(np.argmin(gmm.means_.ravel()))
     return gmm.predict_proba(normalised.reshape(-1, 1))[:, clean_component], gmm, normalised
+
+
+def divide_losses(losses: np.ndarray, labels: np.ndarray | None, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Clean probability per segment from one GMM, or one GMM per class when ``labels`` are given.
+
+    Per class matters when one class is easier: a pooled GMM then calls most of the hard class
+    noisy, training continues on a skewed clean set, and the head drifts to the easy class
+    (confirmation bias). Per class, each class keeps its own clean share. Returns the clean
+    probabilities and, per class (or "all"), the normalised losses and GMM parameters.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    clean = np.empty(len(losses))
+    groups = {"all": np.arange(len(losses))} if labels is None else {
+        f"class {c}": np.flatnonzero(labels == c) for c in np.unique(labels)}
+    record = {}
+    for name, idx in groups.items():
+        if len(idx) < 2:  # nothing to separate: keep the label
+            clean[idx] = 1.0
+            continue
+        clean[idx], gmm, normalised = clean_probability(losses[idx], seed)
+        record[name] = {"normalised_losses": normalised, "means": gmm.means_.ravel().tolist(),
+                        "variances": gmm.covariances_.ravel().tolist(), "weights": gmm.weights_.tolist()}
+    return clean, record

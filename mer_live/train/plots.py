@@ -40,22 +40,29 @@ def training_curves(history: list[dict], tasks: list[str], path: Path) -> None:
 
 
 def gmm_separation(records: dict[int, dict], task: str, path: Path) -> None:
-    """Histogram of normalised per-segment losses with the two fitted Gaussians, per epoch."""
+    """Histogram of normalised per-segment losses with the two fitted Gaussians: a row per class
+    (or one pooled row), a column per chosen epoch."""
     plt = _pyplot()
     epochs = sorted(records)
-    fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs), 3.4), squeeze=False)
+    groups = sorted({g for epoch in epochs for g in records[epoch][task]})
+    fig, axes = plt.subplots(len(groups), len(epochs), figsize=(4.2 * len(epochs), 3.2 * len(groups)),
+                             squeeze=False)
     grid = np.linspace(0, 1, 300)
-    for ax, epoch in zip(axes[0], epochs):
-        rec = records[epoch][task]
-        ax.hist(rec["normalised_losses"], bins=60, range=(0, 1), density=True, color="0.75")
-        order = np.argsort(rec["means"])
-        for k, (name, color) in zip(order, (("clean", "tab:green"), ("noisy", "tab:red"))):
-            mean, var, weight = rec["means"][k], rec["variances"][k], rec["weights"][k]
-            pdf = weight * np.exp(-((grid - mean) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var)
-            ax.plot(grid, pdf, color=color, label=f"{name} (mean {mean:.2f})")
-        ax.set_title(f"{task}, epoch {epoch + 1}")
-        ax.set_xlabel("normalised CE loss")
-        ax.legend(fontsize=8)
+    for row, group in enumerate(groups):
+        for ax, epoch in zip(axes[row], epochs):
+            rec = records[epoch][task].get(group)
+            if rec is None:
+                ax.axis("off")
+                continue
+            ax.hist(rec["normalised_losses"], bins=60, range=(0, 1), density=True, color="0.75")
+            order = np.argsort(rec["means"])
+            for k, (name, color) in zip(order, (("clean", "tab:green"), ("noisy", "tab:red"))):
+                mean, var, weight = rec["means"][k], rec["variances"][k], rec["weights"][k]
+                pdf = weight * np.exp(-((grid - mean) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var)
+                ax.plot(grid, pdf, color=color, label=f"{name} (mean {mean:.2f})")
+            ax.set_title(f"{task} {group}, epoch {epoch + 1}")
+            ax.set_xlabel("normalised CE loss")
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

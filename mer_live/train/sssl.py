@@ -30,7 +30,7 @@ from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
 from mer_live.model import ModelConfig, SegmentNet, split_logits
 from mer_live.train import losses
-from mer_live.train.division import clean_probability
+from mer_live.train.division import divide_losses
 from mer_live.train.rundir import save_checkpoint
 
 
@@ -53,6 +53,8 @@ class TrainConfig:
     rampup_epochs: int = 16
     lambda_kl: float = 1.0  # R-Drop weight
     gmm: bool = True
+    gmm_input: str = "loss"  # "loss" (DivideMix) or "clip-relative" (loss minus its clip's mean) [inferred]
+    gmm_per_class: bool = False  # one GMM per task and class (optional in the method doc) [inferred]
     mixup: bool = True
     rdrop: bool = True
     refine: bool = True
@@ -68,6 +70,7 @@ class TrainConfig:
         return asdict(self)
 
 
+GMM_INPUTS = ("loss", "clip-relative")
 NAIVE_OVERRIDES = {"gmm": False, "mixup": False, "rdrop": False, "refine": False}
 
 
@@ -157,13 +160,30 @@ def predict(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, in
     return {t: np.concatenate(v) if v else np.zeros((0, tasks[t])) for t, v in out.items()}
 
 
+def clip_relative(losses: np.ndarray, clip_of: np.ndarray) -> np.ndarray:
+    """Each segment's loss minus the mean loss of its clip's segments.
+
+    A segment's inherited label is wrong when the emotion moves away from the clip's within
+    the clip; a whole clip the network finds hard has high losses everywhere without any
+    segment being mislabeled. Relative to its clip, only the segments that disagree with
+    their own clip stand out.
+    """
+    sums = np.bincount(clip_of, weights=losses)
+    counts = np.bincount(clip_of)
+    return losses - (sums / np.maximum(counts, 1))[clip_of]
+
+
 def divide(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int], device: torch.device,
-           seed: int) -> tuple[np.ndarray, dict[str, dict]]:
+           seed: int, per_class: bool = False, gmm_input: str = "loss") -> tuple[np.ndarray, dict[str, dict]]:
     """Per-task clean probability of every segment from a GMM on its eval-mode CE loss.
 
-    Returns (segments, tasks) clean probabilities and, per task, the normalised losses and
+    ``gmm_input`` "loss" fits the GMM on the CE loss itself (DivideMix, the paper), and
+    "clip-relative" on the loss minus its clip's mean (see ``clip_relative``). Returns
+    (segments, tasks) clean probabilities and, per task and class, the normalised losses and
     GMM parameters (for the "GMM separation" plots).
     """
+    if gmm_input not in GMM_INPUTS:
+        raise MerLiveError(f"unknown GMM input {gmm_input!r}: choose from {', '.join(GMM_INPUTS)}")
     probs = predict(backbone, segments, tasks, device)
     labels = segments.segment_labels
     clean = np.empty((len(segments), len(tasks)))
@@ -171,9 +191,9 @@ def divide(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int
     for t, task in enumerate(tasks):
         p = probs[task][np.arange(len(segments)), labels[:, t]]
         ce = -np.log(np.clip(p, 1e-12, 1.0))
-        clean[:, t], gmm, normalised = clean_probability(ce, seed)
-        record[task] = {"normalised_losses": normalised, "means": gmm.means_.ravel().tolist(),
-                        "variances": gmm.covariances_.ravel().tolist(), "weights": gmm.weights_.tolist()}
+        if gmm_input == "clip-relative":
+            ce = clip_relative(ce, segments.clip_of)
+        clean[:, t], record[task] = divide_losses(ce, labels[:, t] if per_class else None, seed)
     return clean, record
 
 
@@ -310,7 +330,8 @@ def train(
         warm = epoch < cfg.warmup_epochs
         clean = np.ones((len(train_set), len(tasks)))
         if not warm and cfg.gmm:
-            clean, record = divide(backbone, train_set, tasks, device, cfg.seed + epoch)
+            clean, record = divide(backbone, train_set, tasks, device, cfg.seed + epoch, cfg.gmm_per_class,
+                                   cfg.gmm_input)
             if epoch in gmm_plot_epochs:
                 gmm_records[epoch] = record
         order = rng.permutation(len(train_set))
@@ -372,8 +393,8 @@ def train(
 
 
 def format_epoch(row: dict, tasks: dict[str, int]) -> str:
-    clean = " ".join(f"clean[{t[0]}]={row[f'clean_{t}']:.2f}" for t in tasks)
-    val = " ".join(f"val[{t[0]}] acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
+    clean = " ".join(f"clean_{t[0]}={row[f'clean_{t}']:.2f}" for t in tasks)
+    val = " ".join(f"val_{t[0]} acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
                    f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
     return (f"epoch {row['epoch']:3d} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
             f"lu={row['lu']:.4f} kl={row['kl']:.4f} {clean} {val} ({row['seconds']:.0f}s)")
