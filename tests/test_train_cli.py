@@ -28,7 +28,8 @@ def test_train_writes_a_complete_run_directory(tmp_path: Path):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["audio"]["segment_seconds"] == 2.0 and config["device"] in ("cpu", "cuda")
-    assert "epoch   2 sssl" in result.stderr  # one line per epoch
+    assert "epoch   2 sssl" in result.stderr  # one line per epoch, with clean shares and validation per task
+    assert "clean_v=" in result.stderr and "val_a acc=" in result.stderr
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [row["phase"] for row in history] == ["warmup", "sssl"]
 
@@ -37,12 +38,13 @@ def test_evaluate_writes_json_and_markdown_reports(tmp_path: Path):
     out = tmp_path / "eval"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
                       "--methods", "sssl,naive,clip", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-                      cwd=tmp_path)
+                      "--gmm-input", "clip-relative", "--gmm-per-class", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "evaluation.json").read_text())
     got = {(r["method"], r["aggregation"]) for r in report["results"]}
     assert got == {("sssl", "svm"), ("sssl", "mean"), ("naive", "svm"), ("naive", "mean"), ("clip", "clip")}
     assert all(len(r["folds"]) == 2 for r in report["results"])
+    assert report["train"]["gmm_input"] == "clip-relative" and report["train"]["gmm_per_class"] is True
     assert "| 2 s | sssl | svm |" in (out / "evaluation.md").read_text()
 
 
