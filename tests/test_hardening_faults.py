@@ -73,8 +73,9 @@ def parse(text: str, fmt: str) -> list[dict]:
 def test_label_killed_mid_run_leaves_a_valid_partial_file_that_resume_finishes(many_files, tmp_path, fmt):
     bundle = tiny_bundle().path
     out = tmp_path / f"labels.{fmt}"
-    proc = start("label", many_files, "--model", bundle, "--out", out, "--workers", 1)
-    kill_when(proc, out.exists)  # the first periodic save, about 2 s in
+    # the first periodic save lands a fraction of a second in, while labeling takes seconds
+    proc = start("label", many_files, "--model", bundle, "--out", out, "--workers", 1, "--save-every", 0.3)
+    kill_when(proc, out.exists)
 
     partial = parse(out.read_text(), fmt)
     assert 0 < len(partial) < FILES

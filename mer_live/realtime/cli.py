@@ -82,6 +82,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at the first file that fails")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows already in --out and skip those files (failed ones are retried)")
+    parser.add_argument("--save-every", type=float, default=2.0, metavar="SECONDS",
+                        help="rewrite --out with the rows so far this often, so a killed run loses at most "
+                             "this much (default 2)")
     _common(parser)
 
 
@@ -134,6 +137,9 @@ def run_label(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 0:
         raise MerLiveError("--workers must be 0 or more")
+    if args.save_every <= 0:
+        raise MerLiveError("--save-every must be a positive number of seconds")
     return label_files(_bundle(args), args.paths, recursive=args.recursive, pattern=args.glob, out=args.out,
                        fmt=args.format, segments=args.segments, workers=args.workers, strict=args.strict,
-                       resume=args.resume, provider=args.provider, aggregator=args.aggregator)
+                       resume=args.resume, provider=args.provider, aggregator=args.aggregator,
+                       save_every=args.save_every)

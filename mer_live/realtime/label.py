@@ -42,7 +42,7 @@ SEGMENT_COLUMNS = ["segment_valence", "segment_arousal"]
 FORMATS = ("csv", "jsonl", "json", "table")
 SCALE = ("valence and arousal: song-level probability of high valence / high arousal (0-1); "
          "labels: high when >= 0.5; quadrant: Russell Q1 +V+A, Q2 -V+A, Q3 -V-A, Q4 +V-A")
-SAVE_SECONDS = 2.0
+SAVE_SECONDS = 2.0  # a killed run loses at most this much labeling (--save-every)
 
 
 # ---------------------------------------------------------------- inputs
@@ -237,7 +237,7 @@ def check_output(out: str) -> None:
 def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pattern: str | None = None,
                 out: str | None = None, fmt: str | None = None, segments: bool = False, workers: int | None = None,
                 strict: bool = False, resume: bool = False, provider: str = "auto", aggregator: str = "onnx",
-                stdout=None, stderr=None) -> int:
+                save_every: float = SAVE_SECONDS, stdout=None, stderr=None) -> int:
     """Label every file; write the output; return 0, or 1 when any file failed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -293,7 +293,7 @@ def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pa
             progress.update(task, advance=1, name=os.path.basename(item.path)[-40:])
             if strict and row["error"]:
                 break
-            if time.perf_counter() - last_save >= SAVE_SECONDS:
+            if time.perf_counter() - last_save >= save_every:
                 save()
                 last_save = time.perf_counter()
     save()
