@@ -127,8 +127,7 @@ def accuracy_section(data: dict, results: Path) -> list[str]:
                  for m in ("valence_acc", "arousal_acc", "quadrant_acc")]
         lines.append(f"| {seg} | {r['method']} | {r['aggregation']} | " + " | ".join(cells)
                      + f" | {common.fmt(r['compute_p99_ms'])} |")
-    commands = data.get("report_command") or []
-    made = [f"Evaluation made by `{c}`." for c in ([commands] if isinstance(commands, str) else commands)]
+    made = [f"Evaluation made by `{c}`." for c in data.get("report_command") or []]
     return lines + [""] + _image(results, "accuracy.png", "accuracy and latency against segment length") + \
         made + ["", _source(data), ""]
 

@@ -40,10 +40,10 @@ def clean_probability(losses: np.ndarray, seed: int = 0) -> tuple[np.ndarray, Ga
 def divide_losses(losses: np.ndarray, labels: np.ndarray | None, seed: int = 0) -> tuple[np.ndarray, dict]:
     """Clean probability per segment from one GMM, or one GMM per class when ``labels`` are given.
 
-    Per class matters when one class is easier: a pooled GMM then calls most of the hard class
-    noisy, training continues on a skewed clean set, and the head drifts to the easy class
-    (confirmation bias). Per class, each class keeps its own clean share. Returns the clean
-    probabilities and, per class (or "all"), the normalised losses and GMM parameters.
+    Per class matters when one class is harder: a pooled GMM can call most of it noisy and
+    train on a clean set skewed to the easy class; per class, each class keeps its own clean
+    share. Returns the clean probabilities and, per class (or "all"), the normalised losses and
+    GMM parameters.
     """
     losses = np.asarray(losses, dtype=np.float64)
     clean = np.empty(len(losses))
