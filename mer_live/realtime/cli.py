@@ -82,7 +82,7 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at the first file that fails")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows already in --out and skip those files (failed ones are retried)")
-    parser.add_argument("--save-every", type=float, default=2.0, metavar="SECONDS",
+    parser.add_argument("--save-every", type=float, metavar="SECONDS",
                         help="rewrite --out with the rows so far this often, so a killed run loses at most "
                              "this much (default 2)")
     _common(parser)
@@ -133,13 +133,13 @@ def run_live(args: argparse.Namespace) -> int:
 
 
 def run_label(args: argparse.Namespace) -> int:
-    from mer_live.realtime.label import label_files
+    from mer_live.realtime.label import SAVE_SECONDS, label_files
 
     if args.workers is not None and args.workers < 0:
         raise MerLiveError("--workers must be 0 or more")
-    if args.save_every <= 0:
+    if args.save_every is not None and args.save_every <= 0:
         raise MerLiveError("--save-every must be a positive number of seconds")
     return label_files(_bundle(args), args.paths, recursive=args.recursive, pattern=args.glob, out=args.out,
                        fmt=args.format, segments=args.segments, workers=args.workers, strict=args.strict,
                        resume=args.resume, provider=args.provider, aggregator=args.aggregator,
-                       save_every=args.save_every)
+                       save_every=args.save_every or SAVE_SECONDS)
