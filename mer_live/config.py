@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
+# the settings a log-mel frame depends on (segment length and hop only choose which frames)
+FRONTEND_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_floor")
 MIN_SEGMENT_SECONDS = 1.0
 MAX_SEGMENT_SECONDS = 5.0
 
@@ -120,3 +122,9 @@ class AudioConfig:
     @classmethod
     def from_json(cls, text: str) -> AudioConfig:
         return cls.from_dict(json.loads(text))
+
+
+# The front end the pretrained musicnn models were trained on (16 kHz, n_fft 512, hop 256, 96 Slaney
+# mels to 8 kHz); the floor is low enough that musicnn's log10(1 + 10000 * mel) sees silence as 0.
+MUSICNN_AUDIO = AudioConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, fmin=0.0, fmax=8000.0,
+                            log_floor=1e-10)

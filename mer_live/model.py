@@ -1,10 +1,13 @@
-"""``SegmentNet``: a VGG-style CNN on log-mel, raw audio in, per-task logits out.
+"""``SegmentNet``: a CNN on log-mel, raw audio in, per-task logits out.
 
-Two architectures share one definition: ``vgg16`` (the 13-conv VGG16 layout with batch norm,
-from scratch on one input channel, as SSSL uses) and ``compact`` (one conv per stage at an
-eighth of the width, for laptop CPUs and live use). The front end sits inside the module so
-one graph runs from samples to logits; ``backbone`` alone takes log-mel, which is what
-training uses on cached spectrograms.
+Two families share one seam. From scratch: ``vgg16`` (the 13-conv VGG16 layout with batch
+norm on one input channel, as SSSL uses) and ``compact`` (one conv per stage at an eighth of
+the width, for laptop CPUs and live use). Pretrained on music tagging (``mer_live.musicnn``):
+``musicnn-msd``, ``musicnn-mtt``, ``vgg-msd``, ``vgg-mtt``, a frozen body plus a ``top`` that
+SSSL fine-tunes. The front end sits inside the module so one graph runs from samples to
+logits; ``backbone`` alone takes log-mel, and ``trainable`` is the part training updates
+(the whole backbone from scratch; only the top of a pretrained one, fed with cached body
+features).
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from mer_live.config import AudioConfig
+from mer_live import musicnn
+from mer_live.config import FRONTEND_FIELDS, MUSICNN_AUDIO, AudioConfig
 from mer_live.frontend import LogMel
+from mer_live.model_names import ARCH_CHOICES, FINETUNE, LOUDNESS, PRETRAINED
 
 ARCHITECTURES: dict[str, tuple[int | str, ...]] = {
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
     "compact": (16, "M", 32, "M", 64, "M", 128, "M", 128, "M"),
 }
 HIDDEN = {"vgg16": 512, "compact": 64}
+PRETRAINED_HIDDEN = 128
 # Fixed input scaling: log-mel of music has mean about -4 and std about 4 (measured on 4Q). A
 # constant keeps loudness, an arousal cue, that per-clip normalisation would remove.
 INPUT_MEAN, INPUT_STD = -4.0, 4.0
@@ -35,10 +41,24 @@ class ModelConfig:
     arch: str = "compact"
     tasks: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TASKS))
     dropout: float = 0.5
+    finetune: str = "heads"  # pretrained only: "heads" or "top"
+    loudness: str = "none"  # pretrained only: "none" or "segment" (each segment at one loudness; gain-proof)
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown model {self.arch!r}; choose from {sorted(ARCHITECTURES)}")
+        if self.arch not in ARCH_CHOICES:
+            raise ValueError(f"unknown model {self.arch!r}; choose from {', '.join(ARCH_CHOICES)}")
+        if self.finetune not in FINETUNE:
+            raise ValueError(f"unknown finetune {self.finetune!r}; choose from {', '.join(FINETUNE)}")
+        if self.loudness not in LOUDNESS:
+            raise ValueError(f"unknown loudness {self.loudness!r}; choose from {', '.join(LOUDNESS)}")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.arch in PRETRAINED
+
+    def default_audio(self) -> AudioConfig:
+        """The front end this architecture needs: musicnn's for the pretrained ones."""
+        return MUSICNN_AUDIO if self.pretrained else AudioConfig()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,15 +98,78 @@ class Backbone(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
+class Top(nn.Module):
+    """Pretrained body features -> task logits: musicnn's tagging back end (its 200-d layer and 50
+    tag activations) then our heads; for the VGGs, our heads on the body's pooled maps.
+
+    Takes (batch, features) or (batch, features, 1): the latter is one frame of a clip's cached
+    per-segment feature sequence, which is how training feeds it.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        arch = PRETRAINED[config.arch][1]
+        self.backend = musicnn.MusicnnBackend() if arch == "musicnn" else None
+        width = musicnn.BACKEND_UNITS + musicnn.N_TAGS if arch == "musicnn" else musicnn.VggBody.out_features
+        self.frozen_backend = config.finetune == "heads"
+        self.head = nn.Sequential(
+            nn.Dropout(config.dropout), nn.Linear(width, PRETRAINED_HIDDEN), nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout), nn.Linear(PRETRAINED_HIDDEN, sum(config.tasks.values())),
+        )
+        if self.backend is not None and self.frozen_backend:
+            self.backend.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Top:
+        super().train(mode)
+        if self.backend is not None and self.frozen_backend:
+            self.backend.eval()  # a frozen back end keeps its batch-norm statistics and no dropout
+        return self
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = features.flatten(1)
+        if self.backend is not None:
+            penultimate, tags = self.backend(x)
+            x = torch.cat([penultimate, torch.sigmoid(tags)], dim=1)
+        return self.head(x)
+
+
+class PretrainedBackbone(nn.Module):
+    """(batch, n_mels, frames) log-mel -> logits: the frozen pretrained body, then ``Top``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        arch = PRETRAINED[config.arch][1]
+        self.body = musicnn.make_body(arch, config.loudness)
+        self.top = Top(config)
+        state = musicnn.load_pretrained(config.arch)
+        self.body.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("body.")})
+        if self.top.backend is not None:
+            self.top.backend.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        self.body.requires_grad_(False)
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.top(self.body(logmel))
+
+
 class SegmentNet(nn.Module):
     """(batch, samples) raw mono audio -> (batch, sum of task classes) logits."""
 
     def __init__(self, audio: AudioConfig, config: ModelConfig) -> None:
         super().__init__()
+        if config.pretrained:
+            wrong = [f for f in FRONTEND_FIELDS if getattr(audio, f) != getattr(MUSICNN_AUDIO, f)]
+            if wrong:
+                raise ValueError(f"{config.arch} was pretrained on musicnn's front end; these audio settings "
+                                 f"differ from it: {', '.join(wrong)}")
         self.audio = audio
         self.config = config
         self.frontend = LogMel(audio)
-        self.backbone = Backbone(config)
+        self.backbone = PretrainedBackbone(config) if config.pretrained else Backbone(config)
+
+    @property
+    def trainable(self) -> nn.Module:
+        """What training updates: the top of a pretrained backbone (on cached body features), else all of it."""
+        return self.backbone.top if self.config.pretrained else self.backbone
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.frontend(audio))
@@ -136,7 +219,7 @@ def count_macs(net: SegmentNet, seconds: float = 3.0) -> int:
         macs += output.numel() * module.in_features
 
     for module in net.modules():
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
             hooks.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             hooks.append(module.register_forward_hook(linear_hook))

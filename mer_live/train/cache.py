@@ -22,12 +22,11 @@ import numpy as np
 import torch
 
 from mer_live.audio import AudioError, load_audio, pad_to_segment
-from mer_live.config import AudioConfig
+from mer_live.config import FRONTEND_FIELDS, AudioConfig
 from mer_live.frontend import LogMel
 from mer_live.train.datasets import Clip
 
 CACHE_VERSION = 1
-FRONTEND_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_floor")
 HASH_CHUNK = 1 << 20
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mer_live.errors import MerLiveError
+from mer_live.model_names import ARCH_CHOICES, FINETUNE, LOUDNESS
 
 DATASETS = ["4q", "pmemo", "deam", "eim", "manifest", "synth"]
 
@@ -24,13 +25,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--cache-dir", help="log-mel cache (default $MER_LIVE_CACHE or ~/.cache/mer-live/logmel)")
     data.add_argument("--workers", type=int, default=2, help="decoding workers for the cache")
     model = parser.add_argument_group("model and segments")
-    model.add_argument("--model", choices=["compact", "vgg16"], default="compact")
+    model.add_argument("--model", choices=list(ARCH_CHOICES), default="compact",
+                       help="segment model: a pretrained music CNN (musicnn-msd, musicnn-mtt, vgg-msd, vgg-mtt; "
+                            "16 kHz front end) or one trained from scratch (compact, vgg16); default compact")
+    model.add_argument("--finetune", choices=list(FINETUNE), default="heads",
+                       help="pretrained models: train our heads only (heads) or also the tagging back end (top)")
+    model.add_argument("--loudness", choices=list(LOUDNESS), default="none",
+                       help="pretrained models: 'segment' scales every segment to one loudness first (gain-proof)")
     model.add_argument("--segment-hop", type=float, default=1.0, help="segment hop in seconds")
     opt = parser.add_argument_group("SSSL ([inferred] defaults; see ../shared/docs/sssl-method.md)")
     opt.add_argument("--epochs", type=int, default=12)
     opt.add_argument("--warmup-epochs", type=int, default=4)
     opt.add_argument("--batch-size", type=int, default=64)
     opt.add_argument("--lr", type=float, default=1e-3)
+    opt.add_argument("--backbone-lr-scale", type=float, default=0.1,
+                     help="learning rate of a fine-tuned pretrained back end, as a fraction of --lr")
     opt.add_argument("--tau", type=float, default=0.5, help="clean-probability threshold")
     opt.add_argument("--temperature", type=float, default=0.5, help="sharpening temperature T")
     opt.add_argument("--alpha", type=float, default=1.0, help="mixup Beta(alpha, alpha)")
@@ -69,6 +78,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-seconds", default="3", help="one length or a comma list, e.g. 1,2,3,4,5")
     parser.add_argument("--methods", default="sssl,naive,clip", help="comma list of sssl, naive, clip")
     parser.add_argument("--out", default="runs/evaluation", help="folder for evaluation.json and evaluation.md")
+    parser.add_argument("--gains", default="",
+                        help="also test every fold's songs scaled by these gains in dB, e.g. -20,-10,6")
 
 
 def _setup(args: argparse.Namespace):
@@ -77,7 +88,6 @@ def _setup(args: argparse.Namespace):
 
     import torch
 
-    from mer_live.config import AudioConfig
     from mer_live.model import ModelConfig
     from mer_live.train.sssl import TrainConfig
     from mer_live.train.trainer import prepare_data
@@ -90,15 +100,17 @@ def _setup(args: argparse.Namespace):
         lambda_kl=args.lambda_kl, gmm=not args.no_gmm, gmm_input=args.gmm_input, gmm_per_class=args.gmm_per_class,
         mixup=not args.no_mixup, rdrop=not args.no_rdrop, refine=not args.no_refine,
         segments_per_epoch=args.segments_per_epoch, seed=args.seed, device=args.device,
+        backbone_lr_scale=args.backbone_lr_scale,
     )
     if cfg.warmup_epochs > cfg.epochs:
         cfg = dataclasses.replace(cfg, warmup_epochs=cfg.epochs)
     first = float(str(args.segment_seconds).split(",")[0])
-    audio = AudioConfig(segment_seconds=first, segment_hop_seconds=args.segment_hop)
+    model_config = ModelConfig(arch=args.model, finetune=args.finetune, loudness=args.loudness)
+    audio = model_config.default_audio().replace(segment_seconds=first, segment_hop_seconds=args.segment_hop)
     thresholds = {k: v for k, v in (("valence", args.threshold_valence), ("arousal", args.threshold_arousal))
                   if v is not None}
     dataset, clips, logmels = prepare_data(args, audio, thresholds or None)
-    return cfg, audio, ModelConfig(arch=args.model), dataset, clips, logmels
+    return cfg, audio, model_config, dataset, clips, logmels
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -111,11 +123,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from mer_live.train.evaluate import cross_validate, markdown_table, write_report
-    from mer_live.train.trainer import log_console
+    from mer_live.train.trainer import cache_dir, log_console, model_inputs
 
     try:
         lengths = [float(s) for s in str(args.segment_seconds).split(",")]
         methods = tuple(m.strip() for m in args.methods.split(","))
+        gains = tuple(float(g) for g in args.gains.split(",") if g.strip())
     except ValueError:
         raise MerLiveError(f"--segment-seconds takes numbers like 3 or 1,2,3: got {args.segment_seconds!r}") from None
     unknown = set(methods) - {"sssl", "naive", "clip"}
@@ -123,8 +136,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from sssl, naive, clip")
     cfg, audio, model_config, dataset, clips, logmels = _setup(args)
     console = log_console()
-    report = cross_validate(clips, logmels, audio, model_config, cfg, args.folds, methods, lengths, args.theta,
-                            log=console.log, max_folds=args.max_folds)
+
+    def inputs(seg_audio, gain_db: float):
+        return model_inputs(logmels, seg_audio, model_config, cache_dir(args), gain_db, log=console.log,
+                            threads=args.threads)
+
+    report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, args.theta,
+                            log=console.log, max_folds=args.max_folds, gains=gains)
     report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
     command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     json_path, md_path = write_report(report, Path(args.out), command)

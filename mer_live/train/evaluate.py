@@ -45,12 +45,20 @@ def song_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 def summarise(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {m: {"mean": float(np.mean([f[m] for f in per_fold])), "std": float(np.std([f[m] for f in per_fold]))}
-            for m in METRICS}
+            for m in per_fold[0]}
+
+
+def quadrant_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of songs whose quadrant (both labels at 0.5) is the same under two predictions."""
+    return float(((a > 0.5) == (b > 0.5)).all(axis=1).mean())
+
+
+Inputs = Callable[[AudioConfig, float], dict[Path, np.ndarray]]
 
 
 def cross_validate(
     clips: list[Clip],
-    logmels: dict[Path, np.ndarray],
+    inputs: Inputs,
     audio: AudioConfig,
     model_config: ModelConfig,
     cfg: TrainConfig,
@@ -60,14 +68,23 @@ def cross_validate(
     theta: float = 0.5,
     log: Callable[[str], None] = print,
     max_folds: int = 0,
+    gains: tuple[float, ...] = (),
 ) -> dict:
-    """Run every (segment length, method) on every fold (or the first ``max_folds``); returns the report."""
+    """Run every (segment length, method) on every fold (or the first ``max_folds``); returns the report.
+
+    ``inputs(audio, gain_db)`` gives each clip's model input (log-mel or cached body features) at a
+    segment setting and input gain. With ``gains`` every fit also predicts its test songs as if
+    recorded that many dB quieter or louder: rows "svm @ -10 dB" etc., plus the share of songs
+    whose quadrant stays what it was at 0 dB.
+    """
     folds = song_folds(clips, n_folds, cfg.seed)
     if max_folds:
         folds = folds[:max_folds]
     results = []
     for seconds in segment_seconds:
         seg_audio = audio.replace(segment_seconds=seconds)
+        clip_inputs = inputs(seg_audio, 0.0)
+        gained = {g: inputs(seg_audio, g) for g in gains}
         for method in methods:
             if method == "clip" and seconds != segment_seconds[0]:
                 continue  # the clip-level baseline does not depend on the segment length
@@ -77,11 +94,17 @@ def cross_validate(
                 log(f"[{seconds:g} s] {method}: fold {k + 1}/{len(folds)} "
                     f"({len(train_idx)} training songs, {len(test_idx)} test songs)")
                 # only the training songs' log-mels go in: held-out songs cannot reach the model, GMM or SVM
-                train_mels = {clips[i].path: logmels[clips[i].path] for i in train_idx}
+                train_mels = {clips[i].path: clip_inputs[clips[i].path] for i in train_idx}
                 fitted = fit(clips, train_mels, train_idx, seg_audio, model_config, cfg, method, theta,
                              log=lambda line: log("    " + line))
-                preds = predict_songs(fitted, [logmels[clips[i].path] for i in test_idx], theta)
+                preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], theta)
                 truth = clip_labels(clips, test_idx)
+                for gain, per_clip in gained.items():
+                    for aggregation, probs in predict_songs(fitted, [per_clip[clips[i].path] for i in test_idx],
+                                                            theta).items():
+                        fold_metrics = song_metrics(truth, probs)
+                        fold_metrics["quadrant_agreement"] = quadrant_agreement(probs, preds[aggregation])
+                        per_fold.setdefault(f"{aggregation} @ {gain:+g} dB", []).append(fold_metrics)
                 for aggregation, probs in preds.items():
                     fold_metrics = song_metrics(truth, probs)
                     per_fold.setdefault(aggregation, []).append(fold_metrics)
@@ -115,7 +138,15 @@ def markdown_table(report: dict) -> str:
         seg = "whole clip" if r["segment_seconds"] is None else f"{r['segment_seconds']:g} s"
         cells = [f"{100 * r['summary'][m]['mean']:.1f} ± {100 * r['summary'][m]['std']:.1f}" for m in METRICS]
         rows.append(f"| {seg} | {r['method']} | {r['aggregation']} | " + " | ".join(cells) + " |")
-    return head + "\n".join(rows) + "\n"
+    table = head + "\n".join(rows) + "\n"
+    agreement = [r for r in report["results"] if "quadrant_agreement" in r["summary"]]
+    if agreement:
+        table += "\n| segment | method | song aggregation | quadrant same as at 0 dB |\n|---|---|---|---|\n"
+        for r in agreement:
+            same = r["summary"]["quadrant_agreement"]
+            table += (f"| {r['segment_seconds']:g} s | {r['method']} | {r['aggregation']} | "
+                      f"{100 * same['mean']:.1f} ± {100 * same['std']:.1f} |\n")
+    return table
 
 
 def write_report(report: dict, out_dir: Path, command: str) -> tuple[Path, Path]:

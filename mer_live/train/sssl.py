@@ -42,6 +42,7 @@ class TrainConfig:
     warmup_epochs: int = 4  # DivideMix uses 10-30 on CIFAR; short runs here [inferred]
     batch_size: int = 64
     lr: float = 1e-3  # Adam; from scratch on a small CNN [inferred]
+    backbone_lr_scale: float = 0.1  # pretrained back end, when fine-tuned: a tenth of the heads' rate [inferred]
     weight_decay: float = 1e-4
     tau: float = 0.5  # clean threshold (DivideMix p_threshold)
     temperature: float = 0.5  # sharpening T
@@ -303,9 +304,9 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net = SegmentNet(audio, model_config)
-    backbone = net.backbone.to(device)
+    backbone = net.trainable.to(device)
     tasks = model_config.tasks
-    optimizer = torch.optim.Adam(backbone.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(param_groups(backbone, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -390,6 +391,18 @@ def train(
             })
     net.load_state_dict(best["state"])
     return net.cpu().eval(), history, gmm_records
+
+
+def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """A pretrained back end being fine-tuned learns at ``backbone_lr_scale`` of the heads' rate."""
+    backend = getattr(trainable, "backend", None)
+    tuned = [p for p in backend.parameters() if p.requires_grad] if backend is not None else []
+    ids = {id(p) for p in tuned}
+    rest = [p for p in trainable.parameters() if id(p) not in ids and p.requires_grad]
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if tuned:
+        groups.append({"params": tuned, "lr": cfg.lr * cfg.backbone_lr_scale})
+    return groups
 
 
 def format_epoch(row: dict, tasks: dict[str, int]) -> str:

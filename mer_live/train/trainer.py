@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from mer_live.model import ModelConfig, SegmentNet
 from mer_live.stats import segment_statistics
 from mer_live.train.cache import LogMelCache
 from mer_live.train.datasets import Clip, Dataset, load_dataset
+from mer_live.train.features import FeatureCache, apply_gain
 from mer_live.train.rundir import AGGREGATOR, CHECKPOINT, CONFIG, METRICS, save_aggregator, save_json
 from mer_live.train.splits import train_val_split
 from mer_live.train.sssl import NAIVE_OVERRIDES, SegmentSet, TrainConfig, pick_device, predict, train
@@ -63,12 +65,46 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MER_LIVE_CACHE", Path.home() / ".cache" / "mer-live" / "logmel"))
 
 
+def cache_dir(args) -> Path:
+    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+
+def model_inputs(logmels: dict[Path, np.ndarray], audio: AudioConfig, model_config: ModelConfig,
+                 cache_dir: Path, gain_db: float = 0.0, log: Callable[[str], None] | None = None,
+                 threads: int = 0) -> dict[Path, np.ndarray]:
+    """What the trainable part reads per clip: the log-mel (from scratch) or the frozen body's
+    per-segment features (pretrained, computed once and cached beside the log-mel cache).
+    ``gain_db`` scales the input as a quieter or louder recording of the same audio would."""
+    if not model_config.pretrained:
+        return {path: apply_gain(mel, gain_db, audio) for path, mel in logmels.items()}
+    cache = FeatureCache(cache_dir.parent / "features", audio, model_config, threads)
+    started = time.perf_counter()
+    inputs = cache.build(logmels, gain_db)
+    if log is not None and cache.computed:
+        log(f"{model_config.arch} body features for {cache.computed} clips at {gain_db:+g} dB "
+            f"({time.perf_counter() - started:.0f} s; cached for next time)")
+    return inputs
+
+
+def segment_set(inputs: list[np.ndarray], labels: np.ndarray, audio: AudioConfig, model_config: ModelConfig
+                ) -> SegmentSet:
+    """Segments of clips: log-mel slices, or one-frame rows of a clip's cached body features."""
+    if model_config.pretrained:
+        return SegmentSet(logmels=inputs, labels=np.asarray(labels), frames=1, hop_frames=1)
+    return SegmentSet.from_clips(inputs, labels, audio)
+
+
 def clip_labels(clips: list[Clip], indices: list[int]) -> np.ndarray:
     return np.array([[clips[i].labels[t] for t in TASKS] for i in indices], dtype=np.int64)
 
 
-def method_config(method: str, cfg: TrainConfig) -> TrainConfig:
-    """The naive baseline is plain CE on inherited labels for every epoch (warm-up throughout)."""
+def method_config(method: str, cfg: TrainConfig, model_config: ModelConfig) -> TrainConfig:
+    """The naive baseline is plain CE on inherited labels for every epoch (warm-up throughout).
+    Cached body features are not spectrograms: no time shift or SpecAugment on them."""
+    if model_config.pretrained:
+        if method == "clip":
+            raise MerLiveError("the clip-level baseline trains a from-scratch model; use --model compact or vgg16")
+        cfg = dataclasses.replace(cfg, shift_frames=0, freq_mask=0, time_mask=0)
     if method == "naive":
         return dataclasses.replace(cfg, warmup_epochs=cfg.epochs, **NAIVE_OVERRIDES)
     if method == "clip":
@@ -89,8 +125,8 @@ def song_probabilities(fitted: Fitted, logmels: list[np.ndarray]) -> list[np.nda
     if fitted.method == "clip":
         segments = clip_segment_set(logmels, dummy, fitted.clip_frames)
     else:
-        segments = SegmentSet.from_clips(logmels, dummy, fitted.audio)
-    probs = predict(fitted.net.backbone, segments, tasks, torch.device("cpu"))
+        segments = segment_set(logmels, dummy, fitted.audio, fitted.net.config)
+    probs = predict(fitted.net.trainable, segments, tasks, torch.device("cpu"))
     high = np.stack([probs[t][:, 1] for t in TASKS], axis=1)
     return [high[segments.clip_of == c] for c in range(len(logmels))]
 
@@ -113,8 +149,10 @@ def fit(
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
 ) -> Fitted:
-    """Train on the songs ``indices`` (validation songs held out among them), fit the SVM."""
-    cfg = method_config(method, cfg)
+    """Train on the songs ``indices`` (validation songs held out among them), fit the SVM.
+
+    ``logmels`` holds what ``model_inputs`` gives per clip: log-mel, or cached body features."""
+    cfg = method_config(method, cfg, model_config)
     train_idx, val_idx = train_val_split(indices, clips, cfg.val_fraction, cfg.seed)
 
     def mels(idx: list[int]) -> list[np.ndarray]:
@@ -126,8 +164,8 @@ def fit(
         val_set = clip_segment_set(mels(val_idx), clip_labels(clips, val_idx), frames)
     else:
         frames = 0
-        train_set = SegmentSet.from_clips(mels(train_idx), clip_labels(clips, train_idx), audio)
-        val_set = SegmentSet.from_clips(mels(val_idx), clip_labels(clips, val_idx), audio)
+        train_set = segment_set(mels(train_idx), clip_labels(clips, train_idx), audio, model_config)
+        val_set = segment_set(mels(val_idx), clip_labels(clips, val_idx), audio, model_config)
     net, history, gmm_records = train(train_set, val_set, audio, model_config, cfg, checkpoint, resume, log,
                                       progress)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
@@ -180,7 +218,7 @@ def prepare_data(args, audio: AudioConfig, thresholds: dict[str, float] | None
     labeled = [c for c in dataset.clips if c.labels is not None and all(t in c.labels for t in TASKS)]
     if len(labeled) < 8:
         raise MerLiveError(f"{dataset.root}: only {len(labeled)} labeled clips found; training needs at least 8")
-    cache = LogMelCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir(), audio)
+    cache = LogMelCache(cache_dir(args), audio)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"log-mel cache ({len(labeled)} clips)", total=len(labeled))
         logmels, failures = cache.build(labeled, workers=args.workers,
@@ -217,10 +255,11 @@ def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelCon
         "device": device.type,
     }
     save_json(out / CONFIG, config)
+    inputs = model_inputs(logmels, audio, model_config, cache_dir(args), log=console.log)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("epoch steps", total=1)
-        fitted = fit(clips, logmels, list(range(len(clips))), audio, model_config, cfg, args.method, args.theta,
+        fitted = fit(clips, inputs, list(range(len(clips))), audio, model_config, cfg, args.method, args.theta,
                      checkpoint=out / CHECKPOINT, resume=args.resume, log=console.log,
                      progress=lambda done, total: bar.update(task, completed=done, total=total))
     if fitted.aggregator is None:
