@@ -23,6 +23,7 @@ from torch import nn
 from mer_live.model_names import PRETRAINED
 
 WEIGHTS_DIR = Path(__file__).parent / "models" / "pretrained"
+NOTICE = "NOTICE"  # the musicnn package's ISC licence, kept beside the weights and copied into bundles
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 N_TAGS = 50
 # musicnn's front end: timbral filters spanning 40 % and 70 % of the mel axis, temporal filters of

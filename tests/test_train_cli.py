@@ -53,3 +53,39 @@ def test_bad_root_is_one_line_error(tmp_path: Path):
                       cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "nope" in result.stderr
+
+
+def test_pretrained_model_trains_exports_and_labels(tmp_path: Path):
+    """musicnn-msd end to end: frozen-body features cached, top trained, bundle exported and verified, labels."""
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    common = ["--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--model", "musicnn-msd"]
+    result = mer_live("train", *TINY, *common, "--out", str(run), "--segment-seconds", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "musicnn-msd body features for 16 clips" in result.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["audio"]["sample_rate"] == 16000 and config["model"]["arch"] == "musicnn-msd"
+    again = mer_live("train", *TINY, *common, "--out", str(tmp_path / "run2"), "--segment-seconds", "3", cwd=tmp_path)
+    assert again.returncode == 0 and "body features" not in again.stderr  # the cache served every clip
+    exported = mer_live("export", str(run), "--out", str(bundle), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["verification"]["segment_onnx_vs_torch_max_abs"] < 1e-4
+    clip = next((tmp_path / "synth").rglob("*.wav"))
+    labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
+    assert labeled.returncode == 0, labeled.stderr
+    row = json.loads(labeled.stdout)["files"][0]
+    assert 0 <= row["valence"] <= 1 and row["quadrant"] in ("Q1", "Q2", "Q3", "Q4")
+
+
+def test_evaluate_reports_gain_rows_and_quadrant_agreement(tmp_path: Path):
+    out = tmp_path / "eval"
+    result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
+                      "--methods", "naive", "--gains=-10,6", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "evaluation.json").read_text())
+    rows = {r["aggregation"]: r for r in report["results"]}
+    assert {"svm", "mean", "svm @ -10 dB", "svm @ +6 dB", "mean @ -10 dB"} <= set(rows)
+    agreement = rows["svm @ -10 dB"]["summary"]["quadrant_agreement"]["mean"]
+    assert 0.0 <= agreement <= 1.0
+    assert "quadrant same as at 0 dB" in (out / "evaluation.md").read_text()

@@ -27,6 +27,8 @@ from mer_live.bundle import PICKLE, write_manifest
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
 from mer_live.model import SegmentProbabilities, count_macs, count_parameters
+from mer_live.model_names import PRETRAINED
+from mer_live.musicnn import NOTICE, WEIGHTS_DIR
 from mer_live.stats import feature_names
 from mer_live.train.rundir import AGGREGATOR, Run, open_run
 
@@ -198,6 +200,16 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         f"aggregator {verification['aggregator_onnx_vs_pickle_max_abs']:.2g} max abs difference")
 
     files = ["segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx", PICKLE, STFT_KERNELS]
+    model_record = {**run.model_config.to_dict(), "parameters": count_parameters(net),
+                    "macs_per_segment": count_macs(net, run.audio.segment_seconds)}
+    if run.model_config.pretrained:
+        # the pretrained weights are inside the ONNX graphs: their licence notice travels with them
+        shutil.copyfile(WEIGHTS_DIR / NOTICE, out / NOTICE)
+        files.append(NOTICE)
+        model_record["pretrained"] = {
+            "weights": f"{PRETRAINED[run.model_config.arch][0]} of the musicnn package 0.1.0 (Pons and Serra 2019)",
+            "licence": "ISC; see NOTICE",
+        }
     variant_info = {}
     for variant in variants:
         info = _VARIANT_WRITERS[variant](out, audio_np, segment, log)
@@ -207,8 +219,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
 
     write_manifest(out, {
         "audio": run.audio.to_dict(),
-        "model": {**run.model_config.to_dict(), "parameters": count_parameters(net),
-                  "macs_per_segment": count_macs(net, run.audio.segment_seconds)},
+        "model": model_record,
         "tasks": task_names,
         "outputs": _outputs(run, task_names),
         "aggregator": {
