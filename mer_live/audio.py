@@ -1,7 +1,10 @@
-"""Audio I/O and segmentation: decode with soundfile, downmix, resample with soxr.
+"""Audio I/O and segmentation: decode with libsndfile or FFmpeg (PyAV), downmix, resample with soxr.
 
-Everything returns mono float32 at the requested rate. Every failure is an ``AudioError``
-naming the file and the reason, so callers can report it in one line and move on.
+libsndfile reads WAV-family files, AIFF, Ogg (Vorbis, Opus) and MP3; PyAV reads FLAC and what a
+music library holds besides (AAC and ALAC in .m4a/.mp4, WebM/Matroska, WMA, AC-3, MP2), and any
+file libsndfile refuses. Everything returns mono float32 at the requested rate, decoded in blocks.
+Every failure is an ``AudioError`` naming the file and the reason, so callers can report it in one
+line and move on.
 """
 
 from __future__ import annotations
@@ -15,22 +18,52 @@ import soundfile as sf
 import soxr
 
 from mer_live.config import AudioConfig
-from mer_live.errors import MerLiveError
+from mer_live.decode import AvReader
+from mer_live.errors import AudioError
 
 BLOCK_SECONDS = 10.0
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".oga", ".opus")
+# libsndfile first for these (fast, and the MP3 path the benchmarks measure)
+SNDFILE_EXTENSIONS = (".wav", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".aifc", ".au", ".snd", ".caf",
+                      ".w64", ".rf64")
+# FFmpeg for these (FLAC too: libsndfile cannot read a FLAC that states no length, nor past a cut)
+AV_EXTENSIONS = (".flac", ".m4a", ".m4b", ".mp4", ".m4v", ".aac", ".alac", ".webm", ".mkv", ".mka", ".wma",
+                 ".asf", ".ac3", ".eac3", ".mp2", ".mpa", ".wv", ".ape", ".mov", ".3gp", ".amr", ".dts")
+AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS + AV_EXTENSIONS
+UNKNOWN_LENGTH = 2**62  # libsndfile's frame count for a stream without one (2**63 - 1)
 
 
-class AudioError(MerLiveError):
-    """A file that cannot be used as audio; the message names the file and the reason."""
+class SfReader:
+    """A libsndfile file with the same interface as ``AvReader``: ``samplerate``, ``frames`` (0 when
+    unknown), ``blocks(n)`` of (frames, channels) float32."""
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+    def __init__(self, path: str | os.PathLike, f: sf.SoundFile) -> None:
+        self.path, self._f = path, f
+        self.samplerate = f.samplerate
+        self.frames = max(0, f.frames)
+        self.partial = ""
+
+    def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        try:
+            while True:
+                block = self._f.read(block_frames, dtype="float32", always_2d=True)
+                if len(block):
+                    yield block
+                if len(block) < block_frames:
+                    return
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(self.path, f"decoding failed part-way ({exc}); the file may be truncated") from None
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> SfReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def _open(path: str | os.PathLike) -> sf.SoundFile:
+def _check_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
         if p.is_symlink():
@@ -42,17 +75,35 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioError(path, "permission denied (make the file readable)")
     if p.stat().st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
+    return p
+
+
+def _open(path: str | os.PathLike) -> SfReader | AvReader:
+    """libsndfile for its own formats when it knows the length; FFmpeg for the rest and as the fallback."""
+    p = _check_file(path)
+    sf_reason = ""
+    if p.suffix.lower() not in AV_EXTENSIONS:
+        try:
+            f = sf.SoundFile(str(p))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            sf_reason = _decode_reason(exc)
+        else:
+            if f.frames < UNKNOWN_LENGTH:
+                return SfReader(path, f)
+            f.close()
     try:
-        return sf.SoundFile(str(p))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(path, f"cannot decode: {_decode_reason(exc)}; use WAV, FLAC, OGG or MP3") from None
+        return AvReader(path)
+    except AudioError as exc:
+        if sf_reason and exc.reason.startswith("cannot decode"):
+            raise AudioError(path, f"cannot decode: {sf_reason}") from None
+        raise
 
 
 def _decode_reason(exc: Exception) -> str:
     """libsndfile's own words, without the path it repeats; its answer to garbage MPEG data
-    ("File does not exist or is not a regular file") is untrue here, since ``_open`` checked that."""
+    ("File does not exist or is not a regular file") is untrue here, since ``_check_file`` checked that."""
     text = str(getattr(exc, "error_string", None) or exc).splitlines()[0].rstrip(".")
-    if text.startswith("File does not exist"):
+    if text.startswith("File does not exist") or text.startswith("Format not recognised"):
         return "not a recognised audio format, or corrupt data"
     return text
 
@@ -85,36 +136,30 @@ def iter_audio_blocks(
     Resampling runs as one soxr stream across blocks, so the concatenated blocks equal
     ``load_audio(path, sr)`` up to soxr's streaming/one-shot rounding.
     """
-    with _open(path) as f:
-        native = f.samplerate
-        frames = max(1, int(block_seconds * native))
+    with _open(path) as reader:
+        native = reader.samplerate
         resampler = None if native == sr else soxr.ResampleStream(native, sr, 1, dtype="float32")
         produced = 0
-        try:
-            while True:
-                block = f.read(frames, dtype="float32", always_2d=True)
-                last = len(block) < frames
-                mono = sanitize(to_mono(block))
-                out = mono if resampler is None else resampler.resample_chunk(mono, last=last)
-                produced += len(out)
-                if len(out):
-                    yield out
-                if last:
-                    break
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(path, f"decoding failed part-way ({exc}); the file may be truncated") from None
+        for block in reader.blocks(max(1, int(block_seconds * native))):
+            mono = sanitize(to_mono(block))
+            out = mono if resampler is None else resampler.resample_chunk(mono)
+            produced += len(out)
+            if len(out):
+                yield out
+        if resampler is not None:
+            out = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            produced += len(out)
+            if len(out):
+                yield out
         if produced == 0:
             raise AudioError(path, "no audio samples in file")
 
 
 def load_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
-    """Decode a whole file to mono float32 at ``sr`` (WAV, FLAC, OGG, MP3 via libsndfile)."""
-    with _open(path) as f:
-        native = f.samplerate
-        try:
-            mono = _read_mono(f)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(path, f"decoding failed ({exc}); the file may be truncated") from None
+    """Decode a whole file to mono float32 at ``sr``."""
+    with _open(path) as reader:
+        native = reader.samplerate
+        mono = _read_mono(reader)
     if len(mono) == 0:
         raise AudioError(path, "no audio samples in file")
     mono = sanitize(mono)
@@ -123,28 +168,26 @@ def load_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
     return mono
 
 
-def _read_mono(f: sf.SoundFile) -> np.ndarray:
+def _read_mono(reader: SfReader | AvReader) -> np.ndarray:
     """The whole file as mono float32 at its native rate, read and downmixed in blocks: never a
     whole-file copy of every channel (a 2-hour 44.1 kHz stereo file would need 2.5 GB for that)."""
-    frames = max(1, int(BLOCK_SECONDS * f.samplerate))
-    out = np.empty(max(0, f.frames), np.float32)  # the header's count; MP3's may be off, so grow if needed
+    out = np.empty(reader.frames, np.float32)  # the header's count; it may be off or absent, so grow if needed
     n = 0
-    while True:
-        mono = to_mono(f.read(frames, dtype="float32", always_2d=True))
+    for block in reader.blocks(max(1, int(BLOCK_SECONDS * reader.samplerate))):
+        mono = to_mono(block)
         if n + len(mono) > len(out):
             grown = np.empty(max(2 * len(out), n + len(mono)), np.float32)
             grown[:n] = out[:n]
             out = grown
         out[n : n + len(mono)] = mono
         n += len(mono)
-        if len(mono) < frames:
-            return out[:n]
+    return out[:n]
 
 
 def audio_duration(path: str | os.PathLike) -> float:
-    """Duration in seconds from the header (cheap, no decoding)."""
-    with _open(path) as f:
-        return f.frames / f.samplerate
+    """Duration in seconds from the header (cheap, no decoding); 0 when the file does not state it."""
+    with _open(path) as reader:
+        return reader.frames / reader.samplerate
 
 
 def segment_starts(n_samples: int, config: AudioConfig) -> np.ndarray:

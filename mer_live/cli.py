@@ -7,7 +7,9 @@ Only argparse and the stage ``cli`` modules (which import nothing heavy) load he
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from mer_live import __version__
 from mer_live.errors import MerLiveError
@@ -68,9 +70,16 @@ def run_bench(args: argparse.Namespace) -> int:
     return bench_run.main([args.name, *args.bench_args])
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (kill, systemd, a closing session) stops like Ctrl-C: outputs saved, summary printed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.run(args) or 0)
     except MerLiveError as exc:

@@ -5,5 +5,14 @@ class MerLiveError(Exception):
     """A problem the user can fix; the message says what and how."""
 
 
+class AudioError(MerLiveError):
+    """A file that cannot be used as audio; the message names the file and the reason."""
+
+    def __init__(self, path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class BundleError(MerLiveError):
     """A model bundle that is missing, tampered with, or inconsistent."""

@@ -68,10 +68,14 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="audio files or folders")
     parser.add_argument("-r", "--recursive", action="store_true",
                         help="search folders recursively (symlinked folders are not followed)")
-    parser.add_argument("--glob", metavar="PATTERN", help="only files in folders whose name matches, e.g. '*.mp3'")
+    parser.add_argument("--glob", metavar="PATTERN",
+                        help="only files in folders whose name matches, e.g. '*.mp3' (case-insensitive)")
+    parser.add_argument("--hidden", action="store_true",
+                        help="also label dot-files and files in dot-folders (skipped by default: macOS '._' "
+                             "resource forks are not audio)")
     parser.add_argument("--out", metavar="FILE",
                         help="write rows to FILE (atomically, rewritten every few seconds while running); "
-                             "format from the extension .csv/.jsonl/.json unless --format")
+                             "format from the extension .csv/.jsonl/.json (another extension needs --format)")
     parser.add_argument("--format", choices=("csv", "jsonl", "json", "table"),
                         help="output format (default: from --out's extension, else a table on a terminal and "
                              "CSV when stdout is redirected)")
@@ -85,6 +89,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every", type=float, metavar="SECONDS",
                         help="rewrite --out with the rows so far this often, so a killed run loses at most "
                              "this much (default 2)")
+    parser.add_argument("--progress-every", type=_positive, metavar="SECONDS",
+                        help="when stderr is not a terminal (nohup, CI, cron), print a progress line this often "
+                             "(default 10)")
     _common(parser)
 
 
@@ -133,7 +140,7 @@ def run_live(args: argparse.Namespace) -> int:
 
 
 def run_label(args: argparse.Namespace) -> int:
-    from mer_live.realtime.label import SAVE_SECONDS, label_files
+    from mer_live.realtime.label import PROGRESS_SECONDS, SAVE_SECONDS, label_files
 
     if args.workers is not None and args.workers < 0:
         raise MerLiveError("--workers must be 0 or more")
@@ -142,4 +149,5 @@ def run_label(args: argparse.Namespace) -> int:
     return label_files(_bundle(args), args.paths, recursive=args.recursive, pattern=args.glob, out=args.out,
                        fmt=args.format, segments=args.segments, workers=args.workers, strict=args.strict,
                        resume=args.resume, provider=args.provider, aggregator=args.aggregator,
-                       save_every=args.save_every or SAVE_SECONDS)
+                       save_every=args.save_every or SAVE_SECONDS, hidden=args.hidden,
+                       progress_every=args.progress_every or PROGRESS_SECONDS)
