@@ -73,7 +73,7 @@ def test_live_capture_through_pulseaudio(pulse):
         player.kill()
         player.wait()
     assert result.returncode == 0, result.stderr
-    updates = [json.loads(line) for line in result.stdout.splitlines()]
+    updates = [u for u in map(json.loads, result.stdout.splitlines()) if u["event"] == "segment"]
     assert len(updates) >= 2, result.stderr
     assert updates[-1]["song"]["segments"] >= 2
     assert "overflows" in result.stderr

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from mer_live.realtime.demo import synthesize
 from mer_live.realtime.engine import Engine
-from mer_live.realtime.monitor import Dashboard, run
+from mer_live.realtime.label import label_files
+from mer_live.realtime.monitor import Dashboard, run, summary
 from mer_live.realtime.pipeline import Pipeline
 from mer_live.realtime.sources import ArraySource, Block
 from mer_live.stats import QUADRANTS
@@ -26,7 +27,10 @@ def mer_live(*args):
 def test_jsonl_updates_on_a_file():
     result = mer_live("--file", music_wav(), "--fast", "--jsonl", "--model", tiny_bundle().path)
     assert result.returncode == 0, result.stderr
-    updates = [json.loads(line) for line in result.stdout.splitlines()]
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    updates = [e for e in events if e["event"] == "segment"]
+    assert events[-1]["event"] == "song_end" and events[:-1] == updates
+    assert {u["song_number"] for u in updates} == {1}
     assert len(updates) == 11
     assert [u["song"]["segments"] for u in updates] == list(range(1, 12))
     assert all(b["t"] > a["t"] for a, b in zip(updates, updates[1:]))
@@ -37,10 +41,29 @@ def test_jsonl_updates_on_a_file():
     assert "ONNX Runtime on CPU" in result.stderr and "song estimate" in result.stderr
 
 
+def test_file_longer_than_the_horizon_ends_with_the_whole_file_estimate_label_gives():
+    bundle = tiny_bundle()
+    result = mer_live("--file", music_wav(), "--fast", "--jsonl", "--horizon", "4", "--model", bundle.path)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-2]["song"]["segments"] < 11  # the horizon estimate: the last 4 s only
+    end = events[-1]
+    assert end["event"] == "song_end" and end["segments"] == 11 and end["start"] == 0.0
+    out = io.StringIO()
+    assert label_files(bundle, [str(music_wav())], fmt="jsonl", workers=0, stdout=out, stderr=io.StringIO()) == 0
+    row = json.loads(out.getvalue())
+    assert abs(end["valence"] - row["valence"]) < 1e-4 and abs(end["arousal"] - row["arousal"]) < 1e-4
+    assert end["quadrant"] == row["quadrant"]
+    assert "whole-file estimate (as mer-live label gives it): song #1 0.0-" in result.stderr
+    assert "(the last 4 s)" in result.stderr
+
+
 def test_piped_output_is_jsonl_and_duration_stops_early():
     result = mer_live("--file", music_wav(), "--fast", "--duration", "6", "--model", tiny_bundle().path)
     assert result.returncode == 0, result.stderr
     updates = [json.loads(line) for line in result.stdout.splitlines()]
+    assert updates[-1]["event"] == "song_end" and updates[-1]["end"] <= 6.1
+    updates = updates[:-1]
     assert 1 <= len(updates) <= 4 and updates[-1]["t"] <= 6.1
 
 
@@ -70,8 +93,14 @@ def test_silence_starts_a_new_song_and_reset_key_path():
     counts = [u.segments for u in updates]
     assert pipeline.meter.songs == 2
     assert counts.index(1, 1) > 0  # the count restarted after the pause
+    assert [u.song_number for u in updates] == [1] * counts.index(1, 1) + [2] * (len(updates) - counts.index(1, 1))
+    first = pipeline.songs[0]  # the finished song is kept, not dropped
+    assert first.number == 1 and first.segments == counts.index(1, 1) and first.end <= updates[-1].start
     pipeline.new_song()
     assert len(pipeline.stats) == 0 and pipeline.latest is None
+    assert [s.number for s in pipeline.songs] == [1, 2]
+    text = summary(pipeline, ArraySource(audio, sr, "x"))
+    assert "song #1 0.0-" in text and "song #2 " in text
 
 
 def test_dashboard_renders_every_state():
@@ -87,3 +116,18 @@ def test_dashboard_renders_every_state():
     text = console.file.getvalue()
     assert "listening" in text and "quadrant" in text and "latency p50" in text
     assert np.isfinite(pipeline.meter.percentile(95))
+
+
+def test_dashboard_shows_bracketed_names_and_finished_songs_as_they_are():
+    bundle = tiny_bundle()
+    sr = bundle.audio.sample_rate
+    pipeline = Pipeline(Engine(bundle, provider="cpu"))
+    source = ArraySource(synthesize(sr, seconds=6.0, pause=0.5), sr, "x", fast=True)
+    console = Console(file=io.StringIO(), force_terminal=False, width=120)
+    name = "a[/01 intro [live] [bold]x\\y.wav"
+    dashboard = Dashboard(console, name, source)
+    run(pipeline, source, dashboard, threading.Event(), duration=None)
+    pipeline.new_song()
+    console.print(dashboard.render(pipeline))
+    text = console.file.getvalue()
+    assert name in text and "song #1" in text

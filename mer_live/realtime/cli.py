@@ -136,7 +136,7 @@ def run_live(args: argparse.Namespace) -> int:
     print(f"mer-live: model {bundle.path}, ONNX Runtime on {engine.provider}", file=sys.stderr)
     # A file is one song; a live input is a stream of songs separated by silence.
     pipeline = Pipeline(engine, horizon=args.horizon, silence_reset=not args.file)
-    return monitor(pipeline, source, name, stop, jsonl=args.jsonl, duration=args.duration)
+    return monitor(pipeline, source, name, stop, jsonl=args.jsonl, duration=args.duration, whole_file=bool(args.file))
 
 
 def run_label(args: argparse.Namespace) -> int:

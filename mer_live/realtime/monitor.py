@@ -23,12 +23,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mer_live.realtime.pipeline import Pipeline, Update, label
+from mer_live.realtime.pipeline import Pipeline, Song, Update, label
 from mer_live.stats import QUADRANTS
 
 REDRAW_SECONDS = 0.1
 TIMELINE = 48
 SPARK = "▁▂▃▄▅▆▇█"
+SONGS_SHOWN = 5  # finished songs on the dashboard (the exit summary lists all)
 QUADRANT_STYLE = {"Q1": "bold yellow", "Q2": "bold red", "Q3": "bold blue", "Q4": "bold green"}
 
 
@@ -43,6 +44,10 @@ class JsonLines:
             self.stream.write(json.dumps(update.to_json()) + "\n")
         if updates:
             self.stream.flush()
+
+    def song_ended(self, song: Song) -> None:
+        self.stream.write(json.dumps(song.to_json()) + "\n")
+        self.stream.flush()
 
     def tick(self, pipeline: Pipeline) -> None:
         pass
@@ -78,6 +83,9 @@ class Dashboard:
     def updates(self, updates: list[Update], pipeline: Pipeline) -> None:
         self.timeline.extend(updates)
         self.tick(pipeline, force=bool(updates))
+
+    def song_ended(self, song: Song) -> None:
+        pass  # render() lists pipeline.songs
 
     def tick(self, pipeline: Pipeline, force: bool = False) -> None:
         now = time.perf_counter()
@@ -116,6 +124,11 @@ class Dashboard:
                 grid.add_row(f"  {task}", _bar(p) + Text(f" {p:.2f} {label(p)}", style="bold"))
             q = latest.quadrant
             grid.add_row("  quadrant", Text(f"{q} {QUADRANTS[q]}", style=QUADRANT_STYLE[q]))
+        for song in pipeline.songs[-SONGS_SHOWN:]:
+            grid.add_row(f"  song #{song.number}",
+                         Text(f"{song.start:.0f}-{song.end:.0f} s  valence {song.song['valence']:.2f}  arousal "
+                              f"{song.song['arousal']:.2f}  ", style="dim")
+                         + Text(f"{song.quadrant} {QUADRANTS[song.quadrant]}", style=QUADRANT_STYLE[song.quadrant]))
         grid.add_row("", "")
         grid.add_row("timeline valence", _spark(u.segment["valence"] for u in self.timeline))
         grid.add_row("timeline arousal", _spark(u.segment["arousal"] for u in self.timeline))
@@ -128,7 +141,7 @@ class Dashboard:
         grid.add_row("status", f"provider {pipeline.engine.provider}  audio {pipeline.windower.time:.1f} s  "
                                f"song #{meter.songs}  overflows {self.source.overflows}  "
                                f"drops {self.source.drops}")
-        return Panel(grid, title=f"mer-live: {self.source_name}",
+        return Panel(grid, title=Text(f"mer-live: {self.source_name}"),  # Text: a name is never markup
                      subtitle="r: new song  q / Ctrl-C: quit", border_style="blue")
 
 
@@ -183,11 +196,15 @@ def run(pipeline: Pipeline, source, sink, stop: threading.Event, duration: float
     """
     wall_limit = None if duration is None else time.perf_counter() + 2 * duration + 10
     ended = True
+    reported = len(pipeline.songs)
     for block in source:
         if keys is not None and keys.reset_requested.is_set():
             keys.reset_requested.clear()
             pipeline.new_song()
         updates = pipeline.feed(block)
+        for song in pipeline.songs[reported:]:  # silence or `r` ended one
+            _song_ended(sink, song)
+        reported = len(pipeline.songs)
         if updates:
             sink.updates(updates, pipeline)
         else:
@@ -201,7 +218,22 @@ def run(pipeline: Pipeline, source, sink, stop: threading.Event, duration: float
     return ended
 
 
-def summary(pipeline: Pipeline, source) -> str:
+def end_stream(pipeline: Pipeline, sink) -> None:
+    """The stream is over: its last song ends too, with its whole-song estimate."""
+    song = pipeline.end_song()
+    if song is not None:
+        _song_ended(sink, song)
+
+
+def _song_ended(sink, song: Song) -> None:
+    """Sinks written before songs were events (the benchmarks' own) may not take them."""
+    ended = getattr(sink, "song_ended", None)
+    if ended is not None:
+        ended(song)
+
+
+def summary(pipeline: Pipeline, source, whole_file: bool = False) -> str:
+    """Counters, every finished song (whole-song estimates), and the last horizon's estimate."""
     meter, latest = pipeline.meter, pipeline.latest
     parts = [f"{pipeline.windower.time:.1f} s of audio", f"{pipeline.windower.windows_emitted} segments",
              f"provider {pipeline.engine.provider}"]
@@ -213,33 +245,45 @@ def summary(pipeline: Pipeline, source) -> str:
         q = latest.quadrant
         text += (f"\nsong estimate: valence {latest.song['valence']:.2f} ({label(latest.song['valence'])}), "
                  f"arousal {latest.song['arousal']:.2f} ({label(latest.song['arousal'])}), "
-                 f"{q} {QUADRANTS[q]} over {latest.segments} segments")
+                 f"{q} {QUADRANTS[q]} over {latest.segments} segments (the last {pipeline.horizon:.0f} s)")
+    if whole_file and pipeline.songs:
+        text += f"\nwhole-file estimate (as mer-live label gives it): {pipeline.songs[-1].describe()}"
+    elif pipeline.songs:
+        text += "\n" + "\n".join(song.describe() for song in pipeline.songs)
     return text
 
 
 def monitor(pipeline: Pipeline, source, source_name: str, stop: threading.Event, jsonl: bool,
-            duration: float | None) -> int:
-    """Run live monitoring to the end of the source, ``duration``, `q` or Ctrl-C."""
+            duration: float | None, whole_file: bool = False) -> int:
+    """Run live monitoring to the end of the source, ``duration``, `q` or Ctrl-C.
+
+    ``whole_file``: the source is one file, so its end reports the whole-file estimate as well."""
     interactive = not jsonl and sys.stdout.isatty()
     try:
         if not interactive:
+            sink, ended = JsonLines(), False
             try:
-                run(pipeline, source, JsonLines(), stop, duration)
-            except KeyboardInterrupt:
-                pass
+                try:
+                    ended = run(pipeline, source, sink, stop, duration)
+                except KeyboardInterrupt:
+                    pass
+                end_stream(pipeline, sink)
             except BrokenPipeError:  # the reader went away (`| head`): stop quietly
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            print(summary(pipeline, source), file=sys.stderr)
+                pipeline.end_song()
+            print(summary(pipeline, source, whole_file and ended), file=sys.stderr)
             return 0
         console = Console()
         dashboard = Dashboard(console, source_name, source)
+        ended = False
         with Keys(stop) as keys, dashboard.live:
             try:
-                run(pipeline, source, dashboard, stop, duration, keys)
+                ended = run(pipeline, source, dashboard, stop, duration, keys)
             except KeyboardInterrupt:
                 pass
+            pipeline.end_song()
             dashboard.live.update(dashboard.render(pipeline))
-        console.print(summary(pipeline, source))
+        console.print(summary(pipeline, source, whole_file and ended), markup=False, highlight=False)
         return 0
     finally:
         stop.set()

@@ -17,7 +17,7 @@ from mer_live.realtime.engine import Engine
 from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, horizon_segments, rms
 from mer_live.realtime.sources import Block
 from mer_live.realtime.windower import Windower, Windows
-from mer_live.stats import QUADRANTS, quadrant
+from mer_live.stats import QUADRANTS, quadrant, segment_statistics
 
 LATENCY_HISTORY = 1000
 
@@ -38,6 +38,7 @@ class Update:
     segments: int  # segments the song estimate is based on
     latency_ms: float  # from the arrival of the segment's last samples to this result
     compute_ms: float
+    song_number: int = 1  # which song of the stream (silence or `r` starts the next)
 
     @property
     def quadrant(self) -> str:
@@ -49,11 +50,42 @@ class Update:
             song[f"{task}_label"] = label(self.song[task])
         song.update(quadrant=self.quadrant, quadrant_name=QUADRANTS[self.quadrant], segments=self.segments)
         return {
+            "event": "segment",
+            "song_number": self.song_number,
             "t": round(self.t, 3),
             "segment": {k: round(v, 6) for k, v in self.segment.items()},
             "song": song,
             "latency_ms": round(self.latency_ms, 3),
         }
+
+
+@dataclass(frozen=True)
+class Song:
+    """A song as a whole, from all its segments: the number `mer-live label` gives the same audio."""
+
+    number: int
+    start: float  # seconds of audio at its first segment's start
+    end: float  # seconds of audio at its last segment's end
+    segments: int
+    song: dict[str, float]
+
+    @property
+    def quadrant(self) -> str:
+        return quadrant(self.song["valence"] >= 0.5, self.song["arousal"] >= 0.5)
+
+    def to_json(self) -> dict:
+        out: dict = {"event": "song_end", "song_number": self.number, "start": round(self.start, 3),
+                     "end": round(self.end, 3), "segments": self.segments}
+        for task, p in self.song.items():
+            out[task] = round(p, 6)
+            out[f"{task}_label"] = label(p)
+        out.update(quadrant=self.quadrant, quadrant_name=QUADRANTS[self.quadrant])
+        return out
+
+    def describe(self) -> str:
+        v, a = self.song["valence"], self.song["arousal"]
+        return (f"song #{self.number} {self.start:.1f}-{self.end:.1f} s ({self.segments} segments): valence {v:.2f} "
+                f"({label(v)}), arousal {a:.2f} ({label(a)}), {self.quadrant} {QUADRANTS[self.quadrant]}")
 
 
 @dataclass
@@ -89,12 +121,33 @@ class Pipeline:
         self.gate = SilenceGate(self.config.sample_rate, silence_seconds) if silence_reset else None
         self.meter = Meter()
         self.latest: Update | None = None
+        self.songs: list[Song] = []  # finished songs, oldest first
+        self._song_probs: list[np.ndarray] = []  # every segment of the current song (2 floats a second)
+        self._song_start = 0.0
 
     def new_song(self) -> None:
-        """Forget the song estimate (key `r`, or sustained silence); the stream itself goes on."""
+        """End the current song (key `r`, or sustained silence) and start the next; the stream goes on."""
+        self.end_song()
         self.stats.reset()
         self.latest = None
         self.meter.songs += 1
+
+    def current_song(self) -> Song | None:
+        """The current song over all its segments so far (the horizon estimate looks at its last part)."""
+        if not self._song_probs or self.latest is None:
+            return None
+        probs = np.stack(self._song_probs)
+        song = self.engine.song_probs(segment_statistics(probs, self.engine.bundle.theta))[0]
+        return Song(self.meter.songs, self._song_start, self.latest.t, len(probs),
+                    dict(zip(self.tasks, map(float, song))))
+
+    def end_song(self) -> Song | None:
+        """Close the current song: it joins ``songs`` (returned), and its segments are let go."""
+        song = self.current_song()
+        if song is not None:
+            self.songs.append(song)
+        self._song_probs = []
+        return song
 
     def feed(self, block: Block) -> list[Update]:
         """Add a block; return an update for every segment it completed."""
@@ -116,6 +169,9 @@ class Pipeline:
             return []
         begin = time.perf_counter()
         probs = self.engine.process(windows)
+        if not self._song_probs:
+            self._song_start = int(windows.starts[0]) / self.config.sample_rate
+        self._song_probs.extend(np.array(probs, dtype=np.float32))
         n_before = len(self.stats)
         features = []
         for row in probs:
@@ -134,6 +190,7 @@ class Pipeline:
                 segments=min(self.stats.capacity, n_before + i + 1),
                 latency_ms=(done - arrival) * 1e3,
                 compute_ms=(done - begin) * 1e3,
+                song_number=self.meter.songs,
             )
             updates.append(update)
         self.meter.latencies.append(updates[-1].latency_ms)
