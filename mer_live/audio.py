@@ -10,6 +10,7 @@ line and move on.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import soundfile as sf
 import soxr
 
 from mer_live.config import AudioConfig
-from mer_live.decode import AvReader
+from mer_live.decode import STDIN, AvReader
 from mer_live.errors import AudioError
 
 BLOCK_SECONDS = 10.0
@@ -78,8 +79,22 @@ def _check_file(path: str | os.PathLike) -> Path:
     return p
 
 
+def is_stream(path: str | os.PathLike) -> bool:
+    """Standard input ("-"), a FIFO or a character device: audio that arrives, with no length or seek."""
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def _open(path: str | os.PathLike) -> SfReader | AvReader:
-    """libsndfile for its own formats when it knows the length; FFmpeg for the rest and as the fallback."""
+    """libsndfile for its own formats when it knows the length; FFmpeg for the rest, as the fallback,
+    and for streams (standard input, FIFOs), which it reads as they arrive."""
+    if is_stream(path):
+        return AvReader(path, stream=True)
     p = _check_file(path)
     sf_reason = ""
     if p.suffix.lower() not in AV_EXTENSIONS:

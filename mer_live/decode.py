@@ -10,12 +10,14 @@ as it does libsndfile's.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import numpy as np
 
 from mer_live.errors import AudioError, MerLiveError
 
+STDIN = "-"  # `--file -`
 PACKED = "flt"  # PyAV packs every sample format into interleaved float32 with this resampler format
 
 
@@ -32,12 +34,16 @@ def _av():
 class AvReader:
     """One audio stream of a container; iterate ``blocks`` for (frames, channels) float32 arrays."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, stream: bool = False) -> None:
+        """``stream``: a pipe or FIFO (``path`` "-" is standard input), read as it arrives: FFmpeg
+        probes only a little of it first, so `arecord | mer-live --file -` starts at once."""
         av = _av()
         self.path = path
         self._errors = (av.error.FFmpegError, ValueError, OSError)
+        source = sys.stdin.buffer if str(path) == STDIN else str(path)
+        options = {"probesize": "32768", "analyzeduration": "0"} if stream else {}
         try:
-            self._container = av.open(str(path), mode="r")
+            self._container = av.open(source, mode="r", options=options)
         except self._errors as exc:
             raise AudioError(path, f"cannot decode: {_reason(exc)}") from None
         streams = self._container.streams.audio

@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -131,3 +132,21 @@ def test_dashboard_shows_bracketed_names_and_finished_songs_as_they_are():
     console.print(dashboard.render(pipeline))
     text = console.file.getvalue()
     assert name in text and "song #1" in text
+
+
+def test_file_dash_reads_standard_input_and_a_fifo_is_a_stream(tmp_path):
+    wav = music_wav().read_bytes()
+    piped = subprocess.run([sys.executable, "-m", "mer_live", "--file", "-", "--jsonl", "--model",
+                            str(tiny_bundle().path)], input=wav, capture_output=True, cwd=REPO, timeout=300)
+    assert piped.returncode == 0, piped.stderr.decode()
+    events = [json.loads(line) for line in piped.stdout.splitlines()]
+    assert events[-1]["event"] == "song_end" and events[-1]["segments"] == 11
+    fifo = tmp_path / "live.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(wav,))
+    writer.start()
+    result = mer_live("--file", fifo, "--jsonl", "--model", tiny_bundle().path)
+    writer.join(timeout=60)
+    assert result.returncode == 0, result.stderr
+    fifo_events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [{**e, "latency_ms": 0} for e in fifo_events] == [{**e, "latency_ms": 0} for e in events]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from mer_live.audio import iter_audio_blocks, sanitize, to_mono
+from mer_live.audio import is_stream, iter_audio_blocks, sanitize, to_mono
 from mer_live.errors import MerLiveError
 
 QUEUE_BLOCKS = 4096  # bounded: ~10 s or more of PortAudio blocks
@@ -170,10 +170,11 @@ class FileSource:
 
     def __init__(self, path: str | os.PathLike, out_rate: int, fast: bool = False,
                  stop: threading.Event | None = None, block_seconds: float = FILE_BLOCK_SECONDS) -> None:
-        self.path, self.out_rate, self.fast, self.block_seconds = path, out_rate, fast, block_seconds
+        self.path, self.out_rate, self.block_seconds = path, out_rate, block_seconds
+        self.fast = fast or is_stream(path)  # a pipe or FIFO paces itself: read it as it arrives
         self.stop = stop or threading.Event()
         self.overflows = self.drops = 0
-        self.name = str(path)
+        self.name = "standard input" if str(path) == "-" else str(path)
 
     def __iter__(self) -> Iterator[Block]:
         blocks = iter_audio_blocks(self.path, self.out_rate, self.block_seconds)
