@@ -70,6 +70,25 @@ def run_bench(args: argparse.Namespace) -> int:
     return bench_run.main([args.name, *args.bench_args])
 
 
+# a module a runtime-only install lacks -> the extra that brings it
+EXTRAS = {"torch": "train", "onnx": "train", "skl2onnx": "train", "matplotlib": "train", "safetensors": "train",
+          "sklearn": "train", "scipy": "train", "onnxruntime": "cpu"}
+
+
+def missing_extra(exc: ModuleNotFoundError, args: argparse.Namespace) -> str | None:
+    """One line naming the extra to install, or None for a module no extra provides (a real bug)."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    what = f"mer-live {args.command}" if getattr(args, "command", None) else "mer-live"
+    if module == "sklearn" and getattr(args, "aggregator", None) == "pickle":
+        what = "--aggregator pickle"
+    options = "'mer-live[cpu]' (or [gpu] with CUDA)" if extra == "cpu" else f"'mer-live[{extra}]'"
+    return (f"{what} needs {module}, which this install lacks: pip install {options} "
+            f"(from a clone: pip install '.[{extra}]')")
+
+
 def _terminated(signum, frame) -> None:
     """SIGTERM (kill, systemd, a closing session) stops like Ctrl-C: outputs saved, summary printed."""
     raise KeyboardInterrupt
@@ -86,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"mer-live: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        line = missing_extra(exc, args)
+        if line is None or args.debug:
+            raise
+        print(f"mer-live: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mer-live: interrupted", file=sys.stderr)
