@@ -9,8 +9,11 @@ line and move on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,6 +124,32 @@ def _decode_reason(exc: Exception) -> str:
     if text.startswith("File does not exist") or text.startswith("Format not recognised"):
         return "not a recognised audio format, or corrupt data"
     return text
+
+
+@contextlib.contextmanager
+def decoder_messages() -> Iterator[list[str]]:
+    """Collect what C decoders print on file descriptor 2 meanwhile (libmpg123's "Illegal Audio-MPEG-Header",
+    which names no file), so the caller can attach it to the file it is about; filled on exit."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def describe_messages(lines: list[str]) -> str:
+    """'3 decoder messages, first: ...' in one line (the file may be damaged there)."""
+    first = lines[0].removeprefix("Note: ")
+    return f"{len(lines)} decoder message{'s' * (len(lines) != 1)} (damaged data?), first: {first[:120]}"
 
 
 def to_mono(block: np.ndarray) -> np.ndarray:

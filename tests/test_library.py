@@ -214,3 +214,34 @@ def test_table_paths_are_relative_to_their_root_and_cut_in_the_middle() -> None:
     assert all(len(line) <= 80 for line in text.splitlines())
     assert sum(" a rather long song title.mp3" in line or "title.mp3" in line for line in text.splitlines()) == 2
     assert shorten("abcdefghij", 5) == "ab…ij"
+
+
+def stray_decoder_lines(stderr: str) -> list[str]:
+    words = ("libmpg123", "MPEG", "resync", "Skipped")
+    return [line for line in stderr.splitlines() if any(w in line for w in words) and "warning: " not in line]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_decoder_messages_name_their_file(tmp_path: Path, workers: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    sf.write(tmp_path / "fine.mp3", tone(10.0, 22050), 22050, format="MP3")
+    data = bytearray((tmp_path / "fine.mp3").read_bytes())
+    rng = np.random.default_rng(1)
+    for pos in range(2000, len(data) - 2000, 3000):  # damaged frames: libmpg123 complains on stderr
+        data[pos : pos + 200] = rng.bytes(200)
+    (tmp_path / "damaged.mp3").write_bytes(bytes(data))
+    result = subprocess.run([sys.executable, "-m", "mer_live", "label", tmp_path, "--model", tiny_bundle().path,
+                             "--format", "csv", "--workers", workers], capture_output=True, text=True, cwd=REPO,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert stray_decoder_lines(result.stderr) == [], result.stderr  # only in the file's warning line
+    assert f"  warning: {tmp_path / 'damaged.mp3'}: " in result.stderr
+    assert "fine.mp3:" not in result.stderr
+    live = subprocess.run([sys.executable, "-m", "mer_live", "--file", tmp_path / "damaged.mp3", "--fast", "--jsonl",
+                           "--model", tiny_bundle().path], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert live.returncode == 0 and stray_decoder_lines(live.stderr) == [], live.stderr
+    assert f"warning: {tmp_path / 'damaged.mp3'}: " in live.stderr

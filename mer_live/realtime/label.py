@@ -31,7 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mer_live.audio import AUDIO_EXTENSIONS, AudioError, audio_duration, iter_audio_blocks
+from mer_live.audio import (
+    AUDIO_EXTENSIONS,
+    AudioError,
+    audio_duration,
+    decoder_messages,
+    describe_messages,
+    iter_audio_blocks,
+)
 from mer_live.bundle import Bundle, atomic_write_text
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
@@ -119,6 +126,7 @@ class Decoded:
     probs: np.ndarray | None = None
     logmel: np.ndarray | None = None
     error: str = ""
+    messages: list[str] = field(default_factory=list)  # what the C decoders printed about this file
 
 
 _worker: dict = {}
@@ -151,6 +159,14 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _decode(path: str) -> Decoded:
+    """``_decode_file`` with what the decoders print to stderr attached to the file instead."""
+    with decoder_messages() as messages:
+        item = _decode_file(path)
+    item.messages = messages
+    return item
+
+
+def _decode_file(path: str) -> Decoded:
     """Stream one file through the front end (and the backbone); every failure becomes a one-line reason."""
     config: AudioConfig = _worker["config"]
     try:
@@ -403,6 +419,7 @@ class Tally:
 
     processed: int = 0
     failed: list[dict] = field(default_factory=list)
+    warned: list[tuple[str, list[str]]] = field(default_factory=list)  # (path, decoder messages)
     audio_seconds: float = 0.0
     interrupted: bool = False
 
@@ -417,7 +434,32 @@ def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pa
     from rich.console import Console
 
     stdout = stdout or sys.stdout
-    err = Console(file=stderr or sys.stderr, soft_wrap=True)  # soft wrap: each message stays one line
+    with contextlib.ExitStack() as stack:
+        # soft wrap: each message stays one line
+        err = Console(file=stderr or stack.enter_context(_own_stderr()), soft_wrap=True)
+        return _label(bundle, paths, err, stdout, recursive=recursive, pattern=pattern, out=out, fmt=fmt,
+                      segments=segments, workers=workers, strict=strict, resume=resume, provider=provider,
+                      aggregator=aggregator, save_every=save_every, hidden=hidden, progress_every=progress_every)
+
+
+@contextlib.contextmanager
+def _own_stderr():
+    """A copy of the stderr descriptor for our own messages: while a file decodes, descriptor 2 collects
+    what the C decoders print (``decoder_messages``), and the progress bar must not land there."""
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # no descriptor (a test's capture)
+        yield sys.stderr
+        return
+    with open(fd, "w", encoding=sys.stderr.encoding or "utf-8", errors="replace", buffering=1) as stream:
+        yield stream
+
+
+def _label(bundle: Bundle, paths: list[str], err, stdout, *, recursive: bool, pattern: str | None, out: str | None,
+           fmt: str | None, segments: bool, workers: int | None, strict: bool, resume: bool, provider: str,
+           aggregator: str, save_every: float, hidden: bool, progress_every: float) -> int:
+    from rich.console import Console
+
     fmt = output_format(fmt, out)
     if resume and out is None:
         raise MerLiveError("--resume needs --out FILE (the earlier output to continue)")
@@ -481,6 +523,8 @@ def _run(engine: Engine, todo: list[tuple[str, str]], rows: dict[str, dict], wor
                 row = label_row(engine, item, segments)
                 rows[key] = row
                 tally.processed += 1
+                if item.messages:
+                    tally.warned.append((item.path, item.messages))
                 if row["error"]:
                     tally.failed.append(row)
                 else:
@@ -521,6 +565,10 @@ def report(err, tally: Tally, total: int, elapsed: float, provider: str, out: st
         err.print(f"  failed: {row['path']}: {row['error']}", highlight=False, markup=False)
     if len(failed) > 10:
         err.print(f"  ... and {len(failed) - 10} more failures (see the error column)", highlight=False)
+    for path, messages in tally.warned[:10]:
+        err.print(f"  warning: {path}: {describe_messages(messages)}", highlight=False, markup=False)
+    if len(tally.warned) > 10:
+        err.print(f"  ... and {len(tally.warned) - 10} more files with decoder messages", highlight=False)
     if strict and failed:
         err.print("mer-live: stopped at the first failure (--strict)", highlight=False)
     if tally.interrupted:

@@ -23,6 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from mer_live.audio import describe_messages
 from mer_live.realtime.pipeline import Pipeline, Song, Update, label
 from mer_live.stats import QUADRANTS
 
@@ -246,6 +247,9 @@ def summary(pipeline: Pipeline, source, whole_file: bool = False) -> str:
         text += (f"\nsong estimate: valence {latest.song['valence']:.2f} ({label(latest.song['valence'])}), "
                  f"arousal {latest.song['arousal']:.2f} ({label(latest.song['arousal'])}), "
                  f"{q} {QUADRANTS[q]} over {latest.segments} segments (the last {pipeline.horizon:.0f} s)")
+    messages = getattr(source, "messages", None)
+    if messages:
+        text += f"\nwarning: {source.name}: {describe_messages(messages)}"
     if whole_file and pipeline.songs:
         text += f"\nwhole-file estimate (as mer-live label gives it): {pipeline.songs[-1].describe()}"
     elif pipeline.songs:

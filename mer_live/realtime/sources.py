@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from mer_live.audio import is_stream, iter_audio_blocks, sanitize, to_mono
+from mer_live.audio import decoder_messages, is_stream, iter_audio_blocks, sanitize, to_mono
 from mer_live.errors import MerLiveError
 
 QUEUE_BLOCKS = 4096  # bounded: ~10 s or more of PortAudio blocks
@@ -174,11 +174,23 @@ class FileSource:
         self.fast = fast or is_stream(path)  # a pipe or FIFO paces itself: read it as it arrives
         self.stop = stop or threading.Event()
         self.overflows = self.drops = 0
+        self.messages: list[str] = []  # decoder messages about this file (at most 100 kept)
         self.name = "standard input" if str(path) == "-" else str(path)
 
     def __iter__(self) -> Iterator[Block]:
+        return paced(self._decoded(), self.out_rate, not self.fast, self.stop)
+
+    def _decoded(self) -> Iterator[np.ndarray]:
+        """The file's blocks; what the C decoders print meanwhile goes to ``messages`` (the summary
+        names the file), not onto the dashboard."""
         blocks = iter_audio_blocks(self.path, self.out_rate, self.block_seconds)
-        return paced(blocks, self.out_rate, not self.fast, self.stop)
+        while True:
+            with decoder_messages() as lines:
+                block = next(blocks, None)
+            self.messages.extend(lines[: max(0, 100 - len(self.messages))])
+            if block is None:
+                return
+            yield block
 
 
 class ArraySource:
