@@ -45,16 +45,43 @@ def build_parser() -> argparse.ArgumentParser:
          add_bench_arguments, run_bench),
     ]
     for name, help_text, add_arguments, run in commands:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         # SUPPRESS: without it the sub-command's default (False) would undo `mer-live --debug COMMAND`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
         add_arguments(p)
+        _help_for_every_flag(p)
         p.set_defaults(run=run)
     return parser
 
 
+def _help_for_every_flag(parser: argparse.ArgumentParser) -> None:
+    """A flag without help text would hide its default in --help; name it at least."""
+    for action in parser._actions:
+        if action.help is None and action.option_strings:
+            action.help = action.dest.replace("_", " ")
+
+
+def refuse_ignored_flags(args: argparse.Namespace, argv: list[str]) -> None:
+    """Options before a command name belong to live monitoring; the command would silently drop them
+    (`mer-live --file X label Y`), so refuse them instead. ``--debug`` works in either place."""
+    command = getattr(args, "command", None)
+    if command is None or command not in argv:
+        return
+    given = [t.split("=")[0] for t in argv[: argv.index(command)] if t.startswith("-") and t != "--debug"]
+    if given:
+        flags = ", ".join(dict.fromkeys(given))
+        raise MerLiveError(f"{flags}: live-monitoring option{'s' * (len(given) != 1)} that `mer-live {command}` "
+                           f"ignores; give the command's own options after its name (mer-live {command} --help)")
+
+
+BENCHMARK_NAMES = ("latency", "live", "label", "train", "accuracy", "soak", "all", "readme")
+
+
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", default="all", help="benchmark to run (default: all)")
+    parser.add_argument("name", nargs="?", default="all",
+                        help=f"benchmark to run: {', '.join(BENCHMARK_NAMES)} (`mer-live bench NAME --help` for "
+                             "its options; benchmarks run from a source checkout)")
     parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
 
 
@@ -96,10 +123,12 @@ def _terminated(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminated)
     try:
+        refuse_ignored_flags(args, argv)
         return int(args.run(args) or 0)
     except MerLiveError as exc:
         if args.debug:

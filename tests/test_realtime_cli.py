@@ -150,3 +150,27 @@ def test_file_dash_reads_standard_input_and_a_fifo_is_a_stream(tmp_path):
     assert result.returncode == 0, result.stderr
     fifo_events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [{**e, "latency_ms": 0} for e in fifo_events] == [{**e, "latency_ms": 0} for e in events]
+
+
+def test_one_flag_name_one_meaning_old_spellings_still_parse_and_ignored_flags_are_refused():
+    from mer_live.cli import build_parser
+
+    parser = build_parser()
+    new = parser.parse_args(["train", "--dataset", "synth", "--out", "r", "--arch", "vgg16", "--compute", "cpu"])
+    old = parser.parse_args(["train", "--dataset", "synth", "--out", "r", "--model", "vgg16", "--device", "cpu"])
+    assert (new.model, new.device) == (old.model, old.device) == ("vgg16", "cpu")
+    assert parser.parse_args(["train", "--dataset", "synth", "--out", "r"]).model == "compact"
+    assert parser.parse_args(["label", "x", "--provider", "cpu"]).provider == "cpu"
+    assert parser.parse_args(["label", "x", "--compute", "cpu"]).provider == "cpu"
+    train_help = mer_live("train", "--help").stdout
+    assert "--arch" in train_help and "--compute" in train_help and "--device" not in train_help
+    assert "--epochs EPOCHS       epochs (default: 12)" in train_help
+    assert "0 or 1 decodes in the main process" in mer_live("label", "--help").stdout.replace("\n", " ").replace(
+        "  ", " ").replace("  ", " ")
+    assert "latency, live, label, train, accuracy, soak" in mer_live("bench", "--help").stdout.replace("\n", " ")
+    for args, flag in ((["--file", "x.wav", "label", "y.wav"], "--file"), (["--file", "x.wav", "--device", "1"],
+                                                                            "--device"),
+                       (["--mic", "--fast"], "--fast")):
+        result = mer_live(*args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("mer-live: error: ") and flag in result.stderr

@@ -24,9 +24,11 @@ def _positive(text: str) -> float:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="BUNDLE", help="model bundle directory (default: the packaged model)")
-    parser.add_argument("--provider", choices=PROVIDERS, default="auto",
-                        help="ONNX Runtime provider: auto uses CUDA when this onnxruntime has it, else the CPU "
-                             "(the provider actually used is reported)")
+    parser.add_argument("--compute", dest="provider", choices=PROVIDERS, default="auto",
+                        help="where the model runs (ONNX Runtime provider): auto uses CUDA when this onnxruntime "
+                             "has it, else the CPU (the provider actually used is reported)")
+    parser.add_argument("--provider", dest="provider", choices=PROVIDERS, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the old name of --compute
     parser.add_argument("--aggregator", choices=AGGREGATORS, default="onnx",
                         help="song-level model: the ONNX graph (default) or the bundle's pickled scikit-learn "
                              "model (same numbers; needs scikit-learn)")
@@ -40,7 +42,8 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the microphone if there is one, else a generated 60 s demo (bright major, "
                              "then slow minor)")
     _common(parser)
-    parser.add_argument("--device", metavar="D", help="input device index or unique part of its name (with --mic)")
+    parser.add_argument("--device", metavar="D",
+                        help="input device index or unique part of its name (with --mic or --demo)")
     parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
     parser.add_argument("--fast", action="store_true", help="with --file: stream as fast as possible, not in real time")
     parser.add_argument("--jsonl", action="store_true",
@@ -82,7 +85,8 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segments", action="store_true",
                         help="also output every segment's valence and arousal probabilities")
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="decoding processes (default: number of CPUs, at most 4)")
+                        help="decoding processes (default: number of CPUs, at most 4); 0 or 1 decodes in the "
+                             "main process (least memory)")
     parser.add_argument("--strict", action="store_true", help="stop at the first file that fails")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows already in --out and skip those files (failed ones are retried)")
@@ -101,6 +105,15 @@ def _bundle(args: argparse.Namespace):
     return load_bundle(args.model)
 
 
+def refuse_ignored(args: argparse.Namespace) -> None:
+    """An option the chosen source does not use is a mistake worth one line, not silence."""
+    if args.device is not None and args.file:
+        raise MerLiveError("--device picks an input device: it does not apply to --file")
+    if args.fast and args.mic:
+        raise MerLiveError("--fast applies to --file and the generated demo, not to --mic (live input comes in "
+                           "real time)")
+
+
 def run_live(args: argparse.Namespace) -> int:
     if args.list_devices:
         from mer_live.realtime.sources import describe_devices
@@ -109,6 +122,7 @@ def run_live(args: argparse.Namespace) -> int:
         return 0
     if not (args.mic or args.file or args.demo):
         raise MerLiveError("choose a source: --mic, --file PATH or --demo (or `mer-live label PATH` for files)")
+    refuse_ignored(args)
     from mer_live.realtime import sources
     from mer_live.realtime.engine import Engine
     from mer_live.realtime.monitor import monitor

@@ -25,7 +25,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--cache-dir", help="log-mel cache (default $MER_LIVE_CACHE or ~/.cache/mer-live/logmel)")
     data.add_argument("--workers", type=int, default=2, help="decoding workers for the cache")
     model = parser.add_argument_group("model and segments")
-    model.add_argument("--model", choices=list(ARCH_CHOICES), default="compact",
+    model.add_argument("--model", dest="model", choices=list(ARCH_CHOICES), default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)  # the old name of --arch
+    model.add_argument("--arch", dest="model", choices=list(ARCH_CHOICES), default="compact",
                        help="segment model: a pretrained music CNN (musicnn-msd, musicnn-mtt, vgg-msd, vgg-mtt; "
                             "16 kHz front end) or one trained from scratch (compact, vgg16); default compact")
     model.add_argument("--finetune", choices=list(FINETUNE), default="heads",
@@ -58,7 +60,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--no-rdrop", action="store_true", help="ablation: no R-Drop consistency")
     opt.add_argument("--no-refine", action="store_true", help="ablation: no label refinement")
     opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    opt.add_argument("--compute", dest="device", choices=["auto", "cpu", "cuda"], default="auto",
+                     help="where training runs: auto is CUDA when torch sees a GPU, else the CPU")
+    opt.add_argument("--device", dest="device", choices=["auto", "cpu", "cuda"], default=argparse.SUPPRESS,
+                     help=argparse.SUPPRESS)  # the old name of --compute
     opt.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
 
 
