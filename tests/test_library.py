@@ -245,3 +245,13 @@ def test_decoder_messages_name_their_file(tmp_path: Path, workers: str) -> None:
                            "--model", tiny_bundle().path], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert live.returncode == 0 and stray_decoder_lines(live.stderr) == [], live.stderr
     assert f"warning: {tmp_path / 'damaged.mp3'}: " in live.stderr
+
+
+def test_progress_off_a_terminal_is_plain_lines(library: Path) -> None:
+    files = [library / n for n in ("UPPER.WAV", "sun.au", "core.caf")]
+    status, _, err = label(files, progress_every=1e-9)
+    assert status == 0
+    lines = [line for line in err.splitlines() if line.startswith("mer-live: labeling ")]
+    assert [line.split()[2] for line in lines] == ["1/3", "2/3"]
+    assert all(" files/s, ETA 0:0" in line for line in lines)
+    assert "\x1b" not in err  # no terminal control codes in a log
