@@ -174,3 +174,25 @@ def test_one_flag_name_one_meaning_old_spellings_still_parse_and_ignored_flags_a
         result = mer_live(*args)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith("mer-live: error: ") and flag in result.stderr
+
+
+def test_demo_caption_promises_nothing_the_packaged_model_may_not_do():
+    """Whatever load_bundle() ships, the demo's two pieces end as two songs with their own estimates, and
+    the caption names what the audio is (synthetic) without promising an emotion for either piece."""
+    from mer_live.realtime.demo import CAPTION
+    from mer_live.realtime.sources import has_input_device
+
+    if has_input_device():
+        import pytest
+
+        pytest.skip("--demo uses the microphone here")
+    result = mer_live("--demo", "--fast", "--jsonl")
+    assert result.returncode == 0, result.stderr
+    ends = [e for e in map(json.loads, result.stdout.splitlines()) if e["event"] == "song_end"]
+    assert [e["song_number"] for e in ends] == [1, 2]
+    assert CAPTION in result.stderr
+    for word in ("happy", "sad", "calm", "angry", "Q1", "Q2", "Q3", "Q4", "bright", "dark"):
+        assert word not in CAPTION
+    for end in ends:
+        assert f"song #{end['song_number']} " in result.stderr
+        assert f"{end['quadrant']} {end['quadrant_name']}" in result.stderr.split(f"song #{end['song_number']} ")[1]

@@ -39,8 +39,8 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--mic", action="store_true", help="monitor the microphone live")
     source.add_argument("--file", metavar="PATH", help="monitor an audio file streamed at real-time pace")
     source.add_argument("--demo", action="store_true",
-                        help="the microphone if there is one, else a generated 60 s demo (bright major, "
-                             "then slow minor)")
+                        help="the microphone if there is one, else a generated 60 s demo: two synthetic pieces "
+                             "(fast major, then slow minor), not recorded music")
     _common(parser)
     parser.add_argument("--device", metavar="D",
                         help="input device index or unique part of its name (with --mic or --demo)")
@@ -139,10 +139,9 @@ def run_live(args: argparse.Namespace) -> int:
         source = sources.FileSource(args.file, rate, fast=args.fast, stop=stop)
         name = args.file
     else:
-        from mer_live.realtime.demo import synthesize
+        from mer_live.realtime.demo import CAPTION, synthesize
 
-        print("mer-live: no microphone found; playing a generated demo (bright major, then slow minor)",
-              file=sys.stderr)
+        print(f"mer-live: no microphone found; playing {CAPTION}", file=sys.stderr)
         source = sources.ArraySource(synthesize(rate), rate, "generated demo", fast=args.fast, stop=stop)
         name = source.name
     engine = Engine(bundle, provider=args.provider, mode=args.mode, aggregator=args.aggregator)

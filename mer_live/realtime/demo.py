@@ -1,14 +1,19 @@
-"""A generated demo stream for machines without a microphone: two short pieces of music.
+"""A generated demo stream for machines without a microphone: two short synthetic pieces.
 
 First a bright, fast piece in C major (plucked arpeggios at 150 BPM, high register, hi-hat
 noise), then a pause long enough to end the song, then a slow, soft piece in A minor (sustained
-low chords at 60 BPM). A model that hears anything at all should move between them.
+low chords at 60 BPM). They are sine-tone sketches, not recorded music: the model was trained on
+real songs and may place both pieces in the same quadrant, so the demo shows the monitor working
+(levels, segments, two songs with their own estimates), not what the model gets right. The
+caption says so rather than promising an emotion.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+CAPTION = ("a generated demo: two synthetic sine-tone pieces, fast major then slow minor, separated by a pause "
+           "(not recorded music: the estimates show how this model hears them, whatever it decides)")
 MAJOR = (0, 4, 7, 12)
 MINOR = (0, 3, 7, 12)
 
