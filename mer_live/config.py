@@ -124,6 +124,25 @@ class AudioConfig:
         return cls.from_dict(json.loads(text))
 
 
+@dataclass(frozen=True)
+class SongConfig:
+    """What the song-level aggregator reads: statistics of the segment probabilities (theta is the
+    share-above threshold) and, with ``embedding``, the mean and standard deviation over the song's
+    segments of the segment model's embedding (a pretrained model's penultimate layer and tags)."""
+
+    theta: float = 0.5
+    embedding: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SongConfig:
+        return cls(**{k: data[k] for k in ("theta", "embedding") if k in data})
+
+
+DEFAULT_SONG = SongConfig()
+
 # The front end the pretrained musicnn models were trained on (16 kHz, n_fft 512, hop 256, 96 Slaney
 # mels to 8 kHz); the floor is low enough that musicnn's log10(1 + 10000 * mel) sees silence as 0.
 MUSICNN_AUDIO = AudioConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, fmin=0.0, fmax=8000.0,

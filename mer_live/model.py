@@ -125,12 +125,16 @@ class Top(nn.Module):
             self.backend.eval()  # a frozen back end keeps its batch-norm statistics and no dropout
         return self
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """What the heads read: musicnn's 200-d penultimate layer and 50 tag activations, or the VGG's pooled maps."""
         x = features.flatten(1)
-        if self.backend is not None:
-            penultimate, tags = self.backend(x)
-            x = torch.cat([penultimate, torch.sigmoid(tags)], dim=1)
-        return self.head(x)
+        if self.backend is None:
+            return x
+        penultimate, tags = self.backend(x)
+        return torch.cat([penultimate, torch.sigmoid(tags)], dim=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(features))
 
 
 class PretrainedBackbone(nn.Module):

@@ -51,6 +51,18 @@ def segment_statistics(probs: np.ndarray, theta: float = DEFAULT_THETA) -> np.nd
     return statistics_from_sorted([np.sort(probs[:, t]) for t in range(probs.shape[1])], theta)
 
 
+def embedding_statistics(embeddings: np.ndarray) -> np.ndarray:
+    """(n_segments, dims) segment embeddings -> (2 * dims,) their mean then standard deviation."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    return np.concatenate([embeddings.mean(axis=0), embeddings.std(axis=0)])
+
+
+def song_vector(probs: np.ndarray, embeddings: np.ndarray | None, theta: float = DEFAULT_THETA) -> np.ndarray:
+    """The aggregator's input for one song: probability statistics, then embedding statistics if any."""
+    stats = segment_statistics(probs, theta)
+    return stats if embeddings is None else np.concatenate([stats, embedding_statistics(embeddings)])
+
+
 def quadrant(valence_high: bool, arousal_high: bool) -> str:
     """Russell quadrant: Q1 +V+A, Q2 -V+A, Q3 -V-A, Q4 +V-A."""
     if arousal_high:

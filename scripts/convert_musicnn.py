@@ -1,8 +1,9 @@
 """Convert the musicnn package's TensorFlow checkpoints to safetensors, once, with golden outputs.
 
-Runs in its own environment (TensorFlow is never a mer-live dependency); see `scripts/convert_musicnn.sh`:
+Runs in its own environment (TensorFlow is never a mer-live dependency), which
+`scripts/convert_musicnn.sh` creates and uses:
 
-    python scripts/convert_musicnn.py [--real-clips DIR]
+    scripts/convert_musicnn.sh [--real-clips DIR]
 
 For each of MSD_musicnn, MTT_musicnn, MSD_vgg and MTT_vgg it reads the checkpoint out of the
 installed ``musicnn`` wheel, renames and transposes every variable to mer-live's PyTorch layout

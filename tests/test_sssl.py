@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from mer_live.config import AudioConfig
+from mer_live.config import AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
 from mer_live.model import ModelConfig
 from mer_live.train.cache import LogMelCache
@@ -43,7 +43,7 @@ def test_sssl_learns_well_above_chance_on_held_out_songs(synth):
     train_idx, test_idx = song_folds(clips, 4, seed=0)[0]
     train_mels = {clips[i].path: logmels[clips[i].path] for i in train_idx}  # held-out songs absent
     fitted = fit(clips, train_mels, train_idx, AUDIO, MODEL, FAST, "sssl", log=lambda s: None)
-    preds = predict_songs(fitted, [logmels[clips[i].path] for i in test_idx], 0.5)
+    preds = predict_songs(fitted, [logmels[clips[i].path] for i in test_idx], SongConfig())
     metrics = song_metrics(clip_labels(clips, test_idx), preds["svm"])
     assert metrics["arousal_acc"] >= 0.8
     assert (metrics["valence_acc"] + metrics["arousal_acc"]) / 2 >= 0.65

@@ -49,6 +49,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="unlabeled loss weight, ramped (DivideMix: 25 on CIFAR, 0 on real-world noise)")
     opt.add_argument("--lambda-kl", type=float, default=1.0, help="R-Drop weight")
     opt.add_argument("--theta", type=float, default=0.5, help="share-above threshold of the song statistics")
+    opt.add_argument("--song-embedding", action="store_true",
+                     help="pretrained models: the song aggregator also reads the mean and std of the segment "
+                          "embedding (penultimate layer and tags) over the song")
     opt.add_argument("--segments-per-epoch", type=int, default=0,
                      help="train on a fresh random subset of this many segments per epoch (0: all)")
     opt.add_argument("--no-gmm", action="store_true", help="ablation: every segment keeps its inherited label")
@@ -93,6 +96,7 @@ def _setup(args: argparse.Namespace):
 
     import torch
 
+    from mer_live.config import SongConfig
     from mer_live.model import ModelConfig
     from mer_live.train.sssl import TrainConfig
     from mer_live.train.trainer import prepare_data
@@ -115,14 +119,15 @@ def _setup(args: argparse.Namespace):
     thresholds = {k: v for k, v in (("valence", args.threshold_valence), ("arousal", args.threshold_arousal))
                   if v is not None}
     dataset, clips, logmels = prepare_data(args, audio, thresholds or None)
-    return cfg, audio, model_config, dataset, clips, logmels
+    song = SongConfig(theta=args.theta, embedding=args.song_embedding)
+    return cfg, audio, model_config, song, dataset, clips, logmels
 
 
 def run_train(args: argparse.Namespace) -> int:
     from mer_live.train.trainer import train_run
 
-    cfg, audio, model_config, dataset, clips, logmels = _setup(args)
-    train_run(args, cfg, audio, model_config, dataset, clips, logmels)
+    cfg, audio, model_config, song, dataset, clips, logmels = _setup(args)
+    train_run(args, cfg, audio, model_config, song, dataset, clips, logmels)
     return 0
 
 
@@ -139,14 +144,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     unknown = set(methods) - {"sssl", "naive", "clip"}
     if unknown:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from sssl, naive, clip")
-    cfg, audio, model_config, dataset, clips, logmels = _setup(args)
+    cfg, audio, model_config, song, dataset, clips, logmels = _setup(args)
     console = log_console()
 
     def inputs(seg_audio, gain_db: float):
         return model_inputs(logmels, seg_audio, model_config, cache_dir(args), gain_db, log=console.log,
                             threads=args.threads)
 
-    report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, args.theta,
+    report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
                             log=console.log, max_folds=args.max_folds, gains=gains)
     report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
     command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])

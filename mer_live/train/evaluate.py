@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from mer_live.config import AudioConfig
+from mer_live.config import DEFAULT_SONG, AudioConfig, SongConfig
 from mer_live.model import ModelConfig
 from mer_live.stats import quadrant
 from mer_live.train.datasets import Clip
@@ -65,7 +65,7 @@ def cross_validate(
     n_folds: int,
     methods: tuple[str, ...],
     segment_seconds: list[float],
-    theta: float = 0.5,
+    song: SongConfig = DEFAULT_SONG,
     log: Callable[[str], None] = print,
     max_folds: int = 0,
     gains: tuple[float, ...] = (),
@@ -95,13 +95,13 @@ def cross_validate(
                     f"({len(train_idx)} training songs, {len(test_idx)} test songs)")
                 # only the training songs' log-mels go in: held-out songs cannot reach the model, GMM or SVM
                 train_mels = {clips[i].path: clip_inputs[clips[i].path] for i in train_idx}
-                fitted = fit(clips, train_mels, train_idx, seg_audio, model_config, cfg, method, theta,
+                fitted = fit(clips, train_mels, train_idx, seg_audio, model_config, cfg, method, song,
                              log=lambda line: log("    " + line))
-                preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], theta)
+                preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], song)
                 truth = clip_labels(clips, test_idx)
                 for gain, per_clip in gained.items():
                     for aggregation, probs in predict_songs(fitted, [per_clip[clips[i].path] for i in test_idx],
-                                                            theta).items():
+                                                            song).items():
                         fold_metrics = song_metrics(truth, probs)
                         fold_metrics["quadrant_agreement"] = quadrant_agreement(probs, preds[aggregation])
                         per_fold.setdefault(f"{aggregation} @ {gain:+g} dB", []).append(fold_metrics)
@@ -123,7 +123,7 @@ def cross_validate(
                     + (f", first {len(folds)} of the {n_folds} folds only" if len(folds) < n_folds else "")
                     + "; segment model, GMM and SVM refit on each fold's training songs",
         "n_songs": len(clips), "folds": n_folds,
-        "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(), "theta": theta,
+        "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(), "song": song.to_dict(),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "python": platform.python_version()},
         "results": results,

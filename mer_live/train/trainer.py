@@ -20,10 +20,10 @@ import torch
 
 from mer_live.aggregate import SongAggregator, mean_probabilities
 from mer_live.audio import AudioError, cut_segments, load_audio
-from mer_live.config import AudioConfig
+from mer_live.config import DEFAULT_SONG, AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
 from mer_live.model import ModelConfig, SegmentNet
-from mer_live.stats import segment_statistics
+from mer_live.stats import song_vector
 from mer_live.train.cache import LogMelCache
 from mer_live.train.datasets import Clip, Dataset, load_dataset
 from mer_live.train.features import FeatureCache, apply_gain
@@ -118,21 +118,37 @@ def clip_segment_set(logmels: list[np.ndarray], labels: np.ndarray, frames: int)
     return SegmentSet(logmels=logmels, labels=labels, frames=frames, hop_frames=1 << 30)
 
 
-def song_probabilities(fitted: Fitted, logmels: list[np.ndarray]) -> list[np.ndarray]:
-    """Per song, (segments, tasks) probability of "high" from the segment model."""
-    tasks = fitted.net.config.tasks
+def _segments(fitted: Fitted, logmels: list[np.ndarray]) -> SegmentSet:
     dummy = np.zeros((len(logmels), len(TASKS)), dtype=np.int64)
     if fitted.method == "clip":
-        segments = clip_segment_set(logmels, dummy, fitted.clip_frames)
-    else:
-        segments = segment_set(logmels, dummy, fitted.audio, fitted.net.config)
-    probs = predict(fitted.net.trainable, segments, tasks, torch.device("cpu"))
+        return clip_segment_set(logmels, dummy, fitted.clip_frames)
+    return segment_set(logmels, dummy, fitted.audio, fitted.net.config)
+
+
+def song_probabilities(fitted: Fitted, logmels: list[np.ndarray]) -> list[np.ndarray]:
+    """Per song, (segments, tasks) probability of "high" from the segment model."""
+    segments = _segments(fitted, logmels)
+    probs = predict(fitted.net.trainable, segments, fitted.net.config.tasks, torch.device("cpu"))
     high = np.stack([probs[t][:, 1] for t in TASKS], axis=1)
     return [high[segments.clip_of == c] for c in range(len(logmels))]
 
 
-def song_features(fitted: Fitted, logmels: list[np.ndarray], theta: float) -> np.ndarray:
-    return np.stack([segment_statistics(p, theta) for p in song_probabilities(fitted, logmels)])
+@torch.no_grad()
+def song_embeddings(fitted: Fitted, logmels: list[np.ndarray], batch_size: int = 512) -> list[np.ndarray]:
+    """Per song, (segments, dims) embedding the heads read (pretrained models only)."""
+    segments = _segments(fitted, logmels)
+    top = fitted.net.trainable.eval()
+    parts = [top.embed(torch.from_numpy(segments.batch(np.arange(s, min(s + batch_size, len(segments))))))
+             for s in range(0, len(segments), batch_size)]
+    embeddings = torch.cat(parts).numpy()
+    return [embeddings[segments.clip_of == c] for c in range(len(logmels))]
+
+
+def song_features(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig) -> np.ndarray:
+    """The aggregator's input per song (``stats.song_vector``)."""
+    probs = song_probabilities(fitted, logmels)
+    embeddings = song_embeddings(fitted, logmels) if song.embedding else [None] * len(probs)
+    return np.stack([song_vector(p, e, song.theta) for p, e in zip(probs, embeddings)])
 
 
 def fit(
@@ -143,7 +159,7 @@ def fit(
     model_config: ModelConfig,
     cfg: TrainConfig,
     method: str = "sssl",
-    theta: float = 0.5,
+    song: SongConfig = DEFAULT_SONG,
     checkpoint: Path | None = None,
     resume: bool = False,
     log: Callable[[str], None] = print,
@@ -153,6 +169,8 @@ def fit(
 
     ``logmels`` holds what ``model_inputs`` gives per clip: log-mel, or cached body features."""
     cfg = method_config(method, cfg, model_config)
+    if song.embedding and not model_config.pretrained:
+        raise MerLiveError("song-level embedding statistics need a pretrained model (--model musicnn-msd, ...)")
     train_idx, val_idx = train_val_split(indices, clips, cfg.val_fraction, cfg.seed)
 
     def mels(idx: list[int]) -> list[np.ndarray]:
@@ -170,18 +188,18 @@ def fit(
                                       progress)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
     if method != "clip":
-        fitted.features = song_features(fitted, mels(indices), theta)
-        fitted.aggregator = SongAggregator(list(TASKS), theta=theta, seed=cfg.seed).fit(
+        fitted.features = song_features(fitted, mels(indices), song)
+        fitted.aggregator = SongAggregator(list(TASKS), theta=song.theta, seed=cfg.seed).fit(
             fitted.features, clip_labels(clips, indices))
     return fitted
 
 
-def predict_songs(fitted: Fitted, logmels: list[np.ndarray], theta: float) -> dict[str, np.ndarray]:
+def predict_songs(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig) -> dict[str, np.ndarray]:
     """Song-level P(high) per task: {"svm": (songs, tasks), "mean": (songs, tasks)}."""
     if fitted.method == "clip":
         probs = np.concatenate(song_probabilities(fitted, logmels))
         return {"clip": probs}
-    features = song_features(fitted, logmels, theta)
+    features = song_features(fitted, logmels, song)
     return {"svm": fitted.aggregator.predict_proba(features),
             "mean": mean_probabilities(features, list(TASKS))}
 
@@ -231,8 +249,8 @@ def prepare_data(args, audio: AudioConfig, thresholds: dict[str, float] | None
     return dataset, clips, logmels
 
 
-def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelConfig, dataset: Dataset,
-              clips: list[Clip], logmels: dict[Path, np.ndarray]) -> Path:
+def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelConfig, song: SongConfig,
+              dataset: Dataset, clips: list[Clip], logmels: dict[Path, np.ndarray]) -> Path:
     """`mer-live train`: fit on every clip and leave a complete run directory."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -251,7 +269,7 @@ def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelCon
         "method": args.method,
         "dataset": {"name": dataset.name, "root": str(dataset.root), "clips": len(clips),
                     "binarization": dataset.binarization},
-        "aggregator": {"theta": args.theta, "song_seconds": round(song_seconds, 2), "tasks": list(TASKS)},
+        "aggregator": {**song.to_dict(), "song_seconds": round(song_seconds, 2), "tasks": list(TASKS)},
         "device": device.type,
     }
     save_json(out / CONFIG, config)
@@ -259,7 +277,7 @@ def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelCon
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("epoch steps", total=1)
-        fitted = fit(clips, inputs, list(range(len(clips))), audio, model_config, cfg, args.method, args.theta,
+        fitted = fit(clips, inputs, list(range(len(clips))), audio, model_config, cfg, args.method, song,
                      checkpoint=out / CHECKPOINT, resume=args.resume, log=console.log,
                      progress=lambda done, total: bar.update(task, completed=done, total=total))
     if fitted.aggregator is None:
