@@ -127,23 +127,29 @@ def _decode_reason(exc: Exception) -> str:
 
 
 @contextlib.contextmanager
-def decoder_messages() -> Iterator[list[str]]:
+def decoder_messages(sink=None) -> Iterator[list[str]]:
     """Collect what C decoders print on file descriptor 2 meanwhile (libmpg123's "Illegal Audio-MPEG-Header",
-    which names no file), so the caller can attach it to the file it is about; filled on exit."""
+    which names no file), so the caller can attach it to the file it is about; filled on exit. ``sink``: a
+    binary temporary file to reuse across many short captures (a live file's blocks)."""
     lines: list[str] = []
+    own = sink is None
+    sink = tempfile.TemporaryFile() if own else sink
+    start = sink.seek(0, os.SEEK_END)
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield lines
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if os.fstat(sink.fileno()).st_size > start:  # mostly nothing was written: skip the read
+            sink.seek(start)
             text = sink.read().decode("utf-8", "replace")
             lines.extend(line.strip() for line in text.splitlines() if line.strip())
+        if own:
+            sink.close()
 
 
 def describe_messages(lines: list[str]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -184,13 +185,14 @@ class FileSource:
         """The file's blocks; what the C decoders print meanwhile goes to ``messages`` (the summary
         names the file), not onto the dashboard."""
         blocks = iter_audio_blocks(self.path, self.out_rate, self.block_seconds)
-        while True:
-            with decoder_messages() as lines:
-                block = next(blocks, None)
-            self.messages.extend(lines[: max(0, 100 - len(self.messages))])
-            if block is None:
-                return
-            yield block
+        with tempfile.TemporaryFile() as sink:
+            while True:
+                with decoder_messages(sink) as lines:
+                    block = next(blocks, None)
+                self.messages.extend(lines[: max(0, 100 - len(self.messages))])
+                if block is None:
+                    return
+                yield block
 
 
 class ArraySource:
