@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from benchmarks import common
@@ -145,6 +146,20 @@ SECTIONS = (("latency.json", latency_section), ("live.json", live_section), ("la
             ("train.json", train_section), ("accuracy.json", accuracy_section), ("soak.json", soak_section))
 
 
+_PRIVATE = (
+    (re.compile(r"(?:[^\s'\"`]*/)?MER_audio_taffc_dataset"), "path/to/MER_audio_taffc_dataset"),
+    (re.compile(r"/tmp/[^\s'\"`,)]+"), "CACHE_DIR"),
+)
+
+
+def public(text: str) -> str:
+    """The section as a reader on another machine needs it: no checkout, data or temp paths of this one."""
+    text = text.replace(f"{common.ROOT}/", "").replace(str(common.ROOT), ".")
+    for pattern, replacement in _PRIVATE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def section(results: Path) -> str:
     found = [(name, _load(results, name), make) for name, make in SECTIONS]
     found = [(name, data, make) for name, data, make in found if data]
@@ -162,7 +177,7 @@ def section(results: Path) -> str:
             lines += make(data, results)
         except (KeyError, TypeError, ZeroDivisionError) as exc:
             lines += [f"_{name}: cannot be summarised ({exc!r}); re-run its benchmark_", ""]
-    return "\n".join(lines)
+    return public("\n".join(lines))
 
 
 def main(argv: list[str]) -> int:
