@@ -460,11 +460,11 @@ def _label(bundle: Bundle, paths: list[str], err, stdout, *, recursive: bool, pa
            aggregator: str, save_every: float, hidden: bool, progress_every: float) -> int:
     from rich.console import Console
 
-    fmt = output_format(fmt, out)
     if resume and out is None:
         raise MerLiveError("--resume needs --out FILE (the earlier output to continue)")
     if out is not None:
         check_output(out)
+    fmt = output_format(fmt, out)
     found = collect(paths, recursive, pattern, hidden)
     if not found.files:
         raise MerLiveError(f"no audio files found in {', '.join(paths)} (extensions: {' '.join(AUDIO_EXTENSIONS)})"
