@@ -46,18 +46,23 @@ def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:
 
     if arch == "compact":
         return load_bundle(make_tiny_bundle(out, seconds))
+    import numpy as np
     import torch
 
-    from mer_live.config import AudioConfig
     from mer_live.model import ModelConfig, SegmentNet
     from mer_live.train import rundir
+    from tests.bundles import _verify_audio
 
     run = make_tiny_run(workdir / f"{arch}-{seconds:g}s-run", seconds)
     config = json.loads((run / rundir.CONFIG).read_text())
     config["model"]["arch"] = arch
+    model_config = ModelConfig.from_dict(config["model"])
+    audio = model_config.default_audio().replace(segment_seconds=seconds)
+    config["audio"] = audio.to_dict()
     rundir.save_json(run / rundir.CONFIG, config)
+    np.save(run / "verify_audio.npy", _verify_audio(audio, np.random.default_rng(0)))
     torch.manual_seed(0)
-    net = SegmentNet(AudioConfig.from_dict(config["audio"]), ModelConfig.from_dict(config["model"])).eval()
+    net = SegmentNet(audio, model_config).eval()  # pretrained: the real body, an untrained top
     rundir.save_checkpoint(run / rundir.CHECKPOINT, {"model": net.state_dict(), "epoch": 0})
     return load_bundle(export_run(run, out, log=lambda message: None))
 

@@ -30,10 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_common_arguments(parser)
     bundles.add_bundle_arguments(parser)
     parser.add_argument("--lengths", default="1,2,3,4,5", help="segment lengths in seconds (comma list)")
-    parser.add_argument("--archs", default="compact,vgg16", help="architectures (comma list)")
+    parser.add_argument("--archs", default="compact,musicnn-msd,vgg16",
+                        help="architectures (comma list): compact, vgg16, musicnn-msd, musicnn-mtt, vgg-msd, vgg-mtt")
     parser.add_argument("--threads", default="1,2", help="CPU thread counts (comma list)")
     parser.add_argument("--repeats", type=int, default=300, help="timed updates per configuration (compact)")
-    parser.add_argument("--vgg-repeats", type=int, default=60, help="timed updates per configuration (vgg16)")
+    parser.add_argument("--vgg-repeats", type=int, default=60,
+                        help="timed updates per configuration (the large models: all but compact)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed updates first")
 
 
@@ -263,7 +265,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     with bundles.workdir(args.cache) as work:
         chosen = bundles.choose(args, work, lengths, archs)
         for (arch, seconds), bundle in sorted(chosen.items()):
-            n = vgg_repeats if arch == "vgg16" else repeats
+            n = repeats if arch == "compact" else vgg_repeats
             c = bundle.audio
             audio = common.music(c.effective_segment_seconds + (n + warmup + 2) * c.effective_hop_seconds,
                                  c.sample_rate)
@@ -286,7 +288,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     common.write_result(args.results_dir, "latency", argv, {
         "what": "per-update compute of the live path (window + front end + backbone + statistics + aggregator) "
                 "per hop; algorithmic latency = segment length; RTF = compute / hop",
-        "repeats": {"compact": repeats, "vgg16": vgg_repeats, "warmup": warmup},
+        "repeats": {"compact": repeats, "others": vgg_repeats, "warmup": warmup},
         "target": {"compact_ort_incremental_p99_ms": TARGET_P99_MS, "threads": default_threads, "met": met},
         "bundles": sorted({f"{bundles.describe(b)}" for b in chosen.values()}),
         "gpu": gpu_note or "measured", "rows": rows, "ratios": ratio_rows,

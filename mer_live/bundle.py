@@ -13,8 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mer_live.config import AudioConfig
 from mer_live.errors import BundleError
+from mer_live.stats import song_vector
 
 FORMAT = "mer-live-bundle"
 FORMAT_VERSION = 1
@@ -71,6 +74,21 @@ class Bundle:
     @property
     def theta(self) -> float:
         return float(self.manifest["aggregator"]["theta"])
+
+    @property
+    def embedding_dims(self) -> int:
+        """Width of the segment embedding the aggregator summarises (0: probabilities only)."""
+        return int(self.manifest["aggregator"].get("embedding_dims", 0))
+
+    @property
+    def n_features(self) -> int:
+        return len(self.manifest["aggregator"]["feature_names"])
+
+    def song_vector(self, outputs: np.ndarray) -> np.ndarray:
+        """The aggregator's input for one song from its segments' (n, tasks [+ embedding]) outputs."""
+        n = len(self.tasks)
+        embedding = outputs[:, n:] if self.embedding_dims else None
+        return song_vector(outputs[:, :n], embedding, self.theta)
 
     @property
     def song_seconds(self) -> float:

@@ -112,6 +112,7 @@ class Top(nn.Module):
         self.backend = musicnn.MusicnnBackend() if arch == "musicnn" else None
         width = musicnn.BACKEND_UNITS + musicnn.N_TAGS if arch == "musicnn" else musicnn.VggBody.out_features
         self.frozen_backend = config.finetune == "heads"
+        self.embedding_dims = width
         self.head = nn.Sequential(
             nn.Dropout(config.dropout), nn.Linear(width, PRETRAINED_HIDDEN), nn.ReLU(inplace=True),
             nn.Dropout(config.dropout), nn.Linear(PRETRAINED_HIDDEN, sum(config.tasks.values())),
@@ -192,16 +193,28 @@ def split_logits(logits: torch.Tensor, tasks: dict[str, int]) -> dict[str, torch
 
 
 class SegmentProbabilities(nn.Module):
-    """Export wrapper: raw audio -> (batch, tasks) probability of class 1 ("high") per task."""
+    """Export wrapper: raw audio (a SegmentNet) or log-mel (a backbone) -> (batch, tasks) probability
+    of class 1 ("high") per task; with ``embedding``, also (batch, dims) what the heads read, for the
+    song aggregator's embedding statistics (pretrained backbones only)."""
 
-    def __init__(self, net: SegmentNet | Backbone, tasks: dict[str, int]) -> None:
+    def __init__(self, net: SegmentNet | Backbone | PretrainedBackbone, tasks: dict[str, int],
+                 embedding: bool = False) -> None:
         super().__init__()
         self.net = net
         self.tasks = tasks
+        self.embedding = embedding
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = split_logits(self.net(x), self.tasks)
-        return torch.stack([torch.softmax(v, dim=1)[:, 1] for v in logits.values()], dim=1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if not self.embedding:
+            return self._probs(self.net(x))
+        backbone = self.net.backbone if isinstance(self.net, SegmentNet) else self.net
+        logmel = self.net.frontend(x) if isinstance(self.net, SegmentNet) else x
+        embedding = backbone.top.embed(backbone.body(logmel))
+        return self._probs(backbone.top.head(embedding)), embedding
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        parts = split_logits(logits, self.tasks)
+        return torch.stack([torch.softmax(v, dim=1)[:, 1] for v in parts.values()], dim=1)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -19,8 +19,10 @@ QUADRANTS = {
 }
 
 
-def feature_names(tasks: tuple[str, ...] | list[str]) -> list[str]:
-    return [f"{task}_{stat}" for task in tasks for stat in STAT_NAMES]
+def feature_names(tasks: tuple[str, ...] | list[str], embedding_dims: int = 0) -> list[str]:
+    """Names of the song vector's entries, in order (``song_vector``)."""
+    names = [f"{task}_{stat}" for task in tasks for stat in STAT_NAMES]
+    return names + [f"embedding_{kind}_{i}" for kind in ("mean", "std") for i in range(embedding_dims)]
 
 
 def _task_statistics(sorted_probs: np.ndarray, theta: float) -> list[float]:

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from mer_live.audio import segment_starts
 from mer_live.config import AudioConfig
 from mer_live.realtime.running import RunningStatistics, SilenceGate, horizon_segments
-from mer_live.stats import segment_statistics
+from mer_live.stats import segment_statistics, song_vector
 
 
 @pytest.mark.parametrize("capacity", [1, 5, 28])
@@ -58,3 +58,17 @@ def test_silence_gate_fires_once_after_sustained_silence():
     assert fired == [False, False, False, True, False, False]
     assert gate.silent
     assert not gate.push(loud) and not gate.silent
+
+
+@pytest.mark.parametrize("capacity", [1, 5])
+def test_running_statistics_with_embedding_equal_the_training_song_vector(capacity):
+    """Rows carry probabilities then an embedding: the live song vector is the one training fit on."""
+    rng = np.random.default_rng(capacity)
+    rows = np.concatenate([rng.random((20, 2)), rng.normal(0, 3, (20, 6))], axis=1).astype(np.float32)
+    running = RunningStatistics(2, capacity, theta=0.5, embedding_dims=6)
+    for i, row in enumerate(rows):
+        running.push(row)
+        held = rows[max(0, i + 1 - capacity) : i + 1]
+        np.testing.assert_allclose(running.features(), song_vector(held[:, :2], held[:, 2:], 0.5), rtol=1e-12)
+    with pytest.raises(ValueError, match="embedding"):
+        running.push(rows[0, :2])

@@ -58,7 +58,8 @@ def test_bad_root_is_one_line_error(tmp_path: Path):
 def test_pretrained_model_trains_exports_and_labels(tmp_path: Path):
     """musicnn-msd end to end: frozen-body features cached, top trained, bundle exported and verified, labels."""
     run, bundle = tmp_path / "run", tmp_path / "bundle"
-    common = ["--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--model", "musicnn-msd"]
+    common = ["--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--arch", "musicnn-msd",
+              "--finetune", "top", "--song-embedding"]
     result = mer_live("train", *TINY, *common, "--out", str(run), "--segment-seconds", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "musicnn-msd body features for 16 clips" in result.stderr
@@ -70,11 +71,18 @@ def test_pretrained_model_trains_exports_and_labels(tmp_path: Path):
     assert exported.returncode == 0, exported.stderr
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["verification"]["segment_onnx_vs_torch_max_abs"] < 1e-4
+    assert manifest["aggregator"]["embedding_dims"] == 250  # 200-d penultimate layer + 50 tags
+    assert len(manifest["aggregator"]["feature_names"]) == 2 * 7 + 2 * 250
+    assert manifest["model"]["pretrained"]["licence"].startswith("ISC") and (bundle / "NOTICE").is_file()
     clip = next((tmp_path / "synth").rglob("*.wav"))
     labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
     assert labeled.returncode == 0, labeled.stderr
     row = json.loads(labeled.stdout)["files"][0]
     assert 0 <= row["valence"] <= 1 and row["quadrant"] in ("Q1", "Q2", "Q3", "Q4")
+    streamed = mer_live("--file", str(clip), "--fast", "--jsonl", "--model", str(bundle), cwd=tmp_path)
+    assert streamed.returncode == 0, streamed.stderr
+    ends = [json.loads(line) for line in streamed.stdout.splitlines() if '"song_end"' in line]
+    assert len(ends) == 1 and abs(ends[0]["valence"] - row["valence"]) < 1e-4  # the stream ends where label is
 
 
 def test_evaluate_reports_gain_rows_and_quadrant_agreement(tmp_path: Path):

@@ -84,7 +84,12 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _verification_data(run: Run) -> tuple[np.ndarray, np.ndarray]:
+def _embedding_dims(run: Run, net: nn.Module) -> int:
+    """Width of the segment embedding the run's aggregator summarises, 0 when it reads probabilities only."""
+    return net.backbone.top.embedding_dims if run.config["aggregator"].get("embedding") else 0
+
+
+def _verification_data(run: Run, embedding_dims: int) -> tuple[np.ndarray, np.ndarray]:
     paths = [run.path / VERIFY_AUDIO, run.path / VERIFY_FEATURES]
     for path in paths:
         if not path.is_file():
@@ -93,18 +98,19 @@ def _verification_data(run: Run) -> tuple[np.ndarray, np.ndarray]:
     features = np.load(paths[1]).astype(np.float64)
     if audio.ndim != 2 or audio.shape[1] != run.audio.segment_samples or len(audio) == 0:
         raise MerLiveError(f"{paths[0]}: expected (n, {run.audio.segment_samples}) segments, got {audio.shape}")
-    n_features = len(feature_names(list(run.model_config.tasks)))
+    n_features = len(feature_names(list(run.model_config.tasks), embedding_dims))
     if features.ndim != 2 or features.shape[1] != n_features or len(features) == 0:
         raise MerLiveError(f"{paths[1]}: expected (m, {n_features}) song statistics, got {features.shape}")
     return audio, features
 
 
-def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
+def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str | list[str],
              dynamic: dict[int, str], out_dynamic: dict[int, str]) -> None:
     """TorchScript export (handles the conv front end; see design notes), dynamic axes as given."""
+    outputs = [output_name] if isinstance(output_name, str) else output_name
     torch.onnx.export(
-        module.eval(), (example,), str(path), input_names=[input_name], output_names=[output_name],
-        dynamic_axes={input_name: dynamic, output_name: out_dynamic}, opset_version=OPSET, dynamo=False,
+        module.eval(), (example,), str(path), input_names=[input_name], output_names=outputs,
+        dynamic_axes={input_name: dynamic, **dict.fromkeys(outputs, out_dynamic)}, opset_version=OPSET, dynamo=False,
     )
 
 
@@ -156,18 +162,21 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
     net = run.load_model()
     tasks = dict(run.model_config.tasks)
     task_names = list(tasks)
-    audio_np, features = _verification_data(run)
+    dims = _embedding_dims(run, net)
+    audio_np, features = _verification_data(run, dims)
     audio = torch.from_numpy(audio_np)
     example = audio[:2] if len(audio) >= 2 else audio.repeat(2, 1)
+    outputs = ["probs", "embedding"] if dims else "probs"
 
-    _to_onnx(SegmentProbabilities(net, tasks), example, out / "segment.onnx", "audio", "probs",
+    _to_onnx(SegmentProbabilities(net, tasks, bool(dims)), example, out / "segment.onnx", "audio", outputs,
              {0: "batch", 1: "samples"}, {0: "batch"})
     _to_onnx(net.frontend, example, out / "frontend.onnx", "audio", "logmel",
              {0: "batch", 1: "samples"}, {0: "batch", 2: "frames"})
     with torch.no_grad():
         logmel_example = net.frontend(example)
         expected = SegmentProbabilities(net, tasks)(audio).numpy()
-    _to_onnx(SegmentProbabilities(net.backbone, tasks), logmel_example, out / "backbone.onnx", "logmel", "probs",
+    _to_onnx(SegmentProbabilities(net.backbone, tasks, bool(dims)), logmel_example, out / "backbone.onnx", "logmel",
+             outputs,
              {0: "batch", 2: "frames"}, {0: "batch"})
     _share_stft_kernels([out / "segment.onnx", out / "frontend.onnx"], net.frontend.kernels.numpy())
 
@@ -178,6 +187,13 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
     (out / "aggregator.onnx").write_bytes(aggregator_to_onnx(aggregator, features.shape[1]))
 
     segment = _run(out / "segment.onnx", "audio", audio_np)
+    embedding_diff = 0.0
+    if dims:
+        with torch.no_grad():
+            expected_embedding = SegmentProbabilities(net, tasks, True)(audio)[1].numpy()
+        onnx_embedding = _session(out / "segment.onnx").run(["embedding"], {"audio": audio_np})[0]
+        embedding_diff = _check("segment.onnx embedding vs PyTorch",
+                                float(np.abs(onnx_embedding - expected_embedding).max()), MODEL_TOLERANCE)
     chained = _run(out / "backbone.onnx", "logmel", _run(out / "frontend.onnx", "audio", audio_np))
     reference = aggregator.predict_proba(features)
     song = run_aggregator_onnx(str(out / "aggregator.onnx"), features)
@@ -190,6 +206,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
             "frontend.onnx+backbone.onnx vs PyTorch", float(np.abs(chained - expected).max()), MODEL_TOLERANCE),
         "aggregator_onnx_vs_pickle_max_abs": _check(
             "aggregator.onnx vs aggregator.pkl", float(np.abs(song - reference).max()), AGGREGATOR_TOLERANCE),
+        "embedding_onnx_vs_torch_max_abs": embedding_diff,
         "segments": len(audio_np),
         "songs": len(features),
         "tolerances": {"model": MODEL_TOLERANCE, "aggregator": AGGREGATOR_TOLERANCE},
@@ -221,11 +238,13 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         "audio": run.audio.to_dict(),
         "model": model_record,
         "tasks": task_names,
-        "outputs": _outputs(run, task_names),
+        "outputs": _outputs(run, task_names, dims),
         "aggregator": {
             "theta": float(run.config["aggregator"]["theta"]),
             "song_seconds": float(run.config["aggregator"]["song_seconds"]),
-            "feature_names": feature_names(task_names),
+            "feature_names": feature_names(task_names, dims),
+            "embedding": bool(dims),
+            "embedding_dims": dims,
             "kind": "StandardScaler+SVC(rbf)",
             "best_params": aggregator.best_params,
         },
@@ -238,7 +257,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
     })
 
 
-def _outputs(run: Run, tasks: list[str]) -> dict:
+def _outputs(run: Run, tasks: list[str], dims: int) -> dict:
     """What every graph takes and gives, in words, so no one has to guess an order or a scale."""
     n_mels, n_tasks = run.audio.n_mels, len(tasks)
     probs = {"name": "probs", "shape": ["batch", n_tasks], "dtype": "float32", "columns": tasks,
@@ -249,13 +268,20 @@ def _outputs(run: Run, tasks: list[str]) -> dict:
     logmel = {"name": "logmel", "shape": ["batch", n_mels, "frames"], "dtype": "float32",
               "meaning": "natural-log mel power, uncentered hop-aligned frames: "
                          "frames = 1 + (samples - n_fft) // hop_length"}
+    segment_outputs = [probs]
+    if dims:
+        segment_outputs.append({"name": "embedding", "shape": ["batch", dims], "dtype": "float32",
+                                "meaning": "what the heads read: the pretrained model's penultimate layer and tag "
+                                           "activations (the aggregator takes their mean and std over the song)"})
     return {
-        "segment.onnx": {"inputs": [audio], "outputs": [probs]},
+        "segment.onnx": {"inputs": [audio], "outputs": segment_outputs},
         "frontend.onnx": {"inputs": [audio], "outputs": [logmel]},
-        "backbone.onnx": {"inputs": [logmel], "outputs": [probs]},
+        "backbone.onnx": {"inputs": [logmel], "outputs": segment_outputs},
         "aggregator.onnx": {
-            "inputs": [{"name": "features", "shape": ["n", len(tasks) * 7], "dtype": "float32",
-                        "meaning": "song statistics of segment probabilities (aggregator.feature_names)"}],
+            "inputs": [{"name": "features", "shape": ["n", len(tasks) * 7 + 2 * dims], "dtype": "float32",
+                        "meaning": "song statistics of segment probabilities"
+                                   + (", then mean and std of the embedding" if dims else "")
+                                   + " (aggregator.feature_names)"}],
             "outputs": [{**probs, "shape": ["n", n_tasks],
                          "meaning": {t: f"song-level {PROB_MEANING.format(task=t)}" for t in tasks}}],
         },

@@ -69,15 +69,17 @@ def provider_label(session: ort.InferenceSession) -> str:
 
 
 class Graph:
-    """One session with its single input and output names."""
+    """One session with its single input; several outputs come back side by side as one array
+    (a segment graph's probabilities, then the embedding the song aggregator summarises)."""
 
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         self.input = session.get_inputs()[0].name
-        self.output = session.get_outputs()[0].name
+        self.outputs = [output.name for output in session.get_outputs()]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output], {self.input: x})[0]
+        out = self.session.run(self.outputs, {self.input: x})
+        return out[0] if len(out) == 1 else np.concatenate(out, axis=1)
 
 
 class LogmelStream:
@@ -200,6 +202,7 @@ class Engine:
         else:
             self.aggregator = Graph(open_session(bundle.file("aggregator.onnx"), "cpu", 1))
         self.n_tasks = len(bundle.tasks)
+        self.n_outputs = self.n_tasks + bundle.embedding_dims  # per segment: probabilities, then the embedding
         # Frames a window shares with the next one, and the audio that yields a hop's new frames.
         self.keep_frames = config.segment_frames - config.hop_frames
         self.tail_frames = config.segment_frames if mode == "full" else self._calibrate()
@@ -220,12 +223,12 @@ class Engine:
             self.frontend(np.zeros((1, c.segment_samples), np.float32))
             self.frontend(np.zeros((1, self._samples(self.tail_frames)), np.float32))
             self.backbone(np.zeros((1, c.n_mels, c.segment_frames), np.float32))
-        self.song_probs(np.zeros((1, len(self.bundle.tasks) * 7)))
+        self.song_probs(np.zeros((1, self.bundle.n_features)))
 
     def process(self, windows: Windows) -> np.ndarray:
-        """(n, n_tasks) probabilities for consecutive stream windows, in their order."""
+        """(n, n_outputs) probabilities (and embeddings) for consecutive stream windows, in their order."""
         if len(windows) == 0:
-            return np.zeros((0, self.n_tasks), np.float32)
+            return np.zeros((0, self.n_outputs), np.float32)
         if self.mode == "full":
             return self.segment(windows.audio)
         parts = [self._incremental(windows.audio[i : i + self.max_batch], windows.starts[i : i + self.max_batch])

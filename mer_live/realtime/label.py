@@ -44,7 +44,7 @@ from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
 from mer_live.realtime.engine import Engine, Graph, LogmelStream, open_session, segment_probs
 from mer_live.realtime.pipeline import label
-from mer_live.stats import QUADRANTS, quadrant, segment_statistics
+from mer_live.stats import QUADRANTS, quadrant
 
 COLUMNS = ["path", "duration_s", "segments", "valence", "arousal", "valence_label", "arousal_label",
            "quadrant", "quadrant_name", "error"]
@@ -235,7 +235,7 @@ def label_row(engine: Engine, item: Decoded, segments: bool) -> dict:
     if item.error:
         return row
     probs = item.probs if item.probs is not None else engine.clip_probs_from_logmel(item.logmel)
-    song = engine.song_probs(segment_statistics(probs, engine.bundle.theta))[0]
+    song = engine.song_probs(engine.bundle.song_vector(probs))[0]
     tasks = engine.bundle.tasks
     v, a = float(song[tasks.index("valence")]), float(song[tasks.index("arousal")])
     q = quadrant(v >= 0.5, a >= 0.5)

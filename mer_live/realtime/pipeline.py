@@ -17,7 +17,7 @@ from mer_live.realtime.engine import Engine
 from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, horizon_segments, rms
 from mer_live.realtime.sources import Block
 from mer_live.realtime.windower import Windower, Windows
-from mer_live.stats import QUADRANTS, quadrant, segment_statistics
+from mer_live.stats import QUADRANTS, quadrant
 
 LATENCY_HISTORY = 1000
 
@@ -117,7 +117,7 @@ class Pipeline:
         self.horizon = horizon if horizon is not None else engine.bundle.song_seconds
         self.windower = Windower(self.config)
         self.stats = RunningStatistics(len(self.tasks), horizon_segments(self.horizon, self.config),
-                                       engine.bundle.theta)
+                                       engine.bundle.theta, engine.bundle.embedding_dims)
         self.gate = SilenceGate(self.config.sample_rate, silence_seconds) if silence_reset else None
         self.meter = Meter()
         self.latest: Update | None = None
@@ -137,7 +137,7 @@ class Pipeline:
         if not self._song_probs or self.latest is None:
             return None
         probs = np.stack(self._song_probs)
-        song = self.engine.song_probs(segment_statistics(probs, self.engine.bundle.theta))[0]
+        song = self.engine.song_probs(self.engine.bundle.song_vector(probs))[0]
         return Song(self.meter.songs, self._song_start, self.latest.t, len(probs),
                     dict(zip(self.tasks, map(float, song))))
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from mer_live.audio import segment_starts
 from mer_live.config import AudioConfig
-from mer_live.stats import DEFAULT_THETA, statistics_from_sorted
+from mer_live.stats import DEFAULT_THETA, embedding_statistics, statistics_from_sorted
 
 
 def horizon_segments(seconds: float, config: AudioConfig) -> int:
@@ -24,29 +24,38 @@ def horizon_segments(seconds: float, config: AudioConfig) -> int:
 
 
 class RunningStatistics:
-    """Per-task sorted probabilities of the last ``capacity`` segments."""
+    """Per-task sorted probabilities of the last ``capacity`` segments, and their embeddings when the
+    aggregator also reads the embedding's mean and std (``embedding_dims`` > 0)."""
 
-    def __init__(self, n_tasks: int, capacity: int, theta: float = DEFAULT_THETA) -> None:
+    def __init__(self, n_tasks: int, capacity: int, theta: float = DEFAULT_THETA, embedding_dims: int = 0) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least one segment")
         self.n_tasks = n_tasks
         self.capacity = capacity
         self.theta = theta
+        self.embedding_dims = embedding_dims
         self.reset()
 
     def reset(self) -> None:
         """Start a new song."""
         self._recent: deque[tuple[float, ...]] = deque()
         self._sorted: list[list[float]] = [[] for _ in range(self.n_tasks)]
+        self._embeddings: deque[np.ndarray] = deque()
 
     def __len__(self) -> int:
         return len(self._recent)
 
     def push(self, probs: np.ndarray) -> None:
-        """Add one segment's (n_tasks,) probabilities, evicting the oldest beyond capacity."""
-        row = tuple(float(p) for p in np.asarray(probs).reshape(-1))
-        if len(row) != self.n_tasks:
-            raise ValueError(f"expected {self.n_tasks} probabilities, got {len(row)}")
+        """Add one segment's (n_tasks [+ embedding_dims],) outputs, evicting the oldest beyond capacity."""
+        values = np.asarray(probs).reshape(-1)
+        if len(values) != self.n_tasks + self.embedding_dims:
+            raise ValueError(f"expected {self.n_tasks} probabilities and {self.embedding_dims} embedding values, "
+                             f"got {len(values)}")
+        row = tuple(float(p) for p in values[: self.n_tasks])
+        if self.embedding_dims:
+            self._embeddings.append(values[self.n_tasks :].astype(np.float64))
+            if len(self._embeddings) > self.capacity:
+                self._embeddings.popleft()
         self._recent.append(row)
         for column, p in zip(self._sorted, row):
             bisect.insort(column, p)
@@ -57,7 +66,10 @@ class RunningStatistics:
 
     def features(self) -> np.ndarray:
         """The song feature vector of the segments held (as ``stats.segment_statistics``)."""
-        return statistics_from_sorted([np.array(column) for column in self._sorted], self.theta)
+        stats = statistics_from_sorted([np.array(column) for column in self._sorted], self.theta)
+        if not self.embedding_dims:
+            return stats
+        return np.concatenate([stats, embedding_statistics(np.stack(self._embeddings))])
 
     def recent(self) -> list[tuple[float, ...]]:
         return list(self._recent)
