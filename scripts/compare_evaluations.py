@@ -1,0 +1,45 @@
+"""Paired per-fold comparison of two rows of `mer-live evaluate` reports run on the same folds.
+
+    python scripts/compare_evaluations.py NEW.json:METHOD:AGGREGATION BASE.json:METHOD:AGGREGATION
+
+Prints, per metric, both means ± std and the mean of the per-fold differences (new minus base)
+with the folds won and lost. Refuses reports whose protocols (folds, seed) differ.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+METRICS = (("valence_acc", "valence"), ("arousal_acc", "arousal"), ("quadrant_f1", "quadrant F1"))
+
+
+def row(spec: str) -> tuple[dict, dict]:
+    path, method, aggregation = spec.rsplit(":", 2)
+    report = json.loads(Path(path).read_text())
+    for r in report["results"]:
+        if r["method"] == method and r["aggregation"] == aggregation:
+            return report, r
+    raise SystemExit(f"{path}: no row {method}/{aggregation}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        raise SystemExit(__doc__)
+    (new_report, new), (base_report, base) = row(argv[0]), row(argv[1])
+    if new_report["protocol"] != base_report["protocol"]:
+        raise SystemExit(f"different protocols: {new_report['protocol']!r} vs {base_report['protocol']!r}")
+    for key, name in METRICS:
+        a = np.array([f[key] for f in new["folds"]]) * 100
+        b = np.array([f[key] for f in base["folds"]]) * 100
+        d = a - b
+        print(f"{name}: {a.mean():.1f} ± {a.std():.1f} vs {b.mean():.1f} ± {b.std():.1f}; paired {d.mean():+.1f} "
+              f"({int((d > 0).sum())} won, {int((d < 0).sum())} lost)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
