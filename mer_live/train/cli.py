@@ -86,6 +86,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-seconds", default="3", help="one length or a comma list, e.g. 1,2,3,4,5")
     parser.add_argument("--methods", default="sssl,naive,clip", help="comma list of sssl, naive, clip")
     parser.add_argument("--out", default="runs/evaluation", help="folder for evaluation.json and evaluation.md")
+    parser.add_argument("--strides", default="",
+                        help="pretrained models: also predict every fold's test songs from every k-th segment only, "
+                             "e.g. 2,3 (segments a song really needs)")
     parser.add_argument("--gains", default="",
                         help="also test every fold's songs scaled by these gains in dB, e.g. -20,-10,6")
 
@@ -139,6 +142,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         lengths = [float(s) for s in str(args.segment_seconds).split(",")]
         methods = tuple(m.strip() for m in args.methods.split(","))
         gains = tuple(float(g) for g in args.gains.split(",") if g.strip())
+        strides = tuple(int(k) for k in args.strides.split(",") if k.strip())
     except ValueError:
         raise MerLiveError(f"--segment-seconds takes numbers like 3 or 1,2,3: got {args.segment_seconds!r}") from None
     unknown = set(methods) - {"sssl", "naive", "clip"}
@@ -152,7 +156,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                             threads=args.threads)
 
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
-                            log=console.log, max_folds=args.max_folds, gains=gains)
+                            log=console.log, max_folds=args.max_folds, gains=gains, strides=strides)
     report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
     command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     json_path, md_path = write_report(report, Path(args.out), command)
