@@ -35,7 +35,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--loudness", choices=list(LOUDNESS), default="none",
                        help="pretrained models: 'segment' scales every segment to one loudness first (gain-proof)")
     model.add_argument("--segment-hop", type=float, default=1.0, help="segment hop in seconds")
-    opt = parser.add_argument_group("SSSL ([inferred] defaults; see ../shared/docs/sssl-method.md)")
+    opt = parser.add_argument_group("SSSL ([inferred] defaults: not fixed by the paper, measured here)")
     opt.add_argument("--epochs", type=int, default=12)
     opt.add_argument("--warmup-epochs", type=int, default=4)
     opt.add_argument("--batch-size", type=int, default=64)

@@ -1,6 +1,6 @@
 """The loss terms of SSSL (DivideMix with one network, plus R-Drop), as small pure functions.
 
-Each follows the reference implementations cited in ../shared/docs/sssl-method.md; the tests
+Each follows the reference implementations of DivideMix and R-Drop the paper builds on; the tests
 check them against hand-computed values.
 """
 

@@ -36,7 +36,7 @@ from mer_live.train.rundir import save_checkpoint
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """SSSL hyperparameters. [inferred] defaults per ../shared/docs/sssl-method.md; measure them."""
+    """SSSL hyperparameters. [inferred] defaults are not fixed by the paper; measure them."""
 
     epochs: int = 12
     warmup_epochs: int = 4  # DivideMix uses 10-30 on CIFAR; short runs here [inferred]
