@@ -105,12 +105,12 @@ def cross_validate(
                              log=lambda line: log("    " + line))
                 preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], song)
                 truth = clip_labels(clips, test_idx)
-                for k in strides:
-                    fewer = [clip_inputs[clips[i].path][:, ::k] for i in test_idx]
+                for stride in strides:
+                    fewer = [clip_inputs[clips[i].path][:, ::stride] for i in test_idx]
                     for aggregation, probs in predict_songs(fitted, fewer, song).items():
                         fold_metrics = song_metrics(truth, probs)
                         fold_metrics["quadrant_agreement"] = quadrant_agreement(probs, preds[aggregation])
-                        per_fold.setdefault(f"{aggregation} @ every {k} segments", []).append(fold_metrics)
+                        per_fold.setdefault(f"{aggregation} @ every {stride} segments", []).append(fold_metrics)
                 for gain, per_clip in gained.items():
                     for aggregation, probs in predict_songs(fitted, [per_clip[clips[i].path] for i in test_idx],
                                                             song).items():
