@@ -88,8 +88,8 @@ def test_pretrained_model_trains_exports_and_labels(tmp_path: Path):
 def test_evaluate_reports_gain_rows_and_quadrant_agreement(tmp_path: Path):
     out = tmp_path / "eval"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
-                      "--methods", "naive", "--gains=-10,6", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-                      cwd=tmp_path)
+                      "--methods", "naive", "--gains=-10,6", "--gain-augment=-10", "--out", str(out),
+                      "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "evaluation.json").read_text())
     rows = {r["aggregation"]: r for r in report["results"]}
@@ -97,3 +97,4 @@ def test_evaluate_reports_gain_rows_and_quadrant_agreement(tmp_path: Path):
     agreement = rows["svm @ -10 dB"]["summary"]["quadrant_agreement"]["mean"]
     assert 0.0 <= agreement <= 1.0
     assert "quadrant same as in the plain row" in (out / "evaluation.md").read_text()
+    assert report["train"]["gain_augment_db"] == [-10.0]

@@ -49,6 +49,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="unlabeled loss weight, ramped (DivideMix: 25 on CIFAR, 0 on real-world noise)")
     opt.add_argument("--lambda-kl", type=float, default=1.0, help="R-Drop weight")
     opt.add_argument("--theta", type=float, default=0.5, help="share-above threshold of the song statistics")
+    opt.add_argument("--gain-augment", default="",
+                     help="also train on every clip as if recorded this many dB quieter or louder, e.g. -20,-10,6 "
+                          "(a microphone's gain is arbitrary)")
     opt.add_argument("--song-embedding", action="store_true",
                      help="pretrained models: the song aggregator also reads the mean and std of the segment "
                           "embedding (penultimate layer and tags) over the song")
@@ -93,6 +96,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also test every fold's songs scaled by these gains in dB, e.g. -20,-10,6")
 
 
+def _numbers(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise MerLiveError(f"{flag} takes numbers like -10 or -20,-10,6: got {text!r}") from None
+
+
 def _setup(args: argparse.Namespace):
     """Shared by train and evaluate: threads, dataset, cache, config objects."""
     import dataclasses
@@ -112,7 +122,7 @@ def _setup(args: argparse.Namespace):
         lambda_kl=args.lambda_kl, gmm=not args.no_gmm, gmm_input=args.gmm_input, gmm_per_class=args.gmm_per_class,
         mixup=not args.no_mixup, rdrop=not args.no_rdrop, refine=not args.no_refine,
         segments_per_epoch=args.segments_per_epoch, seed=args.seed, device=args.device,
-        backbone_lr_scale=args.backbone_lr_scale,
+        backbone_lr_scale=args.backbone_lr_scale, gain_augment_db=_numbers(args.gain_augment, "--gain-augment"),
     )
     if cfg.warmup_epochs > cfg.epochs:
         cfg = dataclasses.replace(cfg, warmup_epochs=cfg.epochs)

@@ -90,6 +90,7 @@ def cross_validate(
     for seconds in segment_seconds:
         seg_audio = audio.replace(segment_seconds=seconds)
         clip_inputs = inputs(seg_audio, 0.0)
+        augmented = [inputs(seg_audio, g) for g in cfg.gain_augment_db]
         gained = {g: inputs(seg_audio, g) for g in gains}
         for method in methods:
             if method == "clip" and seconds != segment_seconds[0]:
@@ -101,8 +102,9 @@ def cross_validate(
                     f"({len(train_idx)} training songs, {len(test_idx)} test songs)")
                 # only the training songs' log-mels go in: held-out songs cannot reach the model, GMM or SVM
                 train_mels = {clips[i].path: clip_inputs[clips[i].path] for i in train_idx}
+                train_aug = [{clips[i].path: version[clips[i].path] for i in train_idx} for version in augmented]
                 fitted = fit(clips, train_mels, train_idx, seg_audio, model_config, cfg, method, song,
-                             log=lambda line: log("    " + line))
+                             log=lambda line: log("    " + line), augment=train_aug)
                 preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], song)
                 truth = clip_labels(clips, test_idx)
                 for stride in strides:

@@ -63,6 +63,7 @@ class TrainConfig:
     freq_mask: int = 8  # SpecAugment: one frequency mask of up to this many mel bands
     time_mask: int = 12  # and one time mask of up to this many frames
     segments_per_epoch: int = 0  # 0 = every segment each epoch; else a fresh random subset
+    gain_augment_db: tuple[float, ...] = ()  # also train on every clip as if recorded at these gains [inferred]
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

@@ -164,10 +164,14 @@ def fit(
     resume: bool = False,
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
+    augment: list[dict[Path, np.ndarray]] = (),
 ) -> Fitted:
     """Train on the songs ``indices`` (validation songs held out among them), fit the SVM.
 
-    ``logmels`` holds what ``model_inputs`` gives per clip: log-mel, or cached body features."""
+    ``logmels`` holds what ``model_inputs`` gives per clip: log-mel, or cached body features.
+    ``augment`` holds other versions of the same clips (the inputs at other gains): the training
+    songs' versions join the segment model's training set and the SVM's, under the same labels;
+    validation uses the originals only."""
     cfg = method_config(method, cfg, model_config)
     if song.embedding and not model_config.pretrained:
         raise MerLiveError("song-level embedding statistics need a pretrained model (--model musicnn-msd, ...)")
@@ -182,15 +186,18 @@ def fit(
         val_set = clip_segment_set(mels(val_idx), clip_labels(clips, val_idx), frames)
     else:
         frames = 0
-        train_set = segment_set(mels(train_idx), clip_labels(clips, train_idx), audio, model_config)
+        versions = [mels(train_idx)] + [[extra[clips[i].path] for i in train_idx] for extra in augment]
+        train_set = segment_set([m for v in versions for m in v], np.concatenate(
+            [clip_labels(clips, train_idx)] * len(versions)), audio, model_config)
         val_set = segment_set(mels(val_idx), clip_labels(clips, val_idx), audio, model_config)
     net, history, gmm_records = train(train_set, val_set, audio, model_config, cfg, checkpoint, resume, log,
                                       progress)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
     if method != "clip":
         fitted.features = song_features(fitted, mels(indices), song)
+        extra = [song_features(fitted, [version[clips[i].path] for i in indices], song) for version in augment]
         fitted.aggregator = SongAggregator(list(TASKS), theta=song.theta, seed=cfg.seed).fit(
-            fitted.features, clip_labels(clips, indices))
+            np.concatenate([fitted.features, *extra]), np.concatenate([clip_labels(clips, indices)] * (1 + len(extra))))
     return fitted
 
 
@@ -274,12 +281,14 @@ def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelCon
     }
     save_json(out / CONFIG, config)
     inputs = model_inputs(logmels, audio, model_config, cache_dir(args), log=console.log)
+    augment = [model_inputs(logmels, audio, model_config, cache_dir(args), g, log=console.log)
+               for g in cfg.gain_augment_db]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("epoch steps", total=1)
         fitted = fit(clips, inputs, list(range(len(clips))), audio, model_config, cfg, args.method, song,
                      checkpoint=out / CHECKPOINT, resume=args.resume, log=console.log,
-                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+                     progress=lambda done, total: bar.update(task, completed=done, total=total), augment=augment)
     if fitted.aggregator is None:
         raise MerLiveError("the clip-level baseline has no song aggregator to export; use it with `evaluate`")
     save_aggregator(out / AGGREGATOR, fitted.aggregator)
