@@ -79,6 +79,15 @@ class AudioConfig:
     def effective_hop_seconds(self) -> float:
         return self.hop_samples / self.sample_rate
 
+    def strided(self, stride: int) -> AudioConfig:
+        """The same segments, only every ``stride``-th one: labeling from fewer segments per song."""
+        if stride < 1:
+            raise ValueError("stride must be 1 or more")
+        out = self if stride == 1 else self.replace(segment_hop_seconds=stride * self.effective_hop_seconds)
+        if out.hop_frames != stride * self.hop_frames:
+            raise ValueError(f"stride {stride} does not give whole hops of {self.hop_frames} frames")
+        return out
+
     def replace(self, **changes: object) -> AudioConfig:
         return AudioConfig(**{**asdict(self), **changes})
 

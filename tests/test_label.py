@@ -106,3 +106,20 @@ def test_user_errors_are_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     bad = mer_live("label", music_wav(), "--model", tmp_path / "nope")
     assert bad.returncode == 2 and "no such bundle" in bad.stderr
+
+
+def test_stride_labels_from_every_kth_segment(folder, tmp_path):
+    """--stride 3: non-overlapping segments, a third of the compute; the row says how many were used."""
+    bundle = tiny_bundle()
+    counts = {}
+    for stride in (1, 3):
+        result = mer_live("label", folder / "b_song.wav", "--model", bundle.path, "--format", "json", "--segments",
+                          "--stride", stride, "--workers", 0)
+        assert result.returncode == 0, result.stderr
+        row = json.loads(result.stdout)["files"][0]
+        counts[stride] = row
+    every, third = counts[1], counts[3]
+    assert every["segments"] == 11 and third["segments"] == 4  # segments 0, 3, 6, 9
+    assert third["segment_valence"] == every["segment_valence"][::3]
+    refused = mer_live("label", folder / "b_song.wav", "--model", bundle.path, "--stride", 5)
+    assert refused.returncode == 2 and "--stride 5" in refused.stderr and "Traceback" not in refused.stderr

@@ -180,13 +180,16 @@ class Engine:
     """Segment probabilities for windows and clips, and song probabilities from statistics."""
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None,
-                 mode: str = "incremental", aggregator: str = "onnx", max_batch: int = 16) -> None:
+                 mode: str = "incremental", aggregator: str = "onnx", max_batch: int = 16, stride: int = 1) -> None:
         if mode not in MODES:
             raise MerLiveError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if aggregator not in AGGREGATORS:
             raise MerLiveError(f"unknown aggregator {aggregator!r}; choose one of {', '.join(AGGREGATORS)}")
         self.bundle = bundle
-        self.config = config = bundle.audio
+        try:  # stride > 1: every stride-th segment only (labeling); streams use stride 1
+            self.config = config = bundle.audio.strided(stride)
+        except ValueError as exc:
+            raise MerLiveError(f"--stride {stride}: {exc} (at most segment length / hop)") from None
         self.mode = mode
         self.max_batch = max_batch
         if mode == "full":

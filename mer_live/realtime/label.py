@@ -428,7 +428,7 @@ def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pa
                 out: str | None = None, fmt: str | None = None, segments: bool = False, workers: int | None = None,
                 strict: bool = False, resume: bool = False, provider: str = "auto", aggregator: str = "onnx",
                 save_every: float = SAVE_SECONDS, hidden: bool = False, progress_every: float = PROGRESS_SECONDS,
-                stdout=None, stderr=None) -> int:
+                stride: int = 1, stdout=None, stderr=None) -> int:
     """Label every file; write the output; return 0, 1 when any file failed, 130 when interrupted
     (Ctrl-C or SIGTERM: the rows labeled so far are written first)."""
     from rich.console import Console
@@ -439,7 +439,8 @@ def label_files(bundle: Bundle, paths: list[str], *, recursive: bool = False, pa
         err = Console(file=stderr or stack.enter_context(_own_stderr()), soft_wrap=True)
         return _label(bundle, paths, err, stdout, recursive=recursive, pattern=pattern, out=out, fmt=fmt,
                       segments=segments, workers=workers, strict=strict, resume=resume, provider=provider,
-                      aggregator=aggregator, save_every=save_every, hidden=hidden, progress_every=progress_every)
+                      aggregator=aggregator, save_every=save_every, hidden=hidden, progress_every=progress_every,
+                      stride=stride)
 
 
 @contextlib.contextmanager
@@ -457,7 +458,7 @@ def _own_stderr():
 
 def _label(bundle: Bundle, paths: list[str], err, stdout, *, recursive: bool, pattern: str | None, out: str | None,
            fmt: str | None, segments: bool, workers: int | None, strict: bool, resume: bool, provider: str,
-           aggregator: str, save_every: float, hidden: bool, progress_every: float) -> int:
+           aggregator: str, save_every: float, hidden: bool, progress_every: float, stride: int = 1) -> int:
     from rich.console import Console
 
     if resume and out is None:
@@ -472,7 +473,7 @@ def _label(bundle: Bundle, paths: list[str], err, stdout, *, recursive: bool, pa
     kept = resumed_rows(out, fmt, list(found.files)) if resume and out is not None and os.path.exists(out) else {}
     todo = [(key, path) for key, path in sorted(found.files.items(), key=lambda kv: kv[1]) if key not in kept]
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    engine = Engine(bundle, provider=provider, aggregator=aggregator)
+    engine = Engine(bundle, provider=provider, aggregator=aggregator, stride=stride)
     model = str(bundle.path)
     rows = dict(kept)  # real path -> row: one row per file, whatever the spelling
 
