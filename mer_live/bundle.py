@@ -25,6 +25,8 @@ MANIFEST = "bundle.json"
 PICKLE = "aggregator.pkl"
 REQUIRED_FILES = ("segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx")
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+# bundles shipped in the package, by name: the default (pretrained musicnn) and the fastest (compact)
+PACKAGED = {"default": DEFAULT_BUNDLE, "compact": DEFAULT_BUNDLE.parent / "compact"}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -102,8 +104,11 @@ class Bundle:
 
 
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
-    """Open and verify a bundle (the packaged default when ``path`` is None)."""
-    path = Path(path) if path is not None else DEFAULT_BUNDLE
+    """Open and verify a bundle: a folder, a packaged bundle's name ("default", "compact"), or None
+    for the packaged default."""
+    if path is None or (str(path) in PACKAGED and not Path(path).exists()):
+        path = PACKAGED[str(path or "default")]
+    path = Path(path)
     fix = "re-export it with `mer-live export RUN_DIR --out BUNDLE_DIR`"
     if not path.exists():
         if path == DEFAULT_BUNDLE:

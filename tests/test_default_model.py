@@ -19,7 +19,7 @@ def test_default_bundle_loads_and_verifies():
     assert bundle.path == DEFAULT_BUNDLE
     assert bundle.tasks == ["valence", "arousal"]
     assert bundle.manifest["training"]["dataset"]["name"] == "4q"
-    assert bundle.manifest["model"]["arch"] == "compact"
+    assert bundle.manifest["model"]["arch"] == "musicnn-msd" and bundle.manifest["aggregator"]["embedding_dims"] == 250
     total = sum((bundle.path / name).stat().st_size for name in bundle.manifest["files"])
     assert total < 12 * 2**20  # a few MB
 
@@ -42,3 +42,15 @@ def test_installed_package_labels_without_model_flag(tmp_path: Path, write_audio
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["files"]
     assert rows[0]["segments"] >= 1 and 0 <= rows[0]["valence"] <= 1 and rows[0]["quadrant"] in {"Q1", "Q2", "Q3", "Q4"}
+
+
+def test_packaged_compact_model_is_there_by_name(tmp_path: Path, write_audio):
+    """`--model compact`: the fastest model ships beside the default, at its own front end (22.05 kHz)."""
+    bundle = load_bundle("compact")
+    assert bundle.manifest["model"]["arch"] == "compact" and bundle.audio.sample_rate == 22050
+    t = np.arange(22050 * 5) / 22050
+    path = write_audio("tone.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 22050)
+    result = subprocess.run([sys.executable, "-m", "mer_live", "label", str(path), "--model", "compact", "--format",
+                             "json"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"].endswith("compact")

@@ -23,7 +23,9 @@ def _positive(text: str) -> float:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="BUNDLE", help="model bundle directory (default: the packaged model)")
+    parser.add_argument("--model", metavar="BUNDLE",
+                        help="model bundle directory, or a packaged model: default (pretrained musicnn, most "
+                             "accurate) or compact (about ten times less compute)")
     parser.add_argument("--compute", dest="provider", choices=PROVIDERS, default="auto",
                         help="where the model runs (ONNX Runtime provider): auto uses CUDA when this onnxruntime "
                              "has it, else the CPU (the provider actually used is reported)")
