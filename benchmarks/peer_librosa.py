@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from mer_live.config import AudioConfig
-from mer_live.stats import segment_statistics
+from mer_live.stats import song_vector
 
 _config: AudioConfig | None = None
 
@@ -58,6 +58,7 @@ def main() -> int:
     manifest = json.loads((args.bundle / "bundle.json").read_text())
     config = AudioConfig.from_dict(manifest["audio"])
     tasks, theta = manifest["tasks"], float(manifest["aggregator"]["theta"])
+    dims = int(manifest["aggregator"].get("embedding_dims", 0))
     backbone, aggregator = session(args.bundle / "backbone.onnx"), session(args.bundle / "aggregator.onnx")
     rows = []
     with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(config.to_json(),)) as pool:
@@ -65,8 +66,10 @@ def main() -> int:
             n = 1 + (mel.shape[1] - config.segment_frames) // config.hop_frames
             segments = np.stack([mel[:, i * config.hop_frames : i * config.hop_frames + config.segment_frames]
                                  for i in range(n)])
-            probs = np.concatenate([backbone.run(None, {"logmel": segments[i : i + 64]})[0] for i in range(0, n, 64)])
-            features = segment_statistics(probs, theta)[None].astype(np.float32)
+            outputs = np.concatenate([np.concatenate(backbone.run(None, {"logmel": segments[i : i + 64]}), axis=1)
+                                      for i in range(0, n, 64)])  # probabilities, then any embedding
+            embedding = outputs[:, len(tasks) :] if dims else None
+            features = song_vector(outputs[:, : len(tasks)], embedding, theta)[None].astype(np.float32)
             song = aggregator.run(None, {"features": features})[0][0]
             rows.append({"path": path, "duration_s": round(duration, 3), "segments": n,
                          **{task: round(float(p), 6) for task, p in zip(tasks, song)}})

@@ -89,10 +89,13 @@ def label_section(data: dict, results: Path) -> list[str]:
     if data["rows"]:
         lines += [f"{data['files']} 4Q MP3s ({data['audio_seconds'] / 60:.0f} min), each pipeline a fresh process "
                   "from start to exit; peak RSS of the process tree.", "",
-                  "| pipeline | x real time | files/s | peak RSS MB | mer-live faster by |", "|---|---|---|---|---|"]
+                  "| pipeline | x real time | files/s | peak RSS MB | `mer-live label` faster by | same quadrant as "
+                  "`mer-live label` |", "|---|---|---|---|---|---|"]
         for r in data["rows"]:
+            same = r.get("agreement_with_mer_live", {}).get("quadrant_agreement")
             lines.append(f"| {r['pipeline']} | {r['x_realtime']:.0f} | {r['files_per_s']:.2f} | "
-                         f"{r['peak_rss_tree_mb']:.0f} | x{r['mer_live_speedup']:.2f} |")
+                         f"{r['peak_rss_tree_mb']:.0f} | x{r['mer_live_speedup']:.2f} | "
+                         f"{'-' if same is None else f'{100 * same:.1f} %'} |")
         lines += ["", f"Peers: {data['peers']}.", ""]
     else:
         lines += [f"Not measured: {data['peers']}.", ""]
