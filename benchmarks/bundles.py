@@ -22,9 +22,11 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="measure this bundle (its own segment length and architecture) instead of the "
                              "packaged model and stand-ins")
-    parser.add_argument("--cache", type=Path,
+    parser.add_argument("--work-dir", dest="cache", type=Path,
                         help="keep exported stand-in bundles and generated audio here and reuse them next time "
                              "(default: a temporary folder, removed afterwards)")
+    # the old spelling, hidden: --cache-dir is the log-mel cache everywhere else
+    parser.add_argument("--cache", dest="cache", type=Path, help=argparse.SUPPRESS)
 
 
 def arch_of(bundle: Bundle) -> str:

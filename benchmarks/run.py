@@ -37,7 +37,8 @@ def run_all(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mer-live bench all", description="every benchmark in turn")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--results-dir")
-    parser.add_argument("--cache")
+    parser.add_argument("--work-dir", "--cache", dest="cache",
+                        help="keep stand-in bundles and generated audio here between benchmarks")
     parser.add_argument("--no-peers", action="store_true", help="label: skip vibenet and librosa")
     args = parser.parse_args(argv)
     shared = (["--quick"] if args.quick else []) + (["--results-dir", args.results_dir] if args.results_dir else [])
@@ -45,7 +46,7 @@ def run_all(argv: list[str]) -> int:
     for name in ALL_ORDER:
         extra = list(shared)
         if name in ("latency", "live", "label", "soak") and args.cache:
-            extra += ["--cache", args.cache]
+            extra += ["--work-dir", args.cache]
         if name == "label" and args.no_peers:
             extra.append("--no-peers")
         print(f"\n=== mer-live bench {name} {' '.join(extra)}", flush=True)

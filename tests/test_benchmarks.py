@@ -33,7 +33,7 @@ def bench(dirs: tuple[Path, Path], name: str, *args: str) -> dict:
 
 
 def test_latency(dirs):
-    record = bench(dirs, "latency", "--cache", str(dirs[1]))
+    record = bench(dirs, "latency", "--work-dir", str(dirs[1]))
     runtimes = {(r["runtime"], r["segment_seconds"]) for r in record["rows"]}
     assert {"ort-incremental", "ort-full", "torch-eager"} == {r for r, _ in runtimes}
     assert all(r["compute_ms"]["p99"] > 0 and r["algorithmic_latency_s"] >= 1 for r in record["rows"])
@@ -41,7 +41,7 @@ def test_latency(dirs):
 
 
 def test_live(dirs):
-    record = bench(dirs, "live", "--seconds", "5", "--cache", str(dirs[1]))
+    record = bench(dirs, "live", "--seconds", "5", "--work-dir", str(dirs[1]))
     assert record["updates"] >= 2 and record["from_arrival_ms"]["p50"] > 0
 
 
@@ -49,7 +49,7 @@ def test_label(dirs, monkeypatch):
     root = fourq_root()
     if root is not None:
         monkeypatch.setenv(FOURQ_ENV, str(root))
-    record = bench(dirs, "label", "--no-peers", "--files", "3", "--long-minutes", "0.5", "--cache", str(dirs[1]))
+    record = bench(dirs, "label", "--no-peers", "--files", "3", "--long-minutes", "0.5", "--work-dir", str(dirs[1]))
     assert record["long_file"]["returncode"] == 0 and record["long_file"]["peak_rss_tree_mb"] > 0
     if root is None:
         pytest.skip(f"4Q clips not found (set {FOURQ_ENV}): only the long-file part ran")
@@ -64,7 +64,7 @@ def test_train(dirs):
 
 
 def test_soak(dirs):
-    record = bench(dirs, "soak", "--minutes", "1", "--cache", str(dirs[1]))
+    record = bench(dirs, "soak", "--minutes", "1", "--work-dir", str(dirs[1]))
     assert record["returncode"] == 0 and record["memory"]["samples"] >= 3
 
 
