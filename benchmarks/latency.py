@@ -63,16 +63,19 @@ class TorchEngine:
 
         self.torch, self.device = torch, torch.device(device)
         self.bundle, self.config = bundle, bundle.audio
-        model_config = ModelConfig(arch=bundles.arch_of(bundle), tasks=dict(bundle.manifest["model"]["tasks"]))
+        fields = ("arch", "tasks", "dropout", "finetune", "loudness")
+        model_config = ModelConfig.from_dict({k: v for k, v in bundle.manifest["model"].items() if k in fields})
         net = SegmentNet(bundle.audio, model_config)
-        self.model = SegmentProbabilities(net, model_config.tasks).eval().to(self.device)
+        self.embedding = bundle.embedding_dims > 0  # the graph then also returns what the aggregator summarises
+        self.model = SegmentProbabilities(net, model_config.tasks, self.embedding).eval().to(self.device)
         self.segment = self._forward
         self.aggregator = Graph(open_session(bundle.file("aggregator.onnx"), "cpu", 1))
         self.provider = "CUDA" if self.device.type == "cuda" else "CPU"
 
     def _forward(self, audio: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            return self.model(self.torch.from_numpy(audio).to(self.device)).cpu().numpy()
+            out = self.model(self.torch.from_numpy(audio).to(self.device))
+            return self.torch.cat(out, dim=1).cpu().numpy() if self.embedding else out.cpu().numpy()
 
     def warm_up(self) -> None:
         for _ in range(3):
