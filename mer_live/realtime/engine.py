@@ -29,6 +29,9 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 CHUNK_FRAMES = 1024  # front-end frames per run over a long clip (about 24 s at 22050 Hz / 512; ~20 MB of ORT arena)
 MIN_RUN_FRAMES = 256  # fewest frames of a clip's last front-end run (it repeats computed ones if need be)
+# Segments per backbone run over a clip, scaled down for larger models: ORT's arena grows with the batch's
+# activations (musicnn's at 16 segments took ~800 MB per process), and a big CNN gains nothing from batching.
+CLIP_BATCH_MACS = 16 * 200_000_000
 
 # ORT logs a CUDA library load failure and a fallback warning itself; we report the provider once.
 ort.set_default_logger_severity(3)
@@ -205,6 +208,8 @@ class Engine:
         else:
             self.aggregator = Graph(open_session(bundle.file("aggregator.onnx"), "cpu", 1))
         self.n_tasks = len(bundle.tasks)
+        macs = int(bundle.manifest.get("model", {}).get("macs_per_segment") or 0)
+        self.clip_batch = max(1, min(max_batch, CLIP_BATCH_MACS // macs)) if macs else max_batch
         self.n_outputs = self.n_tasks + bundle.embedding_dims  # per segment: probabilities, then the embedding
         # Frames a window shares with the next one, and the audio that yields a hop's new frames.
         self.keep_frames = config.segment_frames - config.hop_frames
@@ -294,7 +299,7 @@ class Engine:
         return clip_logmel(self.frontend, self.config, audio)
 
     def clip_probs_from_logmel(self, logmel: np.ndarray) -> np.ndarray:
-        return segment_probs(self.backbone, self.config, logmel, self.max_batch)
+        return segment_probs(self.backbone, self.config, logmel, self.clip_batch)
 
     def clip_probs(self, audio: np.ndarray) -> np.ndarray:
         """Segment probabilities of a whole clip (segments as ``audio.cut_segments``)."""

@@ -132,12 +132,13 @@ class Decoded:
 _worker: dict = {}
 
 
-def _init_worker(config_json: str, frontend_path: str, backbone_path: str | None, parent: int) -> None:
+def _init_worker(config_json: str, frontend_path: str, backbone_path: str | None, parent: int, batch: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     _die_with_parent(parent)
     _worker["config"] = AudioConfig.from_json(config_json)
     _worker["frontend"] = Graph(open_session(frontend_path, "cpu", 1))
     _worker["backbone"] = Graph(open_session(backbone_path, "cpu", 1)) if backbone_path else None
+    _worker["batch"] = batch
 
 
 def _die_with_parent(parent: int) -> None:
@@ -178,7 +179,7 @@ def _decode_file(path: str) -> Decoded:
         duration = stream.n_samples / config.sample_rate
         if _worker["backbone"] is None:
             return Decoded(path, duration, logmel=logmel)
-        return Decoded(path, duration, probs=segment_probs(_worker["backbone"], config, logmel))
+        return Decoded(path, duration, probs=segment_probs(_worker["backbone"], config, logmel, _worker["batch"]))
     except AudioError as exc:
         return Decoded(path, error=exc.reason)
     except MemoryError:
@@ -194,12 +195,14 @@ def decoded(paths: list[str], engine: Engine, workers: int) -> Iterator[Decoded]
     process they are the engine's own.
     """
     if workers <= 1 or len(paths) <= 1:
-        _worker.update(config=engine.config, frontend=engine.frontend, backbone=engine.backbone)
+        _worker.update(config=engine.config, frontend=engine.frontend, backbone=engine.backbone,
+                       batch=engine.clip_batch)
         for path in paths:
             yield _decode(path)
         return
     backbone = str(engine.bundle.file("backbone.onnx")) if engine.provider == "CPU" else None
-    args = (engine.config.to_json(), str(engine.bundle.file("frontend.onnx")), backbone, os.getpid())
+    args = (engine.config.to_json(), str(engine.bundle.file("frontend.onnx")), backbone, os.getpid(),
+            engine.clip_batch)
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=args)
     pending: deque[Future] = deque()
     todo = iter(paths)
