@@ -143,13 +143,10 @@ class PretrainedBackbone(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        arch = PRETRAINED[config.arch][1]
-        self.body = musicnn.make_body(arch, config.loudness)
+        self.body = musicnn.pretrained_body(config.arch, config.loudness)
         self.top = Top(config)
-        state = musicnn.load_pretrained(config.arch)
-        self.body.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("body.")})
         if self.top.backend is not None:
-            self.top.backend.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+            self.top.backend.load_state_dict(musicnn.load_pretrained(config.arch, "head"))
         self.body.requires_grad_(False)
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:

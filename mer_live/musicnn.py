@@ -51,6 +51,14 @@ def normalize_loudness(logmel: torch.Tensor) -> torch.Tensor:
     return logmel - torch.clamp(level, min=SILENCE_LEVEL) + REFERENCE_LEVEL
 
 
+def network_input(logmel: torch.Tensor, loudness: str, input_bn: nn.BatchNorm2d) -> torch.Tensor:
+    """Log-mel -> what both networks' first layer sees: (optionally) loudness-normalised, musicnn's
+    compression, TF's NHWC layout as (batch, 1, time, mel), the input batch norm."""
+    if loudness == "segment":
+        logmel = normalize_loudness(logmel)
+    return input_bn(compress(logmel).transpose(1, 2).unsqueeze(1))
+
+
 def bn(channels: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(channels, eps=BN_EPS)
 
@@ -83,9 +91,7 @@ class MusicnnBody(nn.Module):
 
     def frames(self, logmel: torch.Tensor) -> torch.Tensor:
         """(batch, 96, frames) -> (batch, 753, frames): front-end and mid-end maps, densely joined."""
-        if self.loudness == "segment":
-            logmel = normalize_loudness(logmel)
-        x = self.input_bn(compress(logmel).transpose(1, 2).unsqueeze(1))  # (batch, 1, time, mel) as TF's NHWC
+        x = network_input(logmel, self.loudness, self.input_bn)
         maps = []
         padded = nn.functional.pad(x, (0, 0, 3, 3))
         for conv, norm in zip(self.timbral, self.timbral_bn):
@@ -136,9 +142,7 @@ class VggBody(nn.Module):
 
     def maps(self, logmel: torch.Tensor) -> torch.Tensor:
         """(batch, 128, time/16, 6): the fifth conv block before its pooling, TF's layout as NCHW."""
-        if self.loudness == "segment":
-            logmel = normalize_loudness(logmel)
-        x = self.input_bn(compress(logmel).transpose(1, 2).unsqueeze(1))
+        x = network_input(logmel, self.loudness, self.input_bn)
         for i, (conv, norm) in enumerate(zip(self.convs, self.bns)):
             if i:
                 kt, kf, st, sf = VGG_POOLS[i - 1]
@@ -166,22 +170,28 @@ class VggTags(nn.Module):
         return self.tags(pool5.permute(0, 2, 3, 1).flatten(1))  # TF flattens NHWC
 
 
-def make_body(arch: str, loudness: str = "none") -> MusicnnBody | VggBody:
-    return MusicnnBody(loudness) if arch == "musicnn" else VggBody(loudness)
+def pretrained_body(name: str, loudness: str = "none") -> MusicnnBody | VggBody:
+    """The body of ``name`` with its converted weights."""
+    body = MusicnnBody(loudness) if PRETRAINED[name][1] == "musicnn" else VggBody(loudness)
+    body.load_state_dict(load_pretrained(name, "body"))
+    return body
 
 
 def weights_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{PRETRAINED[name][0]}.safetensors"
 
 
-def load_pretrained(name: str) -> dict[str, torch.Tensor]:
-    """The converted state dict of ``name`` (keys ``body.*``, and ``backend.*`` or ``tags.*``)."""
+def load_pretrained(name: str, part: str) -> dict[str, torch.Tensor]:
+    """One part of the converted weights of ``name``: "body", or "head" (musicnn's tagging back end, or
+    the VGG's tag layer), keyed as that module's state dict."""
     from safetensors.numpy import load_file
 
     path = weights_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pretrained weights missing; run scripts/convert_musicnn.py")
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in load_file(str(path)).items()}
+    prefix = f"{part}."
+    return {k.removeprefix(prefix): torch.from_numpy(np.ascontiguousarray(v))
+            for k, v in load_file(str(path)).items() if k.startswith(prefix)}
 
 
 class Tagger(nn.Module):
@@ -194,11 +204,9 @@ class Tagger(nn.Module):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.arch = PRETRAINED[name][1]
-        self.body = make_body(self.arch)
+        self.body = pretrained_body(name)
         self.head = MusicnnBackend() if self.arch == "musicnn" else VggTags()
-        state = load_pretrained(name)
-        self.body.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("body.")})
-        self.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        self.head.load_state_dict(load_pretrained(name, "head"))
         self.eval()
 
     def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,18 +107,16 @@ def cross_validate(
                              log=lambda line: log("    " + line), augment=train_aug)
                 preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], song)
                 truth = clip_labels(clips, test_idx)
-                for stride in strides:
-                    fewer = [clip_inputs[clips[i].path][:, ::stride] for i in test_idx]
-                    for aggregation, probs in predict_songs(fitted, fewer, song).items():
+                # the same test songs from fewer segments, or at another input gain
+                variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
+                            for k in strides]
+                variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
+                             for gain, per_clip in gained.items()]
+                for suffix, test_inputs in variants:
+                    for aggregation, probs in predict_songs(fitted, test_inputs, song).items():
                         fold_metrics = song_metrics(truth, probs)
                         fold_metrics["quadrant_agreement"] = quadrant_agreement(probs, preds[aggregation])
-                        per_fold.setdefault(f"{aggregation} @ every {stride} segments", []).append(fold_metrics)
-                for gain, per_clip in gained.items():
-                    for aggregation, probs in predict_songs(fitted, [per_clip[clips[i].path] for i in test_idx],
-                                                            song).items():
-                        fold_metrics = song_metrics(truth, probs)
-                        fold_metrics["quadrant_agreement"] = quadrant_agreement(probs, preds[aggregation])
-                        per_fold.setdefault(f"{aggregation} @ {gain:+g} dB", []).append(fold_metrics)
+                        per_fold.setdefault(aggregation + suffix, []).append(fold_metrics)
                 for aggregation, probs in preds.items():
                     fold_metrics = song_metrics(truth, probs)
                     per_fold.setdefault(aggregation, []).append(fold_metrics)

@@ -53,9 +53,7 @@ class FeatureCache:
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.audio = audio
-        body = musicnn.make_body(musicnn.PRETRAINED[model_config.arch][1], model_config.loudness)
-        state = musicnn.load_pretrained(model_config.arch)
-        body.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("body.")})
+        body = musicnn.pretrained_body(model_config.arch, model_config.loudness)
         graph = io.BytesIO()
         example = torch.zeros(2, audio.n_mels, audio.segment_frames)
         torch.onnx.export(body.eval(), (example,), graph, input_names=["logmel"], output_names=["features"],
