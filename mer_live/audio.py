@@ -240,22 +240,6 @@ def audio_duration(path: str | os.PathLike) -> float:
         return reader.frames / reader.samplerate
 
 
-def segment_starts(n_samples: int, config: AudioConfig) -> np.ndarray:
-    """Start sample of every segment of a clip of ``n_samples`` samples.
-
-    Segments are ``config.segment_samples`` long and start every ``config.hop_samples``.
-    A clip shorter than one segment yields one segment at 0: callers pad it with zeros
-    (see ``pad_to_segment``); an empty clip yields none. The tail after the last whole
-    segment is shorter than one hop and is not covered (the live windower does the same).
-    """
-    if n_samples <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if n_samples < config.segment_samples:
-        return np.zeros(1, dtype=np.int64)
-    count = 1 + (n_samples - config.segment_samples) // config.hop_samples
-    return np.arange(count, dtype=np.int64) * config.hop_samples
-
-
 def pad_to_segment(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
     """Zero-pad a clip shorter than one segment to exactly one segment."""
     short = config.segment_samples - len(samples)
@@ -267,7 +251,7 @@ def pad_to_segment(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
 def cut_segments(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
     """All segments of a clip as a (n_segments, segment_samples) float32 array."""
     samples = pad_to_segment(samples, config)
-    starts = segment_starts(len(samples), config)
+    starts = config.segment_starts(len(samples))
     out = np.empty((len(starts), config.segment_samples), dtype=np.float32)
     for i, start in enumerate(starts):
         out[i] = samples[start : start + config.segment_samples]

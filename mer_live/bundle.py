@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mer_live.config import AudioConfig
+from mer_live.config import AudioConfig, SongConfig
 from mer_live.errors import BundleError
 from mer_live.stats import song_vector
 
@@ -63,19 +63,16 @@ def write_manifest(directory: str | os.PathLike, manifest: dict) -> dict:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: its folder, manifest and audio config."""
+    """A verified bundle: its folder, manifest, and the audio and song settings it was trained with."""
 
     path: Path
     manifest: dict
     audio: AudioConfig
+    song: SongConfig
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.manifest["tasks"])
-
-    @property
-    def theta(self) -> float:
-        return float(self.manifest["aggregator"]["theta"])
+        return list(self.song.tasks)
 
     @property
     def embedding_dims(self) -> int:
@@ -90,12 +87,7 @@ class Bundle:
         """The aggregator's input for one song from its segments' (n, tasks [+ embedding]) outputs."""
         n = len(self.tasks)
         embedding = outputs[:, n:] if self.embedding_dims else None
-        return song_vector(outputs[:, :n], embedding, self.theta)
-
-    @property
-    def song_seconds(self) -> float:
-        """Clip length the aggregator was fit on: the default live song horizon."""
-        return float(self.manifest["aggregator"]["song_seconds"])
+        return song_vector(outputs[:, :n], embedding, self.song.theta)
 
     def file(self, name: str) -> Path:
         if name not in self.manifest["files"]:
@@ -147,14 +139,23 @@ def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
             raise BundleError(f"{file}: SHA-256 does not match the manifest (modified or corrupt); refusing to load it")
     try:
         audio = AudioConfig.from_dict(manifest["audio"])
-        tasks = manifest["tasks"]
-        float(manifest["aggregator"]["theta"])
-        float(manifest["aggregator"]["song_seconds"])
+        song = song_config(manifest)
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{manifest_path}: inconsistent config ({exc}); {fix}") from None
+    return Bundle(path=path, manifest=manifest, audio=audio, song=song)
+
+
+def song_config(manifest: dict) -> SongConfig:
+    """The manifest's ``song`` record; bundles from before it carried one have the same facts in
+    ``aggregator`` (theta, song_seconds) and ``tasks``."""
+    if "song" in manifest:
+        return SongConfig.from_dict(manifest["song"])
+    aggregator = manifest["aggregator"]
+    tasks = manifest["tasks"]
     if not isinstance(tasks, list) or not tasks:
-        raise BundleError(f"{manifest_path}: inconsistent config (no tasks); {fix}")
-    return Bundle(path=path, manifest=manifest, audio=audio)
+        raise ValueError("no tasks")
+    return SongConfig(tasks=tuple(tasks), theta=float(aggregator["theta"]), horizon=float(aggregator["song_seconds"]),
+                      embedding=int(aggregator.get("embedding_dims", 0)) > 0)
 
 
 def load_aggregator_pickle(bundle: Bundle):

@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
+
+from mer_live.stats import STAT_NAMES
+
 # the settings a log-mel frame depends on (segment length and hop only choose which frames)
 FRONTEND_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_floor")
 MIN_SEGMENT_SECONDS = 1.0
 MAX_SEGMENT_SECONDS = 5.0
+TASKS = ("valence", "arousal")  # what a segment model predicts: P(high) of each
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class AudioConfig:
     @property
     def segment_samples(self) -> int:
         """Audio samples one segment spans: (frames - 1) hops plus one FFT window."""
-        return (self.segment_frames - 1) * self.hop_length + self.n_fft
+        return self.frames_samples(self.segment_frames)
 
     @property
     def hop_samples(self) -> int:
@@ -78,6 +83,41 @@ class AudioConfig:
     @property
     def effective_hop_seconds(self) -> float:
         return self.hop_samples / self.sample_rate
+
+    # ---- segment arithmetic: the one place samples, frames, segments and seconds are converted
+
+    def n_segments(self, n_samples: int) -> int:
+        """Segments of a clip of ``n_samples``: one (zero-padded) for a clip shorter than a segment, none
+        for an empty one; the tail after the last whole segment is shorter than a hop and not covered."""
+        if n_samples <= 0:
+            return 0
+        return 1 + max(0, n_samples - self.segment_samples) // self.hop_samples
+
+    def segment_starts(self, n_samples: int) -> np.ndarray:
+        """First sample of every segment of a clip of ``n_samples`` samples."""
+        return np.arange(self.n_segments(n_samples), dtype=np.int64) * self.hop_samples
+
+    def segment_frames_span(self, n_segments: int) -> int:
+        """Log-mel frames that ``n_segments`` consecutive segments cover."""
+        return (n_segments - 1) * self.hop_frames + self.segment_frames if n_segments > 0 else 0
+
+    def segments_in_frames(self, n_frames: int) -> int:
+        """Whole segments in a log-mel of ``n_frames`` frames."""
+        return 1 + (n_frames - self.segment_frames) // self.hop_frames if n_frames >= self.segment_frames else 0
+
+    def frames_samples(self, n_frames: int) -> int:
+        """Audio samples ``n_frames`` uncentered frames need: (frames - 1) hops plus one FFT window."""
+        return (n_frames - 1) * self.hop_length + self.n_fft
+
+    def seconds(self, n_samples: int) -> float:
+        return n_samples / self.sample_rate
+
+    def samples(self, seconds: float) -> int:
+        return round(seconds * self.sample_rate)
+
+    def horizon_segments(self, seconds: float) -> int:
+        """Segments in ``seconds`` of audio (at least one): how many a song estimate looks back over."""
+        return max(1, self.n_segments(max(1, self.samples(seconds))))
 
     def strided(self, stride: int) -> AudioConfig:
         """The same segments, only every ``stride``-th one: labeling from fewer segments per song."""
@@ -135,19 +175,51 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class SongConfig:
-    """What the song-level aggregator reads: statistics of the segment probabilities (theta is the
-    share-above threshold) and, with ``embedding``, the mean and standard deviation over the song's
-    segments of the segment model's embedding (a pretrained model's penultimate layer and tags)."""
+    """The song level: what the aggregator reads and how far back a live estimate looks.
 
+    Per task, the ``statistics`` of the song's segment probabilities (``theta`` is the share-above
+    threshold); with ``embedding``, also the mean and standard deviation over the song's segments of
+    the segment model's embedding. ``horizon`` is the clip length (seconds) the aggregator was fit on:
+    the default span of the live song estimate. Travels from training into the bundle like ``AudioConfig``.
+    """
+
+    tasks: tuple[str, ...] = TASKS
     theta: float = 0.5
+    statistics: tuple[str, ...] = STAT_NAMES
     embedding: bool = False
+    horizon: float = 30.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "statistics", tuple(self.statistics))
+        if not self.tasks:
+            raise ValueError("a song config needs at least one task")
+        if tuple(self.statistics) != STAT_NAMES:
+            raise ValueError(f"statistics must be {', '.join(STAT_NAMES)} (the ones stats.py computes)")
+        if not 0 < self.theta < 1 or self.horizon <= 0:
+            raise ValueError("need 0 < theta < 1 and horizon > 0")
+
+    def n_features(self, embedding_dims: int = 0) -> int:
+        """Length of the aggregator's input vector."""
+        return len(self.tasks) * len(self.statistics) + (2 * embedding_dims if self.embedding else 0)
+
+    def task_index(self, task: str) -> int:
+        return self.tasks.index(task)
+
+    def replace(self, **changes: object) -> SongConfig:
+        return SongConfig(**{**asdict(self), **changes})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "tasks": list(self.tasks), "statistics": list(self.statistics)}
 
     @classmethod
     def from_dict(cls, data: dict) -> SongConfig:
-        return cls(**{k: data[k] for k in ("theta", "embedding") if k in data})
+        """From ``to_dict`` output, or an older manifest's aggregator record (theta, song_seconds)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "horizon" not in values and "song_seconds" in data:
+            values["horizon"] = float(data["song_seconds"])
+        return cls(**values)
 
 
 DEFAULT_SONG = SongConfig()

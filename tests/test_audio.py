@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer_live.audio import AudioError, cut_segments, iter_audio_blocks, load_audio, segment_starts
+from mer_live.audio import AudioError, cut_segments, iter_audio_blocks, load_audio
 from mer_live.config import AudioConfig
 from tests.conftest import tone
 
@@ -74,11 +74,23 @@ def test_zero_sample_wav(write_audio):
 
 def test_segment_starts_cover_clip_and_pad_short_clips():
     c = AudioConfig()
-    assert list(segment_starts(0, c)) == []
-    assert list(segment_starts(100, c)) == [0]
+    assert list(c.segment_starts(0)) == []
+    assert list(c.segment_starts(100)) == [0]
     n = c.segment_samples + 5 * c.hop_samples + c.hop_samples - 1
-    starts = segment_starts(n, c)
+    starts = c.segment_starts(n)
     assert len(starts) == 6 and starts[-1] + c.segment_samples <= n
     assert n - (starts[-1] + c.segment_samples) < c.hop_samples
     segs = cut_segments(np.ones(100, np.float32), c)
     assert segs.shape == (1, c.segment_samples) and segs[0, 100:].max() == 0
+
+
+def test_segment_arithmetic_agrees_across_samples_frames_and_segments():
+    for c in (AudioConfig(), AudioConfig(segment_seconds=1.0, segment_hop_seconds=0.5), AudioConfig().strided(3)):
+        assert c.frames_samples(c.segment_frames) == c.segment_samples
+        for n in (1, c.segment_samples - 1, c.segment_samples, 10 * c.segment_samples + 7):
+            k = c.n_segments(n)
+            assert k == len(c.segment_starts(n)) >= 1
+            span = c.segment_frames_span(k)
+            assert c.segments_in_frames(span) == k and c.segments_in_frames(span - 1) == k - 1
+        assert c.n_segments(0) == 0 and c.segment_frames_span(0) == 0
+        assert c.samples(c.seconds(12345)) == 12345

@@ -46,7 +46,7 @@ def test_intact_bundle_loads(bundle_dir: Path) -> None:
     bundle = load_bundle(bundle_dir)
     assert bundle.tasks == ["valence", "arousal"]
     assert bundle.audio.segment_samples == bundle.manifest["audio"]["derived"]["segment_samples"]
-    assert (bundle.theta, bundle.song_seconds) == (0.5, 30.0)
+    assert (bundle.song.theta, bundle.song.horizon) == (0.5, 30.0)
 
 
 def test_pickle_loads_only_when_asked_and_matches_run(bundle_dir: Path, exported: Path) -> None:

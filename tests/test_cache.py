@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mer_live.audio import cut_segments, load_audio, segment_starts
+from mer_live.audio import cut_segments, load_audio
 from mer_live.config import AudioConfig
 from mer_live.mel import n_frames
 from mer_live.train.cache import LogMelCache, cache_key, segment_frame_starts
@@ -80,5 +80,5 @@ def test_frame_starts_match_sample_starts():
                   AUDIO.replace(segment_seconds=5.0, segment_hop_seconds=5.0)):
         for n in range(audio.segment_samples, audio.segment_samples + 20 * audio.hop_samples, 997):
             frames = segment_frame_starts(n_frames(n, audio), audio)
-            np.testing.assert_array_equal(frames * audio.hop_length, segment_starts(n, audio))
+            np.testing.assert_array_equal(frames * audio.hop_length, audio.segment_starts(n))
     assert segment_frame_starts(3, AUDIO).tolist() == [0]

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from mer_live.audio import cut_segments, load_audio, pad_to_segment, segment_starts
+from mer_live.audio import cut_segments, load_audio, pad_to_segment
 from mer_live.errors import MerLiveError
 from mer_live.realtime import engine as engine_module
 from mer_live.realtime.engine import Engine, LogmelStream
@@ -64,7 +64,7 @@ def test_logmel_stream_equals_one_front_end_run_over_the_clip(monkeypatch):
     # shorter than a segment, one segment, a remainder of 0, 1 and 180 frames after whole runs, and longer
     for n in (5000, c.segment_samples, 600 * 512 + 512, 601 * 512 + 512, 780 * 512 + 700, len(audio)):
         padded = pad_to_segment(audio[:n], c)
-        n_frames = (len(segment_starts(len(padded), c)) - 1) * c.hop_frames + c.segment_frames
+        n_frames = c.segment_frames_span(c.n_segments(len(padded)))
         reference = engine.frontend(padded[None])[0, :, :n_frames]
         for block, expected in ((777, 0), (c.sample_rate + 7, n), (10**6, n // 2)):
             stream = LogmelStream(engine.frontend, c, expected)

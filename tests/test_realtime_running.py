@@ -3,9 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mer_live.audio import segment_starts
 from mer_live.config import AudioConfig
-from mer_live.realtime.running import RunningStatistics, SilenceGate, horizon_segments
+from mer_live.realtime.running import RunningStatistics, SilenceGate
 from mer_live.stats import segment_statistics, song_vector
 
 
@@ -45,8 +44,8 @@ def test_reset_starts_a_new_song():
 
 def test_horizon_is_the_segments_of_a_training_clip():
     config = AudioConfig()
-    assert horizon_segments(30.0, config) == len(segment_starts(30 * config.sample_rate, config))
-    assert horizon_segments(0.5, config) == 1
+    assert config.horizon_segments(30.0) == config.n_segments(30 * config.sample_rate)
+    assert config.horizon_segments(0.5) == 1
 
 
 def test_silence_gate_fires_once_after_sustained_silence():

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mer_live.audio import cut_segments, segment_starts
+from mer_live.audio import cut_segments
 from mer_live.config import AudioConfig
 from mer_live.realtime.windower import Windower
 
@@ -37,7 +37,7 @@ def stream(samples: np.ndarray, sizes: list[int], config: AudioConfig = CONFIG):
 def test_windows_equal_offline_segments(n, sizes):
     samples = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     audio, starts, windower = stream(samples, sizes)
-    np.testing.assert_array_equal(starts, segment_starts(n, CONFIG))
+    np.testing.assert_array_equal(starts, CONFIG.segment_starts(n))
     np.testing.assert_array_equal(audio, offline(samples))
     assert windower.samples_seen == n
 
@@ -48,7 +48,7 @@ def test_windows_equal_offline_segments(n, sizes):
 def test_any_block_sizes_give_the_offline_segments(n, sizes):
     samples = np.arange(n, dtype=np.float32) / max(1, n)
     audio, starts, _ = stream(samples, sizes)
-    np.testing.assert_array_equal(starts, segment_starts(n, CONFIG))
+    np.testing.assert_array_equal(starts, CONFIG.segment_starts(n))
     np.testing.assert_array_equal(audio, offline(samples))
 
 

@@ -16,7 +16,6 @@ import os
 import numpy as np
 import onnxruntime as ort
 
-from mer_live.audio import segment_starts
 from mer_live.bundle import Bundle, load_aggregator_pickle
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
@@ -129,8 +128,7 @@ class LogmelStream:
         """(n_mels, frames) log-mel of every frame the clip's segments use."""
         c = self.config
         audio = np.concatenate([*self._pending, np.zeros(max(0, c.segment_samples - self.n_samples), np.float32)])
-        n_segments = len(segment_starts(max(self.n_samples, c.segment_samples), c))
-        n_frames = (n_segments - 1) * c.hop_frames + c.segment_frames
+        n_frames = c.segment_frames_span(c.n_segments(max(self.n_samples, c.segment_samples)))
         rest = n_frames - self._done
         if rest > 0:
             context = min(self._context, max(0, MIN_RUN_FRAMES - rest))
@@ -162,7 +160,7 @@ def segment_probs(backbone, config: AudioConfig, logmel: np.ndarray, batch: int 
     ``backbone`` maps (n, n_mels, segment_frames) to (n, n_tasks); a larger batch only grows ORT's arena.
     """
     c = config
-    n_segments = 1 + (logmel.shape[1] - c.segment_frames) // c.hop_frames
+    n_segments = c.segments_in_frames(logmel.shape[1])
     view = np.lib.stride_tricks.sliding_window_view(logmel, c.segment_frames, axis=1)[:, :: c.hop_frames]
     segments = view[:, :n_segments].transpose(1, 0, 2)  # (n_segments, n_mels, segment_frames)
     parts = [backbone(np.ascontiguousarray(segments[i : i + batch])) for i in range(0, n_segments, batch)]
@@ -229,7 +227,7 @@ class Engine:
             self.segment(np.zeros((1, c.segment_samples), np.float32))
         else:
             self.frontend(np.zeros((1, c.segment_samples), np.float32))
-            self.frontend(np.zeros((1, self._samples(self.tail_frames)), np.float32))
+            self.frontend(np.zeros((1, self.config.frames_samples(self.tail_frames)), np.float32))
             self.backbone(np.zeros((1, c.n_mels, c.segment_frames), np.float32))
         self.song_probs(np.zeros((1, self.bundle.n_features)))
 
@@ -265,11 +263,8 @@ class Engine:
 
     def _tail_frames(self, audio: np.ndarray) -> np.ndarray:
         """Log-mel of each window's last hop_frames frames (computed with tail_frames of context)."""
-        out = self.frontend(np.ascontiguousarray(audio[:, -self._samples(self.tail_frames) :]))
+        out = self.frontend(np.ascontiguousarray(audio[:, -self.config.frames_samples(self.tail_frames) :]))
         return out[:, :, -self.config.hop_frames :]
-
-    def _samples(self, frames: int) -> int:
-        return (frames - 1) * self.config.hop_length + self.config.n_fft
 
     def _calibrate(self) -> int:
         """Fewest frames per front-end run whose last hop_frames equal the whole window's bit for bit.
@@ -285,7 +280,7 @@ class Engine:
         reference = self.frontend(window)[0, :, -c.hop_frames :]
         step = max(1, c.hop_frames // 8)
         for frames in range(c.hop_frames, c.segment_frames, step):
-            if np.array_equal(self.frontend(window[:, -self._samples(frames) :])[0, :, -c.hop_frames :], reference):
+            if np.array_equal(self.frontend(window[:, -c.frames_samples(frames) :])[0, :, -c.hop_frames :], reference):
                 return frames
         return c.segment_frames
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mer_live.realtime.engine import Engine
-from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, horizon_segments, rms
+from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, rms
 from mer_live.realtime.sources import Block
 from mer_live.realtime.windower import Windower, Windows
 from mer_live.stats import QUADRANTS, quadrant
@@ -114,10 +114,10 @@ class Pipeline:
         for task in ("valence", "arousal"):
             if task not in self.tasks:
                 raise ValueError(f"bundle tasks {self.tasks} lack {task}")
-        self.horizon = horizon if horizon is not None else engine.bundle.song_seconds
+        self.horizon = horizon if horizon is not None else engine.bundle.song.horizon
         self.windower = Windower(self.config)
-        self.stats = RunningStatistics(len(self.tasks), horizon_segments(self.horizon, self.config),
-                                       engine.bundle.theta, engine.bundle.embedding_dims)
+        self.stats = RunningStatistics(len(self.tasks), self.config.horizon_segments(self.horizon),
+                                       engine.bundle.song.theta, engine.bundle.embedding_dims)
         self.gate = SilenceGate(self.config.sample_rate, silence_seconds) if silence_reset else None
         self.meter = Meter()
         self.latest: Update | None = None

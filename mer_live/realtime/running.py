@@ -13,14 +13,7 @@ from collections import deque
 
 import numpy as np
 
-from mer_live.audio import segment_starts
-from mer_live.config import AudioConfig
 from mer_live.stats import DEFAULT_THETA, embedding_statistics, statistics_from_sorted
-
-
-def horizon_segments(seconds: float, config: AudioConfig) -> int:
-    """Segments in a clip of ``seconds``: how many the song estimate looks back over."""
-    return max(1, len(segment_starts(max(1, round(seconds * config.sample_rate)), config)))
 
 
 class RunningStatistics:
