@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mer_live.atomic import atomic_write_text
 from mer_live.config import AudioConfig, SongConfig
 from mer_live.errors import BundleError
 from mer_live.stats import song_vector
@@ -35,21 +36,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write (disk full, read-only) leaves no stray temporary file
-        raise
 
 
 def write_manifest(directory: str | os.PathLike, manifest: dict) -> dict:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mer_live.atomic import atomic_write_text
 from mer_live.audio import (
     AUDIO_EXTENSIONS,
     AudioError,
@@ -39,7 +40,7 @@ from mer_live.audio import (
     describe_messages,
     iter_audio_blocks,
 )
-from mer_live.bundle import Bundle, atomic_write_text
+from mer_live.bundle import Bundle
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
 from mer_live.realtime.engine import Engine, Graph, LogmelStream, open_session, segment_probs

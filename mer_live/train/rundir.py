@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from mer_live.aggregate import SongAggregator
-from mer_live.bundle import atomic_write_text
+from mer_live.atomic import atomic_write_text
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
 from mer_live.model import ModelConfig, SegmentNet
