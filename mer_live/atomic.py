@@ -22,6 +22,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _mode(path))  # mkstemp makes it private; the file gets the mode a plain open would give
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
@@ -35,3 +36,13 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_file(path, "w") as f:
         f.write(text)
+
+
+def _mode(path: Path) -> int:
+    """The target's current permissions, or those of a new file under this process's umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -94,3 +94,23 @@ def test_segment_arithmetic_agrees_across_samples_frames_and_segments():
             assert c.segments_in_frames(span) == k and c.segments_in_frames(span - 1) == k - 1
         assert c.n_segments(0) == 0 and c.segment_frames_span(0) == 0
         assert c.samples(c.seconds(12345)) == 12345
+
+
+def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_on_failure(tmp_path):
+    import os
+    import stat
+
+    from mer_live.atomic import atomic_file, atomic_write_text
+
+    target = tmp_path / "labels.csv"
+    atomic_write_text(target, "a\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask and target.read_text() == "a\n"
+    os.chmod(target, 0o640)
+    with pytest.raises(RuntimeError), atomic_file(target, "w") as f:
+        f.write("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "a\n" and [p.name for p in tmp_path.iterdir()] == ["labels.csv"]
+    atomic_write_text(target, "b\n")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640 and target.read_text() == "b\n"

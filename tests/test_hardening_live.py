@@ -55,9 +55,8 @@ import io, json, queue, sys
 import numpy as np, sounddevice as sd
 from rich.console import Console
 from mer_live.bundle import load_bundle
-from mer_live.realtime.engine import Engine
+from mer_live.api import Model
 from mer_live.realtime.monitor import Dashboard, summary
-from mer_live.realtime.pipeline import Pipeline
 from mer_live.realtime.sources import MicSource
 
 bundle = load_bundle(sys.argv[1])
@@ -67,7 +66,7 @@ for i in range(5):
     status = sd.CallbackFlags()
     status.input_overflow = i % 2 == 0
     source._callback(np.zeros((256, 1), np.float32), 256, None, status)  # must never raise
-pipeline = Pipeline(Engine(bundle, provider="cpu"))
+pipeline = Model(bundle, provider="cpu").stream()
 console = Console(file=io.StringIO(), width=140)
 console.print(Dashboard(console, "test", source).render(pipeline))
 print(json.dumps({"overflows": source.overflows, "drops": source.drops, "queued": source._queue.qsize(),

@@ -4,17 +4,15 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 from rich.console import Console
 
+from mer_live.api import Model
 from mer_live.realtime.demo import synthesize
-from mer_live.realtime.engine import Engine
 from mer_live.realtime.label import label_files
 from mer_live.realtime.monitor import Dashboard, run, summary
-from mer_live.realtime.pipeline import Pipeline
-from mer_live.realtime.sources import ArraySource, Block
+from mer_live.realtime.sources import ArraySource
 from mer_live.stats import QUADRANTS
 from tests.conftest import REPO
 from tests.realtime_helpers import music_wav, tiny_bundle
@@ -51,7 +49,8 @@ def test_file_longer_than_the_horizon_ends_with_the_whole_file_estimate_label_gi
     end = events[-1]
     assert end["event"] == "song_end" and end["segments"] == 11 and end["start"] == 0.0
     out = io.StringIO()
-    assert label_files(bundle, [str(music_wav())], fmt="jsonl", workers=0, stdout=out, stderr=io.StringIO()) == 0
+    model = Model(bundle, provider="cpu")
+    assert label_files(model, [str(music_wav())], fmt="jsonl", workers=0, stdout=out, stderr=io.StringIO()) == 0
     row = json.loads(out.getvalue())
     assert abs(end["valence"] - row["valence"]) < 1e-4 and abs(end["arousal"] - row["arousal"]) < 1e-4
     assert end["quadrant"] == row["quadrant"]
@@ -86,11 +85,13 @@ def test_user_errors_and_device_list():
 def test_silence_starts_a_new_song_and_reset_key_path():
     bundle = tiny_bundle()
     sr = bundle.audio.sample_rate
-    pipeline = Pipeline(Engine(bundle, provider="cpu"), silence_reset=True, silence_seconds=2.0)
+    pipeline = Model(bundle, provider="cpu").stream(silence_reset=True)
+    pipeline.silence_seconds = 2.0
+    pipeline.reset()
     audio = synthesize(sr, seconds=20.0, pause=4.0)
     updates = []
     for i in range(0, len(audio), 2048):
-        updates += pipeline.feed(Block(audio[i : i + 2048], time.perf_counter()))
+        updates += pipeline.feed(audio[i : i + 2048])
     counts = [u.segments for u in updates]
     assert pipeline.meter.songs == 2
     assert counts.index(1, 1) > 0  # the count restarted after the pause
@@ -107,7 +108,7 @@ def test_silence_starts_a_new_song_and_reset_key_path():
 def test_dashboard_renders_every_state():
     bundle = tiny_bundle()
     sr = bundle.audio.sample_rate
-    pipeline = Pipeline(Engine(bundle, provider="cpu"))
+    pipeline = Model(bundle, provider="cpu").stream()
     source = ArraySource(synthesize(sr, seconds=6.0, pause=0.5), sr, "test", fast=True)
     console = Console(file=io.StringIO(), force_terminal=True, width=100)
     dashboard = Dashboard(console, "test", source)
@@ -122,7 +123,7 @@ def test_dashboard_renders_every_state():
 def test_dashboard_shows_bracketed_names_and_finished_songs_as_they_are():
     bundle = tiny_bundle()
     sr = bundle.audio.sample_rate
-    pipeline = Pipeline(Engine(bundle, provider="cpu"))
+    pipeline = Model(bundle, provider="cpu").stream()
     source = ArraySource(synthesize(sr, seconds=6.0, pause=0.5), sr, "x", fast=True)
     console = Console(file=io.StringIO(), force_terminal=False, width=120)
     name = "a[/01 intro [live] [bold]x\\y.wav"

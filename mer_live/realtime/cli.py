@@ -11,8 +11,9 @@ import threading
 
 from mer_live.errors import MerLiveError
 
-PROVIDERS = ("auto", "cpu", "cuda")
+PROVIDERS = ("auto", "cpu", "cuda")  # the names realtime/sessions.py takes; kept here so --help loads no ONNX Runtime
 AGGREGATORS = ("onnx", "pickle")
+MODES = ("incremental", "full")
 
 
 def _positive(text: str) -> float:
@@ -57,7 +58,7 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the clip length the aggregator was trained on)")
     parser.add_argument("--duration", type=_positive, metavar="SECONDS",
                         help="stop after SECONDS of audio")
-    parser.add_argument("--mode", choices=("incremental", "full"), default="incremental",
+    parser.add_argument("--mode", choices=MODES, default="incremental",
                         help="incremental (default): compute each log-mel frame once and reuse it across "
                              "overlapping segments; full: run the one-graph segment model on every window "
                              "(the reference)")
@@ -104,10 +105,10 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
 
 
-def _bundle(args: argparse.Namespace):
-    from mer_live.bundle import load_bundle
+def _model(args: argparse.Namespace, stride: int = 1):
+    from mer_live.api import load
 
-    return load_bundle(args.model)
+    return load(args.model, provider=args.provider, aggregator=args.aggregator, stride=stride)
 
 
 def refuse_ignored(args: argparse.Namespace) -> None:
@@ -129,12 +130,10 @@ def run_live(args: argparse.Namespace) -> int:
         raise MerLiveError("choose a source: --mic, --file PATH or --demo (or `mer-live label PATH` for files)")
     refuse_ignored(args)
     from mer_live.realtime import sources
-    from mer_live.realtime.engine import Engine
     from mer_live.realtime.monitor import monitor
-    from mer_live.realtime.pipeline import Pipeline
 
-    bundle = _bundle(args)
-    rate = bundle.audio.sample_rate
+    model = _model(args)
+    rate = model.audio.sample_rate
     stop = threading.Event()
     mic = args.mic or (args.demo and sources.has_input_device())
     if mic:
@@ -149,12 +148,11 @@ def run_live(args: argparse.Namespace) -> int:
         print(f"mer-live: no microphone found; playing {CAPTION}", file=sys.stderr)
         source = sources.ArraySource(synthesize(rate), rate, "generated demo", fast=args.fast, stop=stop)
         name = source.name
-    engine = Engine(bundle, provider=args.provider, mode=args.mode, aggregator=args.aggregator)
-    engine.warm_up()
-    print(f"mer-live: model {bundle.path}, ONNX Runtime on {engine.provider}", file=sys.stderr)
+    model.warm_up()
     # A file is one song; a live input is a stream of songs separated by silence.
-    pipeline = Pipeline(engine, horizon=args.horizon, silence_reset=not args.file)
-    return monitor(pipeline, source, name, stop, jsonl=args.jsonl, duration=args.duration, whole_file=bool(args.file))
+    stream = model.stream(horizon=args.horizon, silence_reset=not args.file, mode=args.mode)
+    print(f"mer-live: model {model.bundle.path}, ONNX Runtime on {stream.provider}", file=sys.stderr)
+    return monitor(stream, source, name, stop, jsonl=args.jsonl, duration=args.duration, whole_file=bool(args.file))
 
 
 def run_label(args: argparse.Namespace) -> int:
@@ -164,8 +162,7 @@ def run_label(args: argparse.Namespace) -> int:
         raise MerLiveError("--workers must be 0 or more")
     if args.save_every is not None and args.save_every <= 0:
         raise MerLiveError("--save-every must be a positive number of seconds")
-    return label_files(_bundle(args), args.paths, recursive=args.recursive, pattern=args.glob, out=args.out,
-                       fmt=args.format, segments=args.segments, workers=args.workers, strict=args.strict,
-                       resume=args.resume, provider=args.provider, aggregator=args.aggregator,
-                       save_every=args.save_every or SAVE_SECONDS, hidden=args.hidden,
-                       progress_every=args.progress_every or PROGRESS_SECONDS, stride=args.stride)
+    return label_files(_model(args, args.stride), args.paths, recursive=args.recursive, pattern=args.glob,
+                       out=args.out, fmt=args.format, segments=args.segments, workers=args.workers,
+                       strict=args.strict, resume=args.resume, save_every=args.save_every or SAVE_SECONDS,
+                       hidden=args.hidden, progress_every=args.progress_every or PROGRESS_SECONDS)

@@ -1,7 +1,7 @@
 """Live monitoring: a rich dashboard on a terminal, JSON lines otherwise.
 
 The consuming loop runs in the main thread (the microphone callback only enqueues), feeds the
-pipeline and hands updates to a sink: ``JsonLines`` prints one object per segment and flushes,
+stream and hands updates to a sink: ``JsonLines`` prints one object per segment and flushes,
 ``Dashboard`` redraws a rich ``Live`` screen at most ten times a second. Key `r` starts a new
 song; `q` or Ctrl-C quits with a summary.
 """
@@ -24,7 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from mer_live.audio import describe_messages
-from mer_live.realtime.pipeline import Pipeline, Song, Update, label
+from mer_live.realtime.results import Song, Update, high_low
+from mer_live.realtime.stream import Stream
 from mer_live.stats import QUADRANTS
 
 REDRAW_SECONDS = 0.1
@@ -40,7 +41,7 @@ class JsonLines:
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stdout
 
-    def updates(self, updates: list[Update], pipeline: Pipeline) -> None:
+    def updates(self, updates: list[Update], stream: Stream) -> None:
         for update in updates:
             self.stream.write(json.dumps(update.to_json()) + "\n")
         if updates:
@@ -50,7 +51,7 @@ class JsonLines:
         self.stream.write(json.dumps(song.to_json()) + "\n")
         self.stream.flush()
 
-    def tick(self, pipeline: Pipeline) -> None:
+    def tick(self, stream: Stream) -> None:
         pass
 
 
@@ -68,7 +69,7 @@ def _spark(values: Iterable[float]) -> Text:
 
 
 class Dashboard:
-    """The rich screen; ``render`` reads only the pipeline's state."""
+    """The rich screen; ``render`` reads only the stream's state."""
 
     def __init__(self, console: Console, source_name: str, source) -> None:
         self.console = console
@@ -81,21 +82,21 @@ class Dashboard:
     def render_waiting(self) -> Panel:
         return Panel(Text("starting..."), title="mer-live")
 
-    def updates(self, updates: list[Update], pipeline: Pipeline) -> None:
+    def updates(self, updates: list[Update], stream: Stream) -> None:
         self.timeline.extend(updates)
-        self.tick(pipeline, force=bool(updates))
+        self.tick(stream, force=bool(updates))
 
     def song_ended(self, song: Song) -> None:
-        pass  # render() lists pipeline.songs
+        pass  # render() lists stream.songs
 
-    def tick(self, pipeline: Pipeline, force: bool = False) -> None:
+    def tick(self, stream: Stream, force: bool = False) -> None:
         now = time.perf_counter()
         if force or now - self._last_draw >= REDRAW_SECONDS:
-            self.live.update(self.render(pipeline))
+            self.live.update(self.render(stream))
             self._last_draw = now
 
-    def render(self, pipeline: Pipeline) -> Panel:
-        meter, latest = pipeline.meter, pipeline.latest
+    def render(self, stream: Stream) -> Panel:
+        meter, latest = stream.meter, stream.latest
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", min_width=16)
         grid.add_column()
@@ -108,24 +109,24 @@ class Dashboard:
         grid.add_row("input level", level_text)
         if latest is None:
             grid.add_row("", Text(f"listening... the first estimate comes after "
-                                  f"{pipeline.config.effective_segment_seconds:.1f} s of audio", style="italic"))
+                                  f"{stream.config.effective_segment_seconds:.1f} s of audio", style="italic"))
         else:
             grid.add_row("", "")
             grid.add_row(Text("segment", style="bold underline"),
                          Text(f"{latest.start:.1f}-{latest.t:.1f} s, P(high) on 0-1", style="dim"))
             for task in ("valence", "arousal"):
                 p = latest.segment[task]
-                grid.add_row(f"  {task}", _bar(p) + Text(f" {p:.2f} {label(p)}"))
+                grid.add_row(f"  {task}", _bar(p) + Text(f" {p:.2f} {high_low(p)}"))
             grid.add_row("", "")
             grid.add_row(Text("song", style="bold underline"),
                          Text(f"over the last {latest.segments} segments (horizon "
-                              f"{pipeline.horizon:.0f} s, {pipeline.stats.capacity} segments)", style="dim"))
+                              f"{stream.horizon:.0f} s, {stream.stats.capacity} segments)", style="dim"))
             for task in ("valence", "arousal"):
                 p = latest.song[task]
-                grid.add_row(f"  {task}", _bar(p) + Text(f" {p:.2f} {label(p)}", style="bold"))
+                grid.add_row(f"  {task}", _bar(p) + Text(f" {p:.2f} {high_low(p)}", style="bold"))
             q = latest.quadrant
             grid.add_row("  quadrant", Text(f"{q} {QUADRANTS[q]}", style=QUADRANT_STYLE[q]))
-        for song in pipeline.songs[-SONGS_SHOWN:]:
+        for song in stream.songs[-SONGS_SHOWN:]:
             grid.add_row(f"  song #{song.number}",
                          Text(f"{song.start:.0f}-{song.end:.0f} s  valence {song.song['valence']:.2f}  arousal "
                               f"{song.song['arousal']:.2f}  ", style="dim")
@@ -139,7 +140,7 @@ class Dashboard:
         timing = "-" if p50 is None else (f"latency p50 {p50:.1f} ms  p95 {p95:.1f} ms  "
                                           f"(compute p50 {c50:.1f} ms  p95 {c95:.1f} ms)")
         grid.add_row("updates", timing)
-        grid.add_row("status", f"provider {pipeline.engine.provider}  audio {pipeline.windower.time:.1f} s  "
+        grid.add_row("status", f"provider {stream.provider}  audio {stream.time:.1f} s  "
                                f"song #{meter.songs}  overflows {self.source.overflows}  "
                                f"drops {self.source.drops}")
         return Panel(grid, title=Text(f"mer-live: {self.source_name}"),  # Text: a name is never markup
@@ -189,39 +190,39 @@ class Keys:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved)
 
 
-def run(pipeline: Pipeline, source, sink, stop: threading.Event, duration: float | None,
+def run(stream: Stream, source, sink, stop: threading.Event, duration: float | None,
         keys: Keys | None = None) -> bool:
-    """Feed the source's blocks through the pipeline until it ends, ``stop`` or ``duration``.
+    """Feed the source's blocks through the stream until it ends, ``stop`` or ``duration``.
 
     Returns True when the source ran to its end (so the tail was flushed).
     """
     wall_limit = None if duration is None else time.perf_counter() + 2 * duration + 10
     ended = True
-    reported = len(pipeline.songs)
+    reported = len(stream.songs)
     for block in source:
         if keys is not None and keys.reset_requested.is_set():
             keys.reset_requested.clear()
-            pipeline.new_song()
-        updates = pipeline.feed(block)
-        for song in pipeline.songs[reported:]:  # silence or `r` ended one
+            stream.new_song()
+        updates = stream.feed(block.samples, arrival=block.arrival)
+        for song in stream.songs[reported:]:  # silence or `r` ended one
             _song_ended(sink, song)
-        reported = len(pipeline.songs)
+        reported = len(stream.songs)
         if updates:
-            sink.updates(updates, pipeline)
+            sink.updates(updates, stream)
         else:
-            sink.tick(pipeline)
+            sink.tick(stream)
         if stop.is_set() or (duration is not None and (
-                pipeline.windower.time >= duration or time.perf_counter() >= wall_limit)):
+                stream.time >= duration or time.perf_counter() >= wall_limit)):
             ended = False
             break
     if ended and not stop.is_set():
-        sink.updates(pipeline.finish(), pipeline)
+        sink.updates(stream.finish(), stream)
     return ended
 
 
-def end_stream(pipeline: Pipeline, sink) -> None:
+def end_stream(stream: Stream, sink) -> None:
     """The stream is over: its last song ends too, with its whole-song estimate."""
-    song = pipeline.end_song()
+    song = stream.end_song()
     if song is not None:
         _song_ended(sink, song)
 
@@ -233,31 +234,31 @@ def _song_ended(sink, song: Song) -> None:
         ended(song)
 
 
-def summary(pipeline: Pipeline, source, whole_file: bool = False) -> str:
+def summary(stream: Stream, source, whole_file: bool = False) -> str:
     """Counters, every finished song (whole-song estimates), and the last horizon's estimate."""
-    meter, latest = pipeline.meter, pipeline.latest
-    parts = [f"{pipeline.windower.time:.1f} s of audio", f"{pipeline.windower.windows_emitted} segments",
-             f"provider {pipeline.engine.provider}"]
+    meter, latest = stream.meter, stream.latest
+    parts = [f"{stream.time:.1f} s of audio", f"{stream.segments_emitted} segments",
+             f"provider {stream.provider}"]
     if meter.latencies:
         parts.append(f"latency p50 {meter.percentile(50):.1f} ms p95 {meter.percentile(95):.1f} ms")
     parts.append(f"overflows {source.overflows} drops {source.drops}")
     text = "mer-live: " + ", ".join(parts)
     if latest is not None:
         q = latest.quadrant
-        text += (f"\nsong estimate: valence {latest.song['valence']:.2f} ({label(latest.song['valence'])}), "
-                 f"arousal {latest.song['arousal']:.2f} ({label(latest.song['arousal'])}), "
-                 f"{q} {QUADRANTS[q]} over {latest.segments} segments (the last {pipeline.horizon:.0f} s)")
+        text += (f"\nsong estimate: valence {latest.song['valence']:.2f} ({high_low(latest.song['valence'])}), "
+                 f"arousal {latest.song['arousal']:.2f} ({high_low(latest.song['arousal'])}), "
+                 f"{q} {QUADRANTS[q]} over {latest.segments} segments (the last {stream.horizon:.0f} s)")
     messages = getattr(source, "messages", None)
     if messages:
         text += f"\nwarning: {source.name}: {describe_messages(messages)}"
-    if whole_file and pipeline.songs:
-        text += f"\nwhole-file estimate (as mer-live label gives it): {pipeline.songs[-1].describe()}"
-    elif pipeline.songs:
-        text += "\n" + "\n".join(song.describe() for song in pipeline.songs)
+    if whole_file and stream.songs:
+        text += f"\nwhole-file estimate (as mer-live label gives it): {stream.songs[-1].describe()}"
+    elif stream.songs:
+        text += "\n" + "\n".join(song.describe() for song in stream.songs)
     return text
 
 
-def monitor(pipeline: Pipeline, source, source_name: str, stop: threading.Event, jsonl: bool,
+def monitor(stream: Stream, source, source_name: str, stop: threading.Event, jsonl: bool,
             duration: float | None, whole_file: bool = False) -> int:
     """Run live monitoring to the end of the source, ``duration``, `q` or Ctrl-C.
 
@@ -268,26 +269,26 @@ def monitor(pipeline: Pipeline, source, source_name: str, stop: threading.Event,
             sink, ended = JsonLines(), False
             try:
                 try:
-                    ended = run(pipeline, source, sink, stop, duration)
+                    ended = run(stream, source, sink, stop, duration)
                 except KeyboardInterrupt:
                     pass
-                end_stream(pipeline, sink)
+                end_stream(stream, sink)
             except BrokenPipeError:  # the reader went away (`| head`): stop quietly
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                pipeline.end_song()
-            print(summary(pipeline, source, whole_file and ended), file=sys.stderr)
+                stream.end_song()
+            print(summary(stream, source, whole_file and ended), file=sys.stderr)
             return 0
         console = Console()
         dashboard = Dashboard(console, source_name, source)
         ended = False
         with Keys(stop) as keys, dashboard.live:
             try:
-                ended = run(pipeline, source, dashboard, stop, duration, keys)
+                ended = run(stream, source, dashboard, stop, duration, keys)
             except KeyboardInterrupt:
                 pass
-            pipeline.end_song()
-            dashboard.live.update(dashboard.render(pipeline))
-        console.print(summary(pipeline, source, whole_file and ended), markup=False, highlight=False)
+            stream.end_song()
+            dashboard.live.update(dashboard.render(stream))
+        console.print(summary(stream, source, whole_file and ended), markup=False, highlight=False)
         return 0
     finally:
         stop.set()

@@ -1,0 +1,223 @@
+"""A live stream: blocks in, one update per segment out, all its state in one object.
+
+``Stream`` owns everything a stream needs (resampler, incremental front end, segment windows,
+running statistics, silence gate, the current song's segments), with ``reset`` to start over:
+the shape of silero-vad's ``VADIterator``. It owns no threads and no I/O, so the file, microphone
+and demo sources, the JSON-lines writer and the dashboard all share it, and tests drive it
+directly with blocks of any size. ``Model.predict`` runs the same front end (``frames.FrameStream``)
+over a whole file, so the stream's whole-song estimate is ``predict``'s.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mer_live.errors import MerLiveError
+from mer_live.realtime.frames import segment_windows
+from mer_live.realtime.results import Meter, Song, Update
+from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, rms
+from mer_live.realtime.sources import StreamResampler
+from mer_live.realtime.windower import Windower
+
+if TYPE_CHECKING:
+    from mer_live.api import Model
+
+MODES = ("incremental", "full")
+
+
+class Stream:
+    """Streams audio through a model and keeps the running song estimate.
+
+    ``mode="incremental"`` computes every log-mel frame once and reuses it across overlapping
+    segments; ``"full"`` runs the one-graph segment model (``segment.onnx``) on every window, the
+    reference. ``horizon``: seconds of recent segments the running estimate reads (default: the clip
+    length the aggregator was fit on). ``silence_reset``: sustained silence ends a song.
+    """
+
+    def __init__(self, model: Model, horizon: float | None = None, silence_reset: bool = True,
+                 silence_seconds: float = 3.0, mode: str = "incremental", max_batch: int = 16) -> None:
+        if mode not in MODES:
+            raise MerLiveError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.model = model
+        self.config = model.audio
+        self.tasks = model.tasks
+        self.mode = mode
+        self.max_batch = max_batch
+        self.horizon = horizon if horizon is not None else model.song_config.horizon
+        self.stats = RunningStatistics(len(self.tasks), self.config.horizon_segments(self.horizon),
+                                       model.song_config.theta, model.embedding_dims)
+        self.silence_seconds = silence_seconds if silence_reset else None
+        self._segment = model.reference() if mode == "full" else None
+        self.reset()
+
+    @property
+    def provider(self) -> str:
+        return self._segment.provider if self._segment is not None else self.model.provider
+
+    def reset(self) -> None:
+        """Forget the stream: the next sample is sample 0 of a new one, and no songs are held."""
+        self._frames = self.model.frames()
+        self._windower = Windower(self.config) if self.mode == "full" else None
+        self._held = np.zeros((self.config.n_mels, 0), np.float32)  # log-mel from frame self._held_from on
+        self._held_from = 0
+        self._resampler: StreamResampler | None = None
+        self.n_samples = 0
+        self.segments_emitted = 0  # windows completed (processed, or skipped in silence)
+        self.stats.reset()
+        self.gate = None if self.silence_seconds is None else SilenceGate(self.config.sample_rate, self.silence_seconds)
+        self.meter = Meter()
+        self.latest: Update | None = None
+        self.songs: list[Song] = []  # finished songs, oldest first
+        self._song_outputs: list[np.ndarray] = []  # every segment of the current song (2 floats a second)
+        self._song_start = 0.0
+
+    @property
+    def time(self) -> float:
+        """Seconds of audio fed so far."""
+        return self.config.seconds(self.n_samples)
+
+    @property
+    def song(self) -> Song | None:
+        """The current song over all its segments so far (the horizon estimate reads its last part)."""
+        if not self._song_outputs or self.latest is None:
+            return None
+        outputs = np.stack(self._song_outputs)
+        probs = self.model.song_probs(self.model.bundle.song_vector(outputs))[0]
+        return Song(self.meter.songs, self._song_start, self.latest.t, len(outputs),
+                    dict(zip(self.tasks, map(float, probs))))
+
+    def new_song(self) -> None:
+        """End the current song (key `r`, or sustained silence) and start the next; the stream goes on."""
+        self.end_song()
+        self.stats.reset()
+        self.latest = None
+        self.meter.songs += 1
+
+    def end_song(self) -> Song | None:
+        """Close the current song: it joins ``songs`` (returned), and its segments are let go."""
+        song = self.song
+        if song is not None:
+            self.songs.append(song)
+        self._song_outputs = []
+        return song
+
+    def feed(self, samples: np.ndarray, sr: int | None = None, arrival: float | None = None) -> list[Update]:
+        """Add mono (or (frames, channels)) samples at ``sr`` (default: the model's rate); return an update
+        for every segment they completed. ``arrival``: when they arrived (perf_counter), for latency."""
+        arrival = time.perf_counter() if arrival is None else arrival
+        samples = self._resample(samples, sr)
+        if len(samples):
+            self.meter.level_db = dbfs(rms(samples))
+        if self.gate is not None:
+            if self.gate.push(samples) and len(self.stats):
+                self.new_song()
+            self.meter.silent = self.gate.silent
+        self.n_samples += len(samples)
+        return self._run(self._push(samples), arrival)
+
+    def finish(self) -> list[Update]:
+        """End of stream: a stream shorter than one segment still gets one (zero-padded) segment."""
+        updates = []
+        if self._resampler is not None:  # the resampler's last samples
+            tail = self._resampler(np.zeros(0, np.float32), last=True)
+            self.n_samples += len(tail)
+            updates = self._run(self._push(tail), time.perf_counter())
+        if self.segments_emitted or self.n_samples == 0:
+            return updates
+        padding = np.zeros(max(0, self.config.segment_samples - self._fed()), np.float32)
+        return updates + self._run(self._push(padding), time.perf_counter())
+
+    # ---- internals
+
+    def _resample(self, samples: np.ndarray, sr: int | None) -> np.ndarray:
+        samples = np.asarray(samples, dtype=np.float32)
+        if (sr is None or sr == self.config.sample_rate) and samples.ndim == 1:
+            return samples
+        if self._resampler is None or self._resampler.in_rate != (sr or self.config.sample_rate):
+            self._resampler = StreamResampler(sr or self.config.sample_rate, self.config.sample_rate)
+        return self._resampler(samples)
+
+    def _fed(self) -> int:
+        return self._frames.n_samples if self._windower is None else self._windower.samples_seen
+
+    def _push(self, samples: np.ndarray) -> np.ndarray:
+        """Feed the segmenter; the start samples of the windows now complete."""
+        c = self.config
+        if self._windower is not None:
+            self._pending_audio = self._windower.push(samples)
+            starts = self._pending_audio.starts
+        else:
+            self._frames.push(samples)
+            complete = c.segments_in_frames(self._frames.available)
+            starts = np.arange(self.segments_emitted, max(complete, self.segments_emitted), dtype=np.int64)
+            starts *= c.hop_samples
+        self.segments_emitted += len(starts)
+        return starts
+
+    def _outputs(self, starts: np.ndarray) -> np.ndarray:
+        """(n, n_outputs) of the windows starting at ``starts`` (consecutive, in order)."""
+        if self._windower is not None:
+            return self._segment(self._pending_audio.audio)
+        c = self.config
+        first = int(starts[0]) // c.hop_samples
+        parts = []
+        for k in range(first, first + len(starts), self.max_batch):
+            n = min(self.max_batch, first + len(starts) - k)
+            new = self._frames.compute(c.segment_frames_span(k + n))
+            frames = np.concatenate([self._held[:, k * c.hop_frames - self._held_from :], new], axis=1)
+            parts.append(self.model.backbone(np.ascontiguousarray(segment_windows(frames, c))))
+            self._held_from = (k + n) * c.hop_frames
+            self._held = frames[:, n * c.hop_frames :]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _skip(self, starts: np.ndarray) -> None:
+        """Silence: the windows are not run, and frames no later window needs are never computed."""
+        if self._windower is None:
+            c = self.config
+            first_needed = (int(starts[-1]) // c.hop_samples + 1) * c.hop_frames  # the next window's first frame
+            if self._frames.done <= first_needed:
+                self._frames.skip(first_needed)
+                self._held, self._held_from = self._held[:, :0], self._frames.done
+            else:  # frames already computed for the next window stay
+                self._held = self._held[:, first_needed - self._held_from :]
+                self._held_from = first_needed
+
+    def _run(self, starts: np.ndarray, arrival: float) -> list[Update]:
+        if len(starts) == 0:
+            return []
+        if self.gate is not None and self.gate.silent:
+            self._skip(starts)
+            return []
+        begin = time.perf_counter()
+        outputs = self._outputs(starts)
+        if not self._song_outputs:
+            self._song_start = self.config.seconds(int(starts[0]))
+        self._song_outputs.extend(np.array(outputs, dtype=np.float32))
+        n_before = len(self.stats)
+        features = []
+        for row in outputs:
+            self.stats.push(row)
+            features.append(self.stats.features())
+        song = self.model.song_probs(np.stack(features))
+        done = time.perf_counter()
+        c = self.config
+        updates = [
+            Update(
+                t=c.seconds(int(start) + c.segment_samples),
+                start=c.seconds(int(start)),
+                segment=dict(zip(self.tasks, map(float, outputs[i]))),
+                song=dict(zip(self.tasks, map(float, song[i]))),
+                segments=min(self.stats.capacity, n_before + i + 1),
+                latency_ms=(done - arrival) * 1e3,
+                compute_ms=(done - begin) * 1e3,
+                song_number=self.meter.songs,
+            )
+            for i, start in enumerate(starts)
+        ]
+        self.meter.latencies.append(updates[-1].latency_ms)
+        self.meter.computes.append(updates[-1].compute_ms)
+        self.latest = updates[-1]
+        return updates
