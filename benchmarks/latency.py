@@ -3,7 +3,7 @@
 
 An update is what the live path does every hop: window the new hop, run the front end on it
 (incremental) or the whole window (one graph), the backbone, the running statistics and the
-aggregator. Each is timed through the real ``Pipeline``; the graphs are wrapped to split the
+aggregator. Each is timed through the real ``Stream``; the graphs are wrapped to split the
 time into parts. Algorithmic latency (a window must fill) is the segment length itself and is
 reported apart; the real-time factor is compute / hop.
 """
@@ -16,11 +16,9 @@ import time
 import numpy as np
 
 from benchmarks import bundles, common
+from mer_live.api import Model
 from mer_live.bundle import Bundle
-from mer_live.realtime.engine import CUDA, Engine, Graph, open_session
-from mer_live.realtime.pipeline import Pipeline
-from mer_live.realtime.sources import Block
-from mer_live.realtime.windower import Windows
+from mer_live.realtime.sessions import CUDA, open_session
 
 TARGET_P99_MS = 20.0
 RUNTIMES = ("ort-incremental", "ort-full", "torch-eager")
@@ -52,54 +50,53 @@ class Timed:
         return out
 
 
-class TorchEngine:
-    """Stands in for ``Engine`` in the pipeline: PyTorch eager SegmentNet on each window, the same
-    statistics and aggregator graph, so the two runtimes are timed through identical code."""
+class TorchModel(Model):
+    """A ``Model`` whose one-graph segment path is PyTorch eager SegmentNet: streamed in ``full`` mode it
+    runs on each window with the same statistics and aggregator graph, so the two runtimes are timed
+    through identical code."""
 
     def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
         import torch
 
         from mer_live.model import ModelConfig, SegmentNet, SegmentProbabilities
 
+        super().__init__(bundle, provider="cpu", threads=1)
         self.torch, self.device = torch, torch.device(device)
-        self.bundle, self.config = bundle, bundle.audio
         fields = ("arch", "tasks", "dropout", "finetune", "loudness")
         model_config = ModelConfig.from_dict({k: v for k, v in bundle.manifest["model"].items() if k in fields})
         net = SegmentNet(bundle.audio, model_config)
         self.embedding = bundle.embedding_dims > 0  # the graph then also returns what the aggregator summarises
-        self.model = SegmentProbabilities(net, model_config.tasks, self.embedding).eval().to(self.device)
-        self.segment = self._forward
-        self.aggregator = Graph(open_session(bundle.file("aggregator.onnx"), "cpu", 1))
+        self.net = SegmentProbabilities(net, model_config.tasks, self.embedding).eval().to(self.device)
         self.provider = "CUDA" if self.device.type == "cuda" else "CPU"
 
-    def _forward(self, audio: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
-            out = self.model(self.torch.from_numpy(audio).to(self.device))
-            return self.torch.cat(out, dim=1).cpu().numpy() if self.embedding else out.cpu().numpy()
+    def reference(self):
+        def forward(audio: np.ndarray) -> np.ndarray:
+            with self.torch.inference_mode():
+                out = self.net(self.torch.from_numpy(audio).to(self.device))
+                return self.torch.cat(out, dim=1).cpu().numpy() if self.embedding else out.cpu().numpy()
+
+        forward.provider = self.provider
+        return forward
 
     def warm_up(self) -> None:
+        segment = self.reference()
         for _ in range(3):
-            self.segment(np.zeros((1, self.config.segment_samples), np.float32))
-
-    def process(self, windows: Windows) -> np.ndarray:
-        return self.segment(windows.audio)
-
-    def song_probs(self, features: np.ndarray) -> np.ndarray:
-        return self.aggregator(np.atleast_2d(features).astype(np.float32))
+            segment(np.zeros((1, self.audio.segment_samples), np.float32))
 
 
-PARTS = ("frontend", "backbone", "segment", "aggregator")
-
-
-def measure(engine, audio: np.ndarray, repeats: int, warmup: int) -> dict:
-    """Feed one hop at a time through a Pipeline; time each update and its graph parts."""
-    timers = {name: Timed(getattr(engine, name)) for name in PARTS if hasattr(engine, name)}
+def measure(model: Model, mode: str, audio: np.ndarray, repeats: int, warmup: int) -> dict:
+    """Feed one hop at a time through a Stream; time each update and its graph parts."""
+    timers = {name: Timed(getattr(model, name)) for name in ("frontend", "backbone", "aggregator")}
     for name, timer in timers.items():
-        setattr(engine, name, timer)
-    pipeline = Pipeline(engine, silence_reset=False)
-    c = engine.config
+        setattr(model, name, timer)
+    if mode == "full":
+        del timers["frontend"], timers["backbone"]
+        reference = model.reference
+        model.reference = lambda: timers.setdefault("segment", Timed(reference()))
+    stream = model.stream(silence_reset=False, mode=mode)
+    c = model.audio
     pos = c.segment_samples - c.hop_samples
-    pipeline.feed(Block(audio[:pos], time.perf_counter()))
+    stream.feed(audio[:pos])
     totals: list[float] = []
     parts: dict[str, list[float]] = {name: [] for name in timers}
     for i in range(warmup + repeats):
@@ -108,7 +105,7 @@ def measure(engine, audio: np.ndarray, repeats: int, warmup: int) -> dict:
         for timer in timers.values():
             timer.elapsed = 0.0
         t0 = time.perf_counter()
-        updates = pipeline.feed(Block(block, t0))
+        updates = stream.feed(block, arrival=t0)
         elapsed = time.perf_counter() - t0
         if len(updates) != 1:
             raise RuntimeError(f"expected one update per hop, got {len(updates)}")
@@ -136,16 +133,16 @@ def cpu_rows(bundle: Bundle, arch: str, threads: int, audio: np.ndarray, repeats
 
     rows = []
     for mode in ("incremental", "full"):
-        engine = Engine(bundle, provider="cpu", threads=threads, mode=mode)
-        engine.warm_up()
-        rows.append(_row(bundle, arch, f"ort-{mode}", threads, engine.provider,
-                         measure(engine, audio, repeats, warmup)))
+        model = Model(bundle, provider="cpu", threads=threads)
+        model.warm_up()
+        rows.append(_row(bundle, arch, f"ort-{mode}", threads, model.provider,
+                         measure(model, mode, audio, repeats, warmup)))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        engine = TorchEngine(bundle)
-        engine.warm_up()
-        rows.append(_row(bundle, arch, "torch-eager", threads, "CPU", measure(engine, audio, repeats, warmup)))
+        model = TorchModel(bundle)
+        model.warm_up()
+        rows.append(_row(bundle, arch, "torch-eager", threads, "CPU", measure(model, "full", audio, repeats, warmup)))
     finally:
         torch.set_num_threads(previous)
     return rows
@@ -157,10 +154,10 @@ def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup
 
     rows, notes = [], []
     if CUDA in ort.get_available_providers():
-        engine = Engine(bundle, provider="cuda", mode="incremental")
-        engine.warm_up()
-        rows.append(_row(bundle, arch, "ort-incremental", None, engine.provider,
-                         measure(engine, audio, repeats, warmup)))
+        model = Model(bundle, provider="cuda")
+        model.warm_up()
+        rows.append(_row(bundle, arch, "ort-incremental", None, model.provider,
+                         measure(model, "incremental", audio, repeats, warmup)))
         rows.append(iobinding_row(bundle, arch, repeats))
     else:
         notes.append("onnxruntime has no CUDAExecutionProvider here")
@@ -168,9 +165,9 @@ def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup
         import torch
 
         if torch.cuda.is_available():
-            engine = TorchEngine(bundle, "cuda")
-            engine.warm_up()
-            rows.append(_row(bundle, arch, "torch-eager", None, "CUDA", measure(engine, audio, repeats, warmup)))
+            model = TorchModel(bundle, "cuda")
+            model.warm_up()
+            rows.append(_row(bundle, arch, "torch-eager", None, "CUDA", measure(model, "full", audio, repeats, warmup)))
         else:
             notes.append("torch sees no CUDA GPU")
     except ImportError:

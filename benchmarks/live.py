@@ -1,6 +1,6 @@
 """End-to-end latency of the live path: a file played at real-time pace, one update per hop.
 
-The loop is the one ``mer-live --file`` runs (``monitor.run``: source -> pipeline -> sink); the
+The loop is the one ``mer-live --file`` runs (``monitor.run``: source -> stream -> sink); the
 sink here writes each update as a JSON line (as ``--jsonl`` does) and notes the clock. Latency
 is measured from the arrival of the block that holds the window's last sample to the update's
 line being written. The paced source releases a block when its last sample is due, so a
@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 from benchmarks import bundles, common
-from mer_live.realtime.engine import Engine
+from mer_live.api import Model
 from mer_live.realtime.monitor import run as monitor_run
-from mer_live.realtime.pipeline import Pipeline
 from mer_live.realtime.sources import FILE_BLOCK_SECONDS, FileSource
 
 
@@ -60,7 +59,7 @@ class Sink:
         self.compute: list[float] = []
         self.wall: list[float] = []
 
-    def updates(self, updates, pipeline) -> None:
+    def updates(self, updates, stream) -> None:
         for update in updates:
             self.stream.write(json.dumps(update.to_json()) + "\n")
         self.stream.flush()
@@ -72,7 +71,7 @@ class Sink:
             self.compute.append(update.compute_ms)
             self.wall.append(now - start)
 
-    def tick(self, pipeline) -> None:
+    def tick(self, stream) -> None:
         pass
 
 
@@ -108,16 +107,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         bundle = bundles.one(args, work, args.segment_seconds)
         rate = bundle.audio.sample_rate
         wav = common.cached_music(work, seconds, suffix=".wav")
-        engine = Engine(bundle, provider="cpu", threads=args.threads, mode=args.mode)
-        engine.warm_up()
-        pipeline = Pipeline(engine, silence_reset=False)
+        model = Model(bundle, provider="cpu", threads=args.threads)
+        model.warm_up()
+        stream = model.stream(silence_reset=False, mode=args.mode)
         source = Source(FileSource(wav, rate, fast=False, stop=threading.Event()))
         common.console.print(f"streaming {seconds:g} s of 44.1 kHz stereo WAV at real-time pace through "
                              f"{bundles.describe(bundle)} ({bundle.path})", highlight=False)
         with open(os.devnull, "w") as devnull:
             sink = Sink(source, rate, devnull)
             begin = time.perf_counter()
-            monitor_run(pipeline, source, sink, threading.Event(), duration=None)
+            monitor_run(stream, source, sink, threading.Event(), duration=None)
             wall = time.perf_counter() - begin
     result = {
         "audio_seconds": seconds, "wall_seconds": round(wall, 3), "updates": len(sink.from_arrival),
@@ -134,6 +133,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "bundle": bundles.describe(bundle), "bundle_path": str(bundle.path),
         "segment_seconds": bundle.audio.segment_seconds,
         "algorithmic_latency_s": round(bundle.audio.effective_segment_seconds, 4), "mode": args.mode,
-        "provider": engine.provider, "threads": args.threads, **result,
+        "provider": stream.provider, "threads": args.threads, **result,
     })
     return 0

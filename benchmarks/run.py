@@ -1,4 +1,4 @@
-"""Entry point: ``mer-live bench NAME [ARGS]`` or ``python -m benchmarks.run NAME [ARGS]``.
+"""Entry point: ``python -m benchmarks.run NAME [ARGS]`` from a clone (``mer-live bench`` runs that).
 
 Benchmarks: latency, live, label, train, accuracy, soak; ``all`` runs them in that order with
 the shared options; ``readme`` rewrites the README's results section from the JSON files.
@@ -10,10 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BENCHMARKS = {
     "latency": "per-update compute across segment lengths 1-5 s: ORT 1/2 threads vs PyTorch eager (+CUDA)",

@@ -86,15 +86,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    """Benchmarks are not part of the package: they run as ``python -m benchmarks.run`` in a clone."""
+    import subprocess
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     if not (root / "benchmarks" / "run.py").is_file():
-        raise MerLiveError("benchmarks live in the source checkout (benchmarks/run.py); run from a clone")
-    sys.path.insert(0, str(root))
-    from benchmarks import run as bench_run
-
-    return bench_run.main([args.name, *args.bench_args])
+        raise MerLiveError("benchmarks live in the source tree, not in the installed package: in a clone of "
+                           "mer-live run `python -m benchmarks.run NAME`")
+    return subprocess.call([sys.executable, "-m", "benchmarks.run", args.name, *args.bench_args], cwd=root)
 
 
 # a module a runtime-only install lacks -> the extra that brings it
