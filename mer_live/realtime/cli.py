@@ -10,10 +10,7 @@ import sys
 import threading
 
 from mer_live.errors import MerLiveError
-
-PROVIDERS = ("auto", "cpu", "cuda")  # the names realtime/sessions.py takes; kept here so --help loads no ONNX Runtime
-AGGREGATORS = ("onnx", "pickle")
-MODES = ("incremental", "full")
+from mer_live.realtime.choices import AGGREGATORS, MODES, PROVIDERS
 
 
 def _positive(text: str) -> float:

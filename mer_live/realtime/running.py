@@ -64,9 +64,6 @@ class RunningStatistics:
             return stats
         return np.concatenate([stats, embedding_statistics(np.stack(self._embeddings))])
 
-    def recent(self) -> list[tuple[float, ...]]:
-        return list(self._recent)
-
 
 class SilenceGate:
     """Tells when the input has stayed below ``threshold`` RMS for ``seconds``: a song ended."""

@@ -13,9 +13,8 @@ import onnxruntime as ort
 
 from mer_live.bundle import Bundle, load_aggregator_pickle
 from mer_live.errors import MerLiveError
+from mer_live.realtime.choices import AGGREGATORS, PROVIDERS
 
-PROVIDERS = ("auto", "cpu", "cuda")
-AGGREGATORS = ("onnx", "pickle")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 ORT_LOG_ERRORS_ONLY = 3  # ORT logs a CUDA load failure and a fallback warning itself; we report the provider once

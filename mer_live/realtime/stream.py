@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mer_live.errors import MerLiveError
+from mer_live.realtime.choices import MODES
 from mer_live.realtime.frames import segment_windows
 from mer_live.realtime.results import Meter, Song, Update
 from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, rms
@@ -24,8 +25,6 @@ from mer_live.realtime.windower import Windower
 
 if TYPE_CHECKING:
     from mer_live.api import Model
-
-MODES = ("incremental", "full")
 
 
 class Stream:
