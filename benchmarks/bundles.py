@@ -2,15 +2,14 @@
 
 The packaged bundle has one segment length and one architecture, but the sweep needs 1-5 s for
 compact and VGG16. Compute does not depend on the weights, so a stand-in is a randomly
-initialised model of the same architecture put through the real exporter (``tests/bundles.py``
-makes the run; VGG16 swaps its checkpoint), giving the same ONNX graphs a trained model has.
+initialised model of the same architecture put through the real exporter (``mer_live.train.tiny``
+makes the run), giving the same ONNX graphs a trained model has.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,30 +42,9 @@ def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:
     out = workdir / f"{arch}-{seconds:g}s"
     if (out / "bundle.json").is_file():
         return load_bundle(out)
-    from mer_live.export.exporter import export_run
-    from tests.bundles import make_tiny_bundle, make_tiny_run
+    from mer_live.train.tiny import make_tiny_bundle
 
-    if arch == "compact":
-        return load_bundle(make_tiny_bundle(out, seconds))
-    import numpy as np
-    import torch
-
-    from mer_live.model import ModelConfig, SegmentNet
-    from mer_live.train import rundir
-    from tests.bundles import _verify_audio
-
-    run = make_tiny_run(workdir / f"{arch}-{seconds:g}s-run", seconds)
-    config = json.loads((run / rundir.CONFIG).read_text())
-    config["model"]["arch"] = arch
-    model_config = ModelConfig.from_dict(config["model"])
-    audio = model_config.default_audio().replace(segment_seconds=seconds)
-    config["audio"] = audio.to_dict()
-    rundir.save_json(run / rundir.CONFIG, config)
-    np.save(run / "verify_audio.npy", _verify_audio(audio, np.random.default_rng(0)))
-    torch.manual_seed(0)
-    net = SegmentNet(audio, model_config).eval()  # pretrained: the real body, an untrained top
-    rundir.save_checkpoint(run / rundir.CHECKPOINT, {"model": net.state_dict(), "epoch": 0})
-    return load_bundle(export_run(run, out, log=lambda message: None))
+    return load_bundle(make_tiny_bundle(out, seconds, arch=arch))
 
 
 @contextlib.contextmanager

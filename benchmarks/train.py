@@ -1,17 +1,16 @@
 """Training throughput: segments per second per epoch, data loading timed apart from compute.
 
-One epoch of each phase runs the trainer's own pieces: ``SegmentSet.batch`` (cache slicing,
-time shift and SpecAugment; two views in the SSSL phase) is the data loading; ``warmup_step``
-or ``sssl_step`` with the backward pass and the optimizer step is the compute; the SSSL
-phase's per-epoch GMM division (``divide``) is timed on its own. Log-mel comes from a real
+One epoch of each phase runs the trainer's own epoch, ``mer_live.train.steps.run_epoch``, with
+its timers on: ``SegmentSet.batch`` (cache slicing, time shift and SpecAugment; two views in the
+SSSL phase) is the data loading; ``warmup_step`` or ``sssl_step`` with the backward pass and the
+optimizer step is the compute; the SSSL phase's per-epoch GMM division (``divide``) is timed on
+its own. Log-mel comes from a real
 cache folder when given, else random log-mel of the right shape (speed does not depend on it).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -52,60 +51,25 @@ def clips(args: argparse.Namespace, audio) -> tuple[list[np.ndarray], str]:
         f"{n} random log-mel clips of {CLIP_SECONDS:g} s"
 
 
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def epoch(backbone, segments, labels, tasks, cfg, device, phase: str, max_steps: int, rng) -> dict:
-    """One epoch of ``phase`` ("warmup" or "sssl"): time loading, compute and (SSSL) the division."""
+    """One epoch of ``phase`` ("warmup" or "sssl") through the trainer's ``run_epoch``, timed."""
+    import dataclasses
+
     import torch
 
-    from mer_live.train.sssl import divide, sssl_step, warmup_step
+    from mer_live.train.steps import run_epoch
 
     optimizer = torch.optim.Adam(backbone.parameters(), lr=1e-4)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    division = 0.0
-    clean = np.ones((len(segments), len(tasks)))
-    if phase == "sssl":
-        t0 = time.perf_counter()
-        clean, _ = divide(backbone, segments, tasks, device, seed=0)
-        _sync(device)
-        division = time.perf_counter() - t0
-    order = rng.permutation(len(segments))
-    steps = max(1, len(order) // cfg.batch_size)
-    steps = min(steps, max_steps) if max_steps else steps
-    load = compute = 0.0
-    backbone.train()
-    for step in range(steps):
-        idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        t0 = time.perf_counter()
-        y = labels[idx].to(device)
-        n_views = 1 if phase == "warmup" else 2
-        views = [torch.from_numpy(segments.batch(idx, rng, cfg)).to(device) for _ in range(n_views)]
-        _sync(device)
-        t1 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            if phase == "warmup":
-                loss = warmup_step(backbone, views[0], y, tasks)
-            else:
-                w = torch.from_numpy(clean[idx]).float().to(device)
-                loss, _ = sssl_step(backbone, views[0], views[1], y, w, tasks, cfg, cfg.lambda_u, rng)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        if not math.isfinite(loss.item()):  # .item() also waits for the GPU
-            raise RuntimeError("non-finite loss in the benchmark step")
-        _sync(device)
-        load += t1 - t0
-        compute += time.perf_counter() - t1
-    n = steps * cfg.batch_size
-    total = load + compute + division * steps / max(1, len(order) // cfg.batch_size)
-    return {"phase": phase, "steps": steps, "segments": n, "epoch_segments": len(order),
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    # epoch 0 of a run without warm-up is an SSSL epoch; with warm-up throughout it is a warm-up one
+    cfg = dataclasses.replace(cfg, warmup_epochs=0 if phase == "sssl" else 1)
+    done = run_epoch(backbone, segments, labels, tasks, cfg, device, 0, rng, optimizer, scaler,
+                     max_steps=max_steps, timed=True)
+    n = done.steps * cfg.batch_size
+    load, compute, division = done.load_s, done.compute_s, done.division_s
+    full_steps = max(1, done.segments // cfg.batch_size)
+    total = load + compute + division * done.steps / full_steps
+    return {"phase": done.phase, "steps": done.steps, "segments": n, "epoch_segments": done.segments,
             "load_s": round(load, 4), "compute_s": round(compute, 4), "division_s": round(division, 4),
             "load_segments_per_s": round(n / load, 1) if load else None,
             "compute_segments_per_s": round(n / compute, 1) if compute else None,
@@ -116,7 +80,8 @@ def measure(arch: str, device_name: str, mels, audio, args, max_steps: int) -> l
     import torch
 
     from mer_live.model import ModelConfig, SegmentNet
-    from mer_live.train.sssl import SegmentSet, TrainConfig
+    from mer_live.train.segments import SegmentSet
+    from mer_live.train.settings import TrainConfig
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -21,11 +21,13 @@ GAMMA_GRID = ("scale", 1e-3, 1e-2, 1e-1)
 
 
 class SongAggregator:
-    """Maps (songs, features) statistics to (songs, tasks) probability of "high"."""
+    """Maps (songs, features) statistics to (songs, tasks) probability of "high".
 
-    def __init__(self, tasks: list[str], theta: float = 0.5, seed: int = 0, inner_folds: int = 3) -> None:
+    The statistics' settings (theta, embedding) are the run's ``SongConfig``, which travels in the
+    run directory and the bundle manifest; the aggregator only knows its tasks' order."""
+
+    def __init__(self, tasks: list[str], seed: int = 0, inner_folds: int = 3) -> None:
         self.tasks = list(tasks)
-        self.theta = theta
         self.seed = seed
         self.inner_folds = inner_folds
         self.models: dict[str, Pipeline] = {}

@@ -172,3 +172,36 @@ def test_cli_exports_and_refuses_to_overwrite(run_dir: Path, tmp_path: Path) -> 
     assert second.stderr.strip().splitlines() == [f"mer-live: error: {out}: directory is not empty; "
                                                   "pass --force to replace it"]
     assert json.loads((out / "bundle.json").read_text())["format"] == "mer-live-bundle"
+
+
+def test_manifest_carries_the_run_song_config(run_dir: Path, bundle_dir: Path) -> None:
+    manifest = load_bundle(bundle_dir).manifest
+    config = json.loads((run_dir / "config.json").read_text())
+    assert manifest["song"] == open_run(run_dir).song.to_dict() == config["song"]
+    assert manifest["aggregator"]["song_seconds"] == manifest["song"]["horizon"]  # older readers keep working
+
+
+def test_a_run_of_the_real_trainer_exports_loads_and_labels(tmp_path: Path) -> None:
+    """`mer-live train`'s own code path on a tiny synthetic corpus, then export, load_bundle and a prediction."""
+    import mer_live
+    from mer_live.config import AudioConfig, SongConfig
+    from mer_live.model import ModelConfig
+    from mer_live.train.settings import DataConfig, RunSettings, TrainConfig
+    from mer_live.train.trainer import prepare_data, train_run
+
+    torch.set_num_threads(2)
+    audio = AudioConfig(segment_seconds=2.0)
+    data = DataConfig(dataset="synth", root=tmp_path / "synth", cache_dir=tmp_path / "cache", synth_clips=12,
+                      synth_seconds=5.0, workers=1)
+    cfg = TrainConfig(epochs=2, warmup_epochs=1, batch_size=16, device="cpu")
+    dataset, clips, logmels = prepare_data(data, audio)
+    run = train_run(RunSettings(tmp_path / "run"), data, cfg, audio, ModelConfig(arch="compact"), SongConfig(),
+                    dataset, clips, logmels)
+    config = json.loads((run / "config.json").read_text())
+    assert config["song"]["horizon"] == pytest.approx(5.0, abs=0.2)  # the measured median clip length
+    bundle = load_bundle(export_run(run, tmp_path / "bundle", log=lambda message: None))
+    assert bundle.song == SongConfig.from_dict(config["song"]) and bundle.audio == audio
+    sr = audio.sample_rate
+    t = np.arange(6 * sr) / sr
+    result = mer_live.load(bundle.path).predict((0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
+    assert 0 <= result.valence <= 1 and 0 <= result.arousal <= 1 and result.quadrant in ("Q1", "Q2", "Q3", "Q4")

@@ -119,3 +119,18 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth, tmp_path: Path):
         train(segments, segments, AUDIO, MODEL, dataclasses.replace(cfg, epochs=2), checkpoint=ckpt, resume=True,
               log=lambda s: None)
     assert ckpt.read_bytes() == good
+
+
+def test_segment_sets_cut_clips_as_the_audio_config_frames_them(synth):
+    clips, logmels = synth
+    mels = [logmels[c.path] for c in clips[:3]]
+    labels = clip_labels(clips, [0, 1, 2])
+    cut = SegmentSet.from_clips(mels, labels, AUDIO)
+    assert [int((cut.clip_of == c).sum()) for c in range(3)] == [AUDIO.segments_in_frames(m.shape[1]) for m in mels]
+    assert cut.batch(np.arange(2)).shape == (2, AUDIO.n_mels, AUDIO.segment_frames)
+    whole = SegmentSet.one_per_clip(mels, labels, frames=100)
+    assert len(whole) == 3 and whole.start.tolist() == [0, 0, 0] and whole.clip_of.tolist() == [0, 1, 2]
+    rows = SegmentSet.from_rows([np.zeros((5, 4), np.float32), np.zeros((5, 2), np.float32)], labels[:2])
+    assert rows.clip_of.tolist() == [0, 0, 0, 0, 1, 1] and rows.batch(np.arange(6)).shape == (6, 5, 1)
+    short = SegmentSet.from_clips([np.zeros((AUDIO.n_mels, 3), np.float32)], labels[:1], AUDIO)
+    assert len(short) == 1  # a clip shorter than a segment is padded to one

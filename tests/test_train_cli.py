@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -98,3 +99,41 @@ def test_evaluate_reports_gain_rows_and_quadrant_agreement(tmp_path: Path):
     assert 0.0 <= agreement <= 1.0
     assert "quadrant same as in the plain row" in (out / "evaluation.md").read_text()
     assert report["train"]["gain_augment_db"] == [-10.0]
+
+
+def _parse(*argv: str):
+    from mer_live.cli import build_parser
+
+    return build_parser().parse_args(["train", "--dataset", "synth", "--out", "unused", *argv])
+
+
+def test_option_defaults_are_the_train_config_defaults():
+    from mer_live.train.cli import train_config
+    from mer_live.train.settings import TrainConfig
+
+    assert train_config(_parse()) == TrainConfig()
+    changed = train_config(_parse("--no-gmm", "--epochs", "3", "--warmup-epochs", "9", "--gain-augment=-10,6"))
+    assert (changed.gmm, changed.epochs, changed.warmup_epochs, changed.gain_augment_db) == (False, 3, 3, (-10.0, 6.0))
+
+
+def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
+    from mer_live.train import rundir
+    from mer_live.train.cli import _configs
+    from mer_live.train.settings import RunSettings
+    from mer_live.train.trainer import run_record
+
+    out = tmp_path / "run"
+    args = [*TINY, "--root", str(tmp_path / "synth"), "--segment-seconds", "2"]
+    cfg, audio, model_config, song, _ = _configs(_parse(*args))
+    rundir.write_config(out, run_record(RunSettings(out), cfg, audio, model_config, song))
+    (out / rundir.CHECKPOINT).write_bytes(b"a checkpoint")
+    result = mer_live("train", *args, "--out", str(out), "--segment-seconds", "3", "--arch", "vgg16", "--resume",
+                      cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "segment_seconds 2.0 -> 3.0" in line and "arch compact -> vgg16" in line and "new --out" in line
+    assert not (tmp_path / "synth").exists()  # refused before any data was made
+    assert '"segment_seconds": 2.0' in (out / rundir.CONFIG).read_text()  # config.json is left as it was
+    more = run_record(RunSettings(out), dataclasses.replace(cfg, epochs=5), audio, model_config, song)
+    assert rundir.resume_conflicts(json.loads((out / rundir.CONFIG).read_text()), more) == []  # more epochs resume

@@ -9,6 +9,7 @@ export never leaves a half bundle where the runtime would look.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -23,6 +24,7 @@ from onnx.external_data_helper import set_external_data
 from torch import nn
 
 from mer_live import __version__
+from mer_live.atomic import atomic_file
 from mer_live.bundle import PICKLE, write_manifest
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
@@ -30,11 +32,9 @@ from mer_live.model import SegmentProbabilities, count_macs, count_parameters
 from mer_live.model_names import PRETRAINED
 from mer_live.musicnn import NOTICE, WEIGHTS_DIR
 from mer_live.stats import feature_names
-from mer_live.train.rundir import AGGREGATOR, Run, open_run
+from mer_live.train.rundir import AGGREGATOR, VERIFY_AUDIO, VERIFY_FEATURES, Run, open_run
 
 OPSET = 17
-VERIFY_AUDIO = "verify_audio.npy"
-VERIFY_FEATURES = "verify_features.npy"
 MODEL_TOLERANCE = 1e-4
 AGGREGATOR_TOLERANCE = 1e-5
 VARIANTS = ("fp16", "int8")
@@ -86,7 +86,16 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 def _embedding_dims(run: Run, net: nn.Module) -> int:
     """Width of the segment embedding the run's aggregator summarises, 0 when it reads probabilities only."""
-    return net.backbone.top.embedding_dims if run.config["aggregator"].get("embedding") else 0
+    return net.backbone.top.embedding_dims if run.song.embedding else 0
+
+
+def _write(path: Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def _save_onnx(model: onnx.ModelProto, path: Path) -> None:
+    _write(path, model.SerializeToString())
 
 
 def _verification_data(run: Run, embedding_dims: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +107,7 @@ def _verification_data(run: Run, embedding_dims: int) -> tuple[np.ndarray, np.nd
     features = np.load(paths[1]).astype(np.float64)
     if audio.ndim != 2 or audio.shape[1] != run.audio.segment_samples or len(audio) == 0:
         raise MerLiveError(f"{paths[0]}: expected (n, {run.audio.segment_samples}) segments, got {audio.shape}")
-    n_features = len(feature_names(list(run.model_config.tasks), embedding_dims))
+    n_features = run.song.n_features(embedding_dims)
     if features.ndim != 2 or features.shape[1] != n_features or len(features) == 0:
         raise MerLiveError(f"{paths[1]}: expected (m, {n_features}) song statistics, got {features.shape}")
     return audio, features
@@ -108,10 +117,12 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: s
              dynamic: dict[int, str], out_dynamic: dict[int, str]) -> None:
     """TorchScript export (handles the conv front end; see design notes), dynamic axes as given."""
     outputs = [output_name] if isinstance(output_name, str) else output_name
+    graph = io.BytesIO()
     torch.onnx.export(
-        module.eval(), (example,), str(path), input_names=[input_name], output_names=outputs,
+        module.eval(), (example,), graph, input_names=[input_name], output_names=outputs,
         dynamic_axes={input_name: dynamic, **dict.fromkeys(outputs, out_dynamic)}, opset_version=OPSET, dynamo=False,
     )
+    _write(path, graph.getvalue())
 
 
 def _share_stft_kernels(paths: list[Path], kernels: np.ndarray) -> None:
@@ -122,7 +133,7 @@ def _share_stft_kernels(paths: list[Path], kernels: np.ndarray) -> None:
     ``stft_kernels.bin`` (hashed in the manifest like every other file).
     """
     raw = kernels.astype(np.float32).tobytes()
-    (paths[0].parent / STFT_KERNELS).write_bytes(raw)
+    _write(paths[0].parent / STFT_KERNELS, raw)
     for path in paths:
         model = onnx.load(str(path))
         nodes = [n for n in model.graph.node if n.op_type == "Constant" and n.attribute
@@ -136,7 +147,7 @@ def _share_stft_kernels(paths: list[Path], kernels: np.ndarray) -> None:
         set_external_data(tensor, location=STFT_KERNELS, offset=0, length=len(raw))
         tensor.ClearField("raw_data")
         model.graph.initializer.append(tensor)
-        onnx.save(model, str(path))
+        _save_onnx(model, path)
 
 
 def _session(path: Path):
@@ -160,8 +171,11 @@ def _check(label: str, diff: float, tolerance: float) -> float:
 
 def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
     net = run.load_model()
+    song_config = run.song
     tasks = dict(run.model_config.tasks)
-    task_names = list(tasks)
+    task_names = list(song_config.tasks)
+    if list(tasks) != task_names:
+        raise MerLiveError(f"{run.path}: song tasks {task_names} differ from the model's {list(tasks)}")
     dims = _embedding_dims(run, net)
     audio_np, features = _verification_data(run, dims)
     audio = torch.from_numpy(audio_np)
@@ -183,8 +197,8 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
     aggregator = run.load_aggregator()
     if list(aggregator.tasks) != task_names:
         raise MerLiveError(f"{run.path}: aggregator tasks {aggregator.tasks} differ from the model's {task_names}")
-    shutil.copyfile(run.path / AGGREGATOR, out / PICKLE)
-    (out / "aggregator.onnx").write_bytes(aggregator_to_onnx(aggregator, features.shape[1]))
+    _write(out / PICKLE, (run.path / AGGREGATOR).read_bytes())
+    _write(out / "aggregator.onnx", aggregator_to_onnx(aggregator, features.shape[1]))
 
     segment = _run(out / "segment.onnx", "audio", audio_np)
     embedding_diff = 0.0
@@ -221,7 +235,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
                     "macs_per_segment": count_macs(net, run.audio.segment_seconds)}
     if run.model_config.pretrained:
         # the pretrained weights are inside the ONNX graphs: their licence notice travels with them
-        shutil.copyfile(WEIGHTS_DIR / NOTICE, out / NOTICE)
+        _write(out / NOTICE, (WEIGHTS_DIR / NOTICE).read_bytes())
         files.append(NOTICE)
         model_record["pretrained"] = {
             "weights": f"{PRETRAINED[run.model_config.arch][0]} of the musicnn package 0.1.0 (Pons and Serra 2019)",
@@ -238,10 +252,11 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         "audio": run.audio.to_dict(),
         "model": model_record,
         "tasks": task_names,
+        "song": song_config.to_dict(),
         "outputs": _outputs(run, task_names, dims),
-        "aggregator": {
-            "theta": float(run.config["aggregator"]["theta"]),
-            "song_seconds": float(run.config["aggregator"]["song_seconds"]),
+        "aggregator": {  # theta and song_seconds repeat song's theta and horizon for readers older than "song"
+            "theta": song_config.theta,
+            "song_seconds": song_config.horizon,
             "feature_names": feature_names(task_names, dims),
             "embedding": bool(dims),
             "embedding_dims": dims,
@@ -278,7 +293,7 @@ def _outputs(run: Run, tasks: list[str], dims: int) -> dict:
         "frontend.onnx": {"inputs": [audio], "outputs": [logmel]},
         "backbone.onnx": {"inputs": [logmel], "outputs": segment_outputs},
         "aggregator.onnx": {
-            "inputs": [{"name": "features", "shape": ["n", len(tasks) * 7 + 2 * dims], "dtype": "float32",
+            "inputs": [{"name": "features", "shape": ["n", run.song.n_features(dims)], "dtype": "float32",
                         "meaning": "song statistics of segment probabilities"
                                    + (", then mean and std of the embedding" if dims else "")
                                    + " (aggregator.feature_names)"}],
@@ -316,7 +331,7 @@ def _write_fp16(out: Path, audio: np.ndarray, fp32: np.ndarray, log) -> dict | N
     import onnx
 
     model = float16.convert_float_to_float16(onnx.load(str(out / "segment.onnx")), keep_io_types=True)
-    onnx.save(model, str(out / "segment.fp16.onnx"))
+    _save_onnx(model, out / "segment.fp16.onnx")
     return _variant_info(out, "segment.fp16.onnx", audio, fp32)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -21,10 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mer_live.atomic import atomic_file
 from mer_live.audio import AudioError, load_audio, pad_to_segment
 from mer_live.config import FRONTEND_FIELDS, AudioConfig
 from mer_live.frontend import LogMel
 from mer_live.train.datasets import Clip
+from mer_live.train.segments import segment_frame_starts
+
+__all__ = ["LogMelCache", "cache_key", "frontend_fingerprint", "save_atomic", "segment_frame_starts"]
 
 CACHE_VERSION = 1
 HASH_CHUNK = 1 << 20
@@ -44,25 +47,10 @@ def cache_key(path: str | os.PathLike, audio: AudioConfig) -> str:
     return digest.hexdigest()
 
 
-def segment_frame_starts(n_frames: int, audio: AudioConfig) -> np.ndarray:
-    """Start frame of every segment in a clip's log-mel, matching ``audio.segment_starts``.
-
-    Clips are padded to at least one segment, so there is always one segment at frame 0.
-    """
-    count = 1 + max(0, n_frames - audio.segment_frames) // audio.hop_frames
-    return np.arange(count, dtype=np.int64) * audio.hop_frames
-
-
 def save_atomic(path: Path, array: np.ndarray) -> None:
-    """Write through a temp file and rename, so a crash never leaves a half-written entry."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``np.save`` through ``atomic_file``, so a crash never leaves a half-written entry."""
+    with atomic_file(path) as f:
+        np.save(f, array)
 
 
 class LogMelCache:

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from mer_live.config import DEFAULT_SONG, AudioConfig, SongConfig
+from mer_live.config import DEFAULT_SONG, TASKS, AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
 from mer_live.model import ModelConfig
 from mer_live.stats import quadrant
 from mer_live.train.datasets import Clip
+from mer_live.train.settings import TrainConfig
 from mer_live.train.splits import song_folds
-from mer_live.train.sssl import TrainConfig
-from mer_live.train.trainer import TASKS, clip_labels, fit, predict_songs
+from mer_live.train.trainer import clip_labels, fit, predict_songs
 
 QUADRANT_ORDER = ("Q1", "Q2", "Q3", "Q4")
 METRICS = ("valence_acc", "valence_f1", "arousal_acc", "arousal_f1", "quadrant_acc", "quadrant_f1")

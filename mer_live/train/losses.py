@@ -59,8 +59,3 @@ def linear_rampup(epoch_progress: float, warmup_epochs: int, lambda_u: float, le
     """lambda_u * clip((t - warm_up) / 16, 0, 1), t in fractional epochs (DivideMix)."""
     return lambda_u * float(np.clip((epoch_progress - warmup_epochs) / length, 0.0, 1.0))
 
-
-def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Confidence penalty sum_c p log p (batch mean), optional during warm-up (DivideMix asym)."""
-    probs = torch.softmax(logits, dim=1)
-    return (probs * torch.log(probs.clamp_min(1e-12))).sum(dim=1).mean()

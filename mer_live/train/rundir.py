@@ -1,15 +1,18 @@
-"""The run directory: what `mer-live train` leaves and `mer-live export` reads.
+"""The run directory: what `mer-live train` leaves and `mer-live export` reads. This module writes it.
 
 RUN_DIR/
   config.json        {"audio": AudioConfig.to_dict(), "model": ModelConfig.to_dict(),
-                      "train": {...hyperparameters...}, "dataset": {...name, root, binarization...},
-                      "aggregator": {"theta": float, "song_seconds": float, "tasks": [...]}}
+                      "train": {...hyperparameters...}, "method": str, "dataset": {...name, root, binarization...},
+                      "song": SongConfig.to_dict() (horizon: the median training clip length),
+                      "aggregator": {"theta", "song_seconds", "tasks", ...} (the same, for older readers)}
   checkpoint.pt      {"model": SegmentNet.state_dict(), "epoch": int, ...} (written atomically)
   aggregator.pkl     pickled mer_live.aggregate.SongAggregator
   metrics.json       training history and validation metrics
   verify_audio.npy   float32 (n, segment_samples): real segments the exporter checks ORT against
   verify_features.npy float64 (m, n_features): song statistics the exporter checks the aggregator on
   plots/*.png
+
+Every file goes through ``mer_live.atomic.atomic_file``: a kill never leaves half of one.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mer_live.aggregate import SongAggregator
-from mer_live.atomic import atomic_write_text
-from mer_live.config import AudioConfig
+from mer_live.atomic import atomic_file, atomic_write_text
+from mer_live.config import AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
 from mer_live.model import ModelConfig, SegmentNet
 
@@ -32,6 +36,30 @@ CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 AGGREGATOR = "aggregator.pkl"
 METRICS = "metrics.json"
+VERIFY_AUDIO = "verify_audio.npy"
+VERIFY_FEATURES = "verify_features.npy"
+PLOTS = "plots"
+# settings a checkpoint may be resumed under although they differ: more epochs extend a run; where it runs
+RESUMABLE_CHANGES = {"train": ("epochs", "device")}
+
+
+def song_config(config: dict) -> SongConfig:
+    """The run's song settings: ``config["song"]``, or an older run's ``aggregator`` record."""
+    if "song" in config:
+        return SongConfig.from_dict(config["song"])
+    record = dict(config["aggregator"])
+    if "song_seconds" in record:
+        record["horizon"] = float(record["song_seconds"])
+    return SongConfig.from_dict(record)
+
+
+def run_config(audio: AudioConfig, model_config: ModelConfig, train: dict, song: SongConfig, **extra: object
+               ) -> dict:
+    """config.json's content: the settings every reader needs, and ``extra`` records (method, dataset, device)."""
+    return {"audio": audio.to_dict(), "model": model_config.to_dict(), "train": train, **extra,
+            "song": song.to_dict(),
+            "aggregator": {"theta": song.theta, "song_seconds": song.horizon, "tasks": list(song.tasks),
+                           "embedding": song.embedding}}
 
 
 @dataclass
@@ -40,6 +68,10 @@ class Run:
     config: dict
     audio: AudioConfig
     model_config: ModelConfig
+
+    @property
+    def song(self) -> SongConfig:
+        return song_config(self.config)
 
     def load_model(self) -> SegmentNet:
         net = SegmentNet(self.audio, self.model_config)
@@ -60,19 +92,41 @@ def save_json(path: str | os.PathLike, data: dict) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """torch.save to a temporary file then rename, so a kill never leaves a torn checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save through a temporary file, so a kill never leaves a torn checkpoint."""
+    with atomic_file(path) as f:
+        torch.save(state, f)
 
 
 def save_aggregator(path: str | os.PathLike, aggregator: SongAggregator) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         pickle.dump(aggregator, f)
-    os.replace(tmp, path)
+
+
+def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_file(path) as f:
+        np.save(f, array)
+
+
+def write_config(path: str | os.PathLike, config: dict) -> None:
+    """Start a run directory: the folder, its plots folder and config.json."""
+    path = Path(path)
+    (path / PLOTS).mkdir(parents=True, exist_ok=True)
+    save_json(path / CONFIG, config)
+
+
+def write_run(path: str | os.PathLike, config: dict, aggregator: SongAggregator, metrics: dict,
+              verify_audio: np.ndarray, verify_features: np.ndarray, model_state: dict | None = None) -> Path:
+    """Write a complete run directory; ``model_state`` also writes checkpoint.pt (the trainer's own
+    checkpoint, written every epoch, is already there). Returns the folder."""
+    path = Path(path)
+    write_config(path, config)
+    if model_state is not None:
+        save_checkpoint(path / CHECKPOINT, {"model": model_state, "epoch": 0})
+    save_aggregator(path / AGGREGATOR, aggregator)
+    save_array(path / VERIFY_AUDIO, np.asarray(verify_audio, dtype=np.float32))
+    save_array(path / VERIFY_FEATURES, np.asarray(verify_features, dtype=np.float64))
+    save_json(path / METRICS, metrics)
+    return path
 
 
 def open_run(path: str | os.PathLike) -> Run:
@@ -82,3 +136,35 @@ def open_run(path: str | os.PathLike) -> Run:
             raise MerLiveError(f"{path}: not a finished training run (no {name}); train with `mer-live train`")
     config = json.loads((path / CONFIG).read_text())
     return Run(path, config, AudioConfig.from_dict(config["audio"]), ModelConfig.from_dict(config["model"]))
+
+
+def resume_conflicts(saved: dict, new: dict) -> list[str]:
+    """The settings of ``new`` (a config.json about to be written) that differ from the ``saved`` run's,
+    as "section.key: saved -> new"; epochs and the compute device may change."""
+    changes = []
+    for section in ("audio", "model", "train", "song", "method"):
+        old, now = saved.get(section), new.get(section)
+        if not isinstance(old, dict) or not isinstance(now, dict):
+            if old != now and old is not None:
+                changes.append(f"{section}: {old} -> {now}")
+            continue
+        for key in sorted(set(old) | set(now)):
+            if key in ("derived", "horizon") or key in RESUMABLE_CHANGES.get(section, ()):
+                continue
+            a, b = old.get(key), now.get(key)
+            if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+                a, b = list(a), list(b)
+            if a != b:
+                changes.append(f"{key} {a} -> {b}")
+    return changes
+
+
+def check_resume(path: str | os.PathLike, config: dict) -> None:
+    """Refuse to resume the checkpoint in ``path`` under settings other than the ones it was trained with."""
+    path = Path(path)
+    if not (path / CHECKPOINT).is_file() or not (path / CONFIG).is_file():
+        return
+    changes = resume_conflicts(json.loads((path / CONFIG).read_text()), config)
+    if changes:
+        raise MerLiveError(f"--resume: {path / CHECKPOINT} was trained with other settings ({'; '.join(changes)}); "
+                           f"resume with the checkpoint's settings (see {path / CONFIG}), or train into a new --out")

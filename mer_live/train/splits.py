@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mer_live.config import TASKS
 from mer_live.errors import MerLiveError
-from mer_live.train.datasets import TASKS, Clip
+from mer_live.train.datasets import Clip
 
 
 def stratum(clip: Clip) -> str:

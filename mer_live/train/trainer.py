@@ -8,32 +8,38 @@ held-out songs of a fold never reach ``fit``: evaluation passes only training in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mer_live.aggregate import SongAggregator, mean_probabilities
 from mer_live.audio import AudioError, cut_segments, load_audio
-from mer_live.config import DEFAULT_SONG, AudioConfig, SongConfig
+from mer_live.config import DEFAULT_SONG, TASKS, AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
 from mer_live.model import ModelConfig, SegmentNet
 from mer_live.stats import song_vector
+from mer_live.train import rundir
 from mer_live.train.cache import LogMelCache
 from mer_live.train.datasets import Clip, Dataset, load_dataset
 from mer_live.train.features import FeatureCache, apply_gain
-from mer_live.train.rundir import AGGREGATOR, CHECKPOINT, CONFIG, METRICS, save_aggregator, save_json
+from mer_live.train.segments import SegmentSet
+from mer_live.train.settings import METHODS, NAIVE_OVERRIDES, DataConfig, RunSettings, TrainConfig
 from mer_live.train.splits import train_val_split
-from mer_live.train.sssl import NAIVE_OVERRIDES, SegmentSet, TrainConfig, pick_device, predict, train
+from mer_live.train.sssl import pick_device, train
+from mer_live.train.steps import predict
 from mer_live.train.synth import make_synth_corpus
 
-TASKS = ("valence", "arousal")
-METHODS = ("sssl", "naive", "clip")
+if TYPE_CHECKING:
+    from mer_live.train.distributed import Comm
+
+__all__ = ["METHODS", "TASKS", "Fitted", "fit", "predict_songs", "prepare_data", "train_run"]
 CLIP_SHIFT_FRAMES = 64  # clip baseline: random crops of the whole clip as augmentation
 
 
@@ -61,14 +67,6 @@ def log_console():
     return Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("MER_LIVE_CACHE", Path.home() / ".cache" / "mer-live" / "logmel"))
-
-
-def cache_dir(args) -> Path:
-    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-
-
 def model_inputs(logmels: dict[Path, np.ndarray], audio: AudioConfig, model_config: ModelConfig,
                  cache_dir: Path, gain_db: float = 0.0, log: Callable[[str], None] | None = None,
                  threads: int = 0) -> dict[Path, np.ndarray]:
@@ -90,7 +88,7 @@ def segment_set(inputs: list[np.ndarray], labels: np.ndarray, audio: AudioConfig
                 ) -> SegmentSet:
     """Segments of clips: log-mel slices, or one-frame rows of a clip's cached body features."""
     if model_config.pretrained:
-        return SegmentSet(logmels=inputs, labels=np.asarray(labels), frames=1, hop_frames=1)
+        return SegmentSet.from_rows(inputs, labels)
     return SegmentSet.from_clips(inputs, labels, audio)
 
 
@@ -113,15 +111,10 @@ def method_config(method: str, cfg: TrainConfig, model_config: ModelConfig) -> T
     return cfg
 
 
-def clip_segment_set(logmels: list[np.ndarray], labels: np.ndarray, frames: int) -> SegmentSet:
-    """One sample per clip: the first ``frames`` frames (random crops when augmenting)."""
-    return SegmentSet(logmels=logmels, labels=labels, frames=frames, hop_frames=1 << 30)
-
-
 def _segments(fitted: Fitted, logmels: list[np.ndarray]) -> SegmentSet:
     dummy = np.zeros((len(logmels), len(TASKS)), dtype=np.int64)
     if fitted.method == "clip":
-        return clip_segment_set(logmels, dummy, fitted.clip_frames)
+        return SegmentSet.one_per_clip(logmels, dummy, fitted.clip_frames)
     return segment_set(logmels, dummy, fitted.audio, fitted.net.config)
 
 
@@ -165,13 +158,15 @@ def fit(
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
     augment: list[dict[Path, np.ndarray]] = (),
+    comm: Comm | None = None,
 ) -> Fitted:
     """Train on the songs ``indices`` (validation songs held out among them), fit the SVM.
 
     ``logmels`` holds what ``model_inputs`` gives per clip: log-mel, or cached body features.
     ``augment`` holds other versions of the same clips (the inputs at other gains): the training
     songs' versions join the segment model's training set and the SVM's, under the same labels;
-    validation uses the originals only."""
+    validation uses the originals only. Under data-parallel training (``comm``) only the first
+    process fits the SVM; the others return the segment model alone."""
     cfg = method_config(method, cfg, model_config)
     if song.embedding and not model_config.pretrained:
         raise MerLiveError("song-level embedding statistics need a pretrained model (--model musicnn-msd, ...)")
@@ -182,8 +177,8 @@ def fit(
 
     if method == "clip":
         frames = int(np.median([logmels[clips[i].path].shape[1] for i in indices]))
-        train_set = clip_segment_set(mels(train_idx), clip_labels(clips, train_idx), frames)
-        val_set = clip_segment_set(mels(val_idx), clip_labels(clips, val_idx), frames)
+        train_set = SegmentSet.one_per_clip(mels(train_idx), clip_labels(clips, train_idx), frames)
+        val_set = SegmentSet.one_per_clip(mels(val_idx), clip_labels(clips, val_idx), frames)
     else:
         frames = 0
         versions = [mels(train_idx)] + [[extra[clips[i].path] for i in train_idx] for extra in augment]
@@ -191,12 +186,12 @@ def fit(
             [clip_labels(clips, train_idx)] * len(versions)), audio, model_config)
         val_set = segment_set(mels(val_idx), clip_labels(clips, val_idx), audio, model_config)
     net, history, gmm_records = train(train_set, val_set, audio, model_config, cfg, checkpoint, resume, log,
-                                      progress)
+                                      progress, comm)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
-    if method != "clip":
+    if method != "clip" and (comm is None or comm.is_first):
         fitted.features = song_features(fitted, mels(indices), song)
         extra = [song_features(fitted, [version[clips[i].path] for i in indices], song) for version in augment]
-        fitted.aggregator = SongAggregator(list(TASKS), theta=song.theta, seed=cfg.seed).fit(
+        fitted.aggregator = SongAggregator(list(song.tasks), seed=cfg.seed).fit(
             np.concatenate([fitted.features, *extra]), np.concatenate([clip_labels(clips, indices)] * (1 + len(extra))))
     return fitted
 
@@ -225,28 +220,27 @@ def verification_audio(clips: list[Clip], indices: list[int], audio: AudioConfig
     return np.stack(segments[:count]).astype(np.float32)
 
 
-def prepare_data(args, audio: AudioConfig, thresholds: dict[str, float] | None
-                 ) -> tuple[Dataset, list[Clip], dict[Path, np.ndarray]]:
+def prepare_data(data: DataConfig, audio: AudioConfig) -> tuple[Dataset, list[Clip], dict[Path, np.ndarray]]:
     """Load the dataset and every clip's cached log-mel; undecodable clips are reported and skipped."""
     from rich.progress import Progress
 
     console = log_console()
-    root = args.root
-    if args.dataset == "synth":
+    root = data.root
+    if data.dataset == "synth":
         root = Path(root or "runs/synth")
         if not (root / "manifest.csv").is_file():
-            make_synth_corpus(root, args.synth_clips, seconds=args.synth_seconds, sr=audio.sample_rate,
-                              seed=args.seed, change_fraction=0.25)
+            make_synth_corpus(root, data.synth_clips, seconds=data.synth_seconds, sr=audio.sample_rate,
+                              seed=data.seed, change_fraction=0.25)
     if root is None:
-        raise MerLiveError(f"--root is required for --dataset {args.dataset}")
-    dataset = load_dataset(args.dataset, root, thresholds)
+        raise MerLiveError(f"--root is required for --dataset {data.dataset}")
+    dataset = load_dataset(data.dataset, root, data.thresholds or None)
     labeled = [c for c in dataset.clips if c.labels is not None and all(t in c.labels for t in TASKS)]
     if len(labeled) < 8:
         raise MerLiveError(f"{dataset.root}: only {len(labeled)} labeled clips found; training needs at least 8")
-    cache = LogMelCache(cache_dir(args), audio)
+    cache = LogMelCache(data.cache, audio)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"log-mel cache ({len(labeled)} clips)", total=len(labeled))
-        logmels, failures = cache.build(labeled, workers=args.workers,
+        logmels, failures = cache.build(labeled, workers=data.workers,
                                         progress=lambda done, total: bar.update(task, completed=done))
     for path, reason in failures:
         console.print(f"[yellow]skipped[/] {path}: {reason}")
@@ -256,45 +250,62 @@ def prepare_data(args, audio: AudioConfig, thresholds: dict[str, float] | None
     return dataset, clips, logmels
 
 
-def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelConfig, song: SongConfig,
-              dataset: Dataset, clips: list[Clip], logmels: dict[Path, np.ndarray]) -> Path:
-    """`mer-live train`: fit on every clip and leave a complete run directory."""
+def song_horizon(logmels: dict[Path, np.ndarray], audio: AudioConfig) -> float:
+    """The median clip length in seconds (to 0.01 s): what the song aggregator is fit on."""
+    frames = int(np.median([m.shape[1] for m in logmels.values()]))
+    return round(audio.seconds(frames * audio.hop_length), 2)
+
+
+def run_record(run: RunSettings, cfg: TrainConfig, audio: AudioConfig, model_config: ModelConfig, song: SongConfig,
+               dataset: Dataset | None = None, clips: int = 0, device: str = "") -> dict:
+    """config.json of a `mer-live train` run."""
+    extra: dict = {"method": run.method}
+    if dataset is not None:
+        extra["dataset"] = {"name": dataset.name, "root": str(dataset.root), "clips": clips,
+                            "binarization": dataset.binarization}
+    if device:
+        extra["device"] = device
+    return rundir.run_config(audio, model_config, cfg.to_dict(), song, **extra)
+
+
+def train_run(run: RunSettings, data: DataConfig, cfg: TrainConfig, audio: AudioConfig, model_config: ModelConfig,
+              song: SongConfig, dataset: Dataset, clips: list[Clip], logmels: dict[Path, np.ndarray],
+              comm: Comm | None = None) -> Path:
+    """`mer-live train`: fit on every clip and leave a complete run directory (the first process only,
+    under data-parallel training ``comm``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from mer_live.train import plots
 
+    first = comm is None or comm.is_first
     console = log_console()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "plots").mkdir(exist_ok=True)
-    device = pick_device(cfg.device)
-    console.log(f"training {model_config.arch} ({args.method}) on {device.type}; "
-                f"segments {audio.effective_segment_seconds:.3f} s every {audio.effective_hop_seconds:.3f} s")
-    song_seconds = float(np.median([m.shape[1] for m in logmels.values()]) * audio.hop_length / audio.sample_rate)
-    config = {
-        "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(),
-        "method": args.method,
-        "dataset": {"name": dataset.name, "root": str(dataset.root), "clips": len(clips),
-                    "binarization": dataset.binarization},
-        "aggregator": {**song.to_dict(), "song_seconds": round(song_seconds, 2), "tasks": list(TASKS)},
-        "device": device.type,
-    }
-    save_json(out / CONFIG, config)
-    inputs = model_inputs(logmels, audio, model_config, cache_dir(args), log=console.log)
-    augment = [model_inputs(logmels, audio, model_config, cache_dir(args), g, log=console.log)
-               for g in cfg.gain_augment_db]
+    out = Path(run.out)
+    device = comm.device if comm is not None else pick_device(cfg.device)
+    log = console.log if first else (lambda *a, **k: None)
+    log(f"training {model_config.arch} ({run.method}) on {device.type}"
+        f"{f' x {comm.world_size} processes' if comm is not None else ''}; "
+        f"segments {audio.effective_segment_seconds:.3f} s every {audio.effective_hop_seconds:.3f} s")
+    song = song.replace(horizon=song_horizon(logmels, audio))
+    config = run_record(run, cfg, audio, model_config, song, dataset, len(clips), device.type)
+    if run.resume:
+        rundir.check_resume(out, config)
+    if first:
+        rundir.write_config(out, config)
+    with comm.first_then_rest() if comm is not None else contextlib.nullcontext():
+        inputs = model_inputs(logmels, audio, model_config, data.cache, log=log)
+        augment = [model_inputs(logmels, audio, model_config, data.cache, g, log=log) for g in cfg.gain_augment_db]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
+                  console=console, transient=True, disable=not first) as bar:
         task = bar.add_task("epoch steps", total=1)
-        fitted = fit(clips, inputs, list(range(len(clips))), audio, model_config, cfg, args.method, song,
-                     checkpoint=out / CHECKPOINT, resume=args.resume, log=console.log,
-                     progress=lambda done, total: bar.update(task, completed=done, total=total), augment=augment)
+        fitted = fit(clips, inputs, list(range(len(clips))), audio, model_config, cfg, run.method, song,
+                     checkpoint=out / rundir.CHECKPOINT, resume=run.resume, log=log,
+                     progress=lambda done, total: bar.update(task, completed=done, total=total), augment=augment,
+                     comm=comm)
+    if not first:
+        return out
     if fitted.aggregator is None:
         raise MerLiveError("the clip-level baseline has no song aggregator to export; use it with `evaluate`")
-    save_aggregator(out / AGGREGATOR, fitted.aggregator)
     val_features = fitted.features[fitted.val_indices]  # fit ran on every clip, indices 0..n-1
-    np.save(out / "verify_features.npy", val_features)
-    np.save(out / "verify_audio.npy", verification_audio(clips, fitted.val_indices, audio))
     val_pred = fitted.aggregator.predict_proba(val_features) > 0.5
     val_true = clip_labels(clips, fitted.val_indices)
     metrics = {
@@ -303,12 +314,13 @@ def train_run(args, cfg: TrainConfig, audio: AudioConfig, model_config: ModelCon
         "aggregator_best_params": fitted.aggregator.best_params,
         "validation_songs": len(fitted.val_indices),
         "validation_svm_acc_note": "SVM fit on all songs including these; optimistic",
-        "validation_svm_acc": {t: float((val_pred[:, k] == val_true[:, k]).mean()) for k, t in enumerate(TASKS)},
+        "validation_svm_acc": {t: float((val_pred[:, k] == val_true[:, k]).mean()) for k, t in enumerate(song.tasks)},
     }
-    save_json(out / METRICS, metrics)
-    plots.training_curves(fitted.history, list(TASKS), out / "plots" / "training_curves.png")
+    rundir.write_run(out, config, fitted.aggregator, metrics, verification_audio(clips, fitted.val_indices, audio),
+                     val_features)
+    plots.training_curves(fitted.history, list(song.tasks), out / rundir.PLOTS / "training_curves.png")
     if fitted.gmm_records:
-        for t in TASKS:
-            plots.gmm_separation(fitted.gmm_records, t, out / "plots" / f"gmm_{t}.png")
+        for t in song.tasks:
+            plots.gmm_separation(fitted.gmm_records, t, out / rundir.PLOTS / f"gmm_{t}.png")
     console.log(f"run written to {out}")
     return out

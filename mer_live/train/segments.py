@@ -1,0 +1,103 @@
+"""The segments training reads: slices of cached clip log-mels that inherit their clip's labels.
+
+A ``SegmentSet`` is a list of (clip, start frame) pairs into the clips' cached arrays, built one of
+three ways: ``from_clips`` cuts every clip into hop-spaced segments exactly as ``AudioConfig``
+frames audio, ``from_rows`` takes every column of a clip's cached body features as one segment
+(pretrained models), and ``one_per_clip`` takes a single window from each clip (the clip-level
+baseline). ``batch`` gives the log-mel of any of them, with a randomly shifted, masked view when
+augmenting. NumPy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mer_live.config import AudioConfig
+from mer_live.train.settings import TrainConfig
+
+
+def segment_frame_starts(n_frames: int, audio: AudioConfig) -> np.ndarray:
+    """Start frame of every segment in a clip's log-mel, matching ``audio.segment_starts``.
+
+    Clips are padded to at least one segment, so there is always one segment at frame 0.
+    """
+    return np.arange(max(1, audio.segments_in_frames(n_frames)), dtype=np.int64) * audio.hop_frames
+
+
+@dataclass
+class SegmentSet:
+    """Segments of clips as (clip, start frame) pairs into the clips' cached log-mels.
+
+    ``starts`` holds, per clip, the start frame of each of its segments; use the constructors
+    below rather than building it by hand.
+    """
+
+    logmels: list[np.ndarray]
+    labels: np.ndarray  # (clips, tasks) 0/1
+    frames: int  # frames per segment
+    starts: list[np.ndarray]
+    clip_of: np.ndarray = field(init=False)
+    start: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels)
+        if len(self.starts) != len(self.logmels):
+            raise ValueError(f"{len(self.logmels)} clips but segment starts for {len(self.starts)}")
+        clip_of = [np.full(len(s), c) for c, s in enumerate(self.starts)]
+        self.clip_of = np.concatenate(clip_of).astype(np.int64) if clip_of else np.zeros(0, np.int64)
+        self.start = np.concatenate(self.starts).astype(np.int64) if self.starts else np.zeros(0, np.int64)
+
+    @classmethod
+    def from_clips(cls, logmels: list[np.ndarray], labels: np.ndarray, audio: AudioConfig) -> SegmentSet:
+        """Every segment of every clip's log-mel, hop-spaced as ``audio`` frames a clip."""
+        return cls(logmels, labels, audio.segment_frames, [segment_frame_starts(m.shape[1], audio) for m in logmels])
+
+    @classmethod
+    def from_rows(cls, features: list[np.ndarray], labels: np.ndarray) -> SegmentSet:
+        """Each column of a clip's (features, segments) array is one segment of one frame."""
+        return cls(features, labels, 1, [np.arange(f.shape[1], dtype=np.int64) for f in features])
+
+    @classmethod
+    def one_per_clip(cls, logmels: list[np.ndarray], labels: np.ndarray, frames: int) -> SegmentSet:
+        """One sample per clip: its first ``frames`` frames (random crops when augmenting)."""
+        return cls(logmels, labels, frames, [np.zeros(1, np.int64) for _ in logmels])
+
+    def __len__(self) -> int:
+        return len(self.clip_of)
+
+    @property
+    def segment_labels(self) -> np.ndarray:
+        """(segments, tasks): each segment inherits its clip's label."""
+        return self.labels[self.clip_of]
+
+    def batch(self, idx: np.ndarray, rng: np.random.Generator | None = None, cfg: TrainConfig | None = None
+              ) -> np.ndarray:
+        """(len(idx), n_mels, frames) log-mel; with ``rng`` a randomly shifted, masked view."""
+        out = np.empty((len(idx), self.logmels[0].shape[0], self.frames), dtype=np.float32)
+        for row, i in enumerate(idx):
+            mel = self.logmels[self.clip_of[i]]
+            start = int(self.start[i])
+            if rng is not None and cfg is not None and cfg.shift_frames:
+                last = max(0, mel.shape[1] - self.frames)
+                start = int(np.clip(start + rng.integers(-cfg.shift_frames, cfg.shift_frames + 1), 0, last))
+            piece = mel[:, start : start + self.frames]
+            out[row, :, : piece.shape[1]] = piece
+            out[row, :, piece.shape[1] :] = piece.min() if piece.size else 0.0
+            if rng is not None and cfg is not None:
+                spec_augment(out[row], rng, cfg)
+        return out
+
+
+def spec_augment(mel: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> None:
+    """SpecAugment in place: one frequency and one time mask, filled with the view's floor."""
+    floor = mel.min()
+    if cfg.freq_mask:
+        width = int(rng.integers(0, cfg.freq_mask + 1))
+        f0 = int(rng.integers(0, mel.shape[0] - width + 1))
+        mel[f0 : f0 + width] = floor
+    if cfg.time_mask:
+        width = int(rng.integers(0, cfg.time_mask + 1))
+        t0 = int(rng.integers(0, mel.shape[1] - width + 1))
+        mel[:, t0 : t0 + width] = floor

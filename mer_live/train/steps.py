@@ -1,0 +1,262 @@
+"""One SSSL epoch and its parts: prediction, the GMM division, a warm-up step, an SSSL step.
+
+``run_epoch`` is one epoch as the trainer (and the training benchmark) runs it: the per-epoch
+clean/noisy division (SSSL phase), then optimizer steps over the epoch's segments in batches.
+One network carries both heads, so the division is per task: every segment gets a clean
+probability for valence and one for arousal. In a batch, a segment whose valence clean
+probability exceeds tau is a *labeled* row for the valence head (soft cross-entropy on its
+refined label) and, independently, a labeled or *unlabeled* row for the arousal head (MSE on
+a sharpened pseudo-label). So a segment clean for valence and noisy for arousal keeps its
+valence label and has its arousal label replaced by the network's own sharpened guess.
+
+Under data-parallel training a ``comm`` (``mer_live.train.distributed.Comm``) shards the work:
+each process predicts its share of the segments for the division and the GMM is fit once on all
+of them, and each process steps on its share of every batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mer_live.errors import MerLiveError
+from mer_live.model import split_logits
+from mer_live.train import losses
+from mer_live.train.division import divide_losses
+from mer_live.train.segments import SegmentSet
+from mer_live.train.settings import GMM_INPUTS, TrainConfig
+
+if TYPE_CHECKING:
+    from mer_live.train.distributed import Comm
+
+LOSS_PARTS = ("loss", "lx", "lu", "penalty", "kl")
+
+
+@torch.no_grad()
+def predict(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int], device: torch.device,
+            idx: np.ndarray | None = None, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Eval-mode softmax per task for the given (default: all) segments."""
+    backbone.eval()
+    idx = np.arange(len(segments)) if idx is None else idx
+    out: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+    for s in range(0, len(idx), batch_size):
+        x = torch.from_numpy(segments.batch(idx[s : s + batch_size])).to(device)
+        for task, logits in split_logits(backbone(x).float(), tasks).items():
+            out[task].append(torch.softmax(logits, dim=1).cpu().numpy())
+    return {t: np.concatenate(v) if v else np.zeros((0, tasks[t])) for t, v in out.items()}
+
+
+def clip_relative(losses: np.ndarray, clip_of: np.ndarray) -> np.ndarray:
+    """Each segment's loss minus the mean loss of its clip's segments.
+
+    A segment's inherited label is wrong when the emotion moves away from the clip's within
+    the clip; a whole clip the network finds hard has high losses everywhere without any
+    segment being mislabeled. Relative to its clip, only the segments that disagree with
+    their own clip stand out.
+    """
+    sums = np.bincount(clip_of, weights=losses)
+    counts = np.bincount(clip_of)
+    return losses - (sums / np.maximum(counts, 1))[clip_of]
+
+
+def divide(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int], device: torch.device,
+           seed: int, per_class: bool = False, gmm_input: str = "loss", comm: Comm | None = None
+           ) -> tuple[np.ndarray, dict[str, dict]]:
+    """Per-task clean probability of every segment from a GMM on its eval-mode CE loss.
+
+    ``gmm_input`` "loss" fits the GMM on the CE loss itself (DivideMix, the paper), and
+    "clip-relative" on the loss minus its clip's mean (see ``clip_relative``). Returns
+    (segments, tasks) clean probabilities and, per task and class, the normalised losses and
+    GMM parameters (for the "GMM separation" plots). With ``comm`` every process predicts its
+    share of the segments, the shares are gathered, and the GMM is fit once (first process) and
+    the same division sent to every process.
+    """
+    if gmm_input not in GMM_INPUTS:
+        raise MerLiveError(f"unknown GMM input {gmm_input!r}: choose from {', '.join(GMM_INPUTS)}")
+    if comm is None:
+        probs = predict(backbone, segments, tasks, device)
+    else:
+        probs = comm.gather_rows(lambda idx: predict(backbone, segments, tasks, device, idx), len(segments))
+
+    def fit() -> tuple[np.ndarray, dict[str, dict]]:
+        labels = segments.segment_labels
+        clean = np.empty((len(segments), len(tasks)))
+        record = {}
+        for t, task in enumerate(tasks):
+            p = probs[task][np.arange(len(segments)), labels[:, t]]
+            ce = -np.log(np.clip(p, 1e-12, 1.0))
+            if gmm_input == "clip-relative":
+                ce = clip_relative(ce, segments.clip_of)
+            clean[:, t], record[task] = divide_losses(ce, labels[:, t] if per_class else None, seed)
+        return clean, record
+
+    return fit() if comm is None else comm.from_first(fit)
+
+
+def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int]
+                ) -> torch.Tensor:
+    """Plain cross-entropy on inherited labels, both heads."""
+    logits = split_logits(backbone(x).float(), tasks)
+    return sum(F.cross_entropy(v, y[:, t]) for t, v in enumerate(logits.values()))
+
+
+def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor,
+              clean: torch.Tensor, tasks: dict[str, int], cfg: TrainConfig, lambda_u: float,
+              rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """One semi-supervised step on a batch; returns the loss and its parts for logging.
+
+    Targets come from both views (no grad, eval mode); the mixed batch is built from the
+    first view, then passed twice in train mode for R-Drop.
+    """
+    backbone.eval()
+    with torch.no_grad():
+        guess = split_logits(backbone(torch.cat([x1, x2])).float(), tasks)
+    backbone.train()
+    targets, labeled = {}, {}
+    for t, task in enumerate(tasks):
+        mean_p = torch.softmax(guess[task], 1).view(2, len(x1), -1).mean(dim=0)
+        onehot = F.one_hot(y[:, t], tasks[task]).float()
+        labeled[task] = clean[:, t] > cfg.tau
+        refined = losses.refine_labels(onehot, clean[:, t], mean_p, cfg.temperature) if cfg.refine else onehot
+        guessed = losses.sharpen(mean_p, cfg.temperature)
+        targets[task] = torch.where(labeled[task].unsqueeze(1), refined, guessed)
+
+    inputs = x1
+    if cfg.mixup:
+        lam = losses.mixup_lambda(cfg.alpha, rng)
+        perm = torch.from_numpy(rng.permutation(len(x1))).to(x1.device)
+        inputs = lam * inputs + (1 - lam) * inputs[perm]
+        targets = {k: lam * v + (1 - lam) * v[perm] for k, v in targets.items()}
+
+    passes = 2 if cfg.rdrop else 1
+    logits = backbone(inputs.repeat(passes, 1, 1)).float()
+    per_pass = [split_logits(chunk, tasks) for chunk in logits.chunk(passes)]
+    total = torch.zeros((), device=x1.device)
+    parts = {"lx": 0.0, "lu": 0.0, "penalty": 0.0, "kl": 0.0}
+    for task in tasks:
+        rows, target = labeled[task], targets[task]
+        for out in per_pass:
+            lx = losses.soft_cross_entropy(out[task][rows], target[rows]) if rows.any() else total * 0
+            lu = losses.mse_probabilities(out[task][~rows], target[~rows]) if (~rows).any() else total * 0
+            penalty = losses.prior_penalty(out[task])
+            total = total + (lx + lambda_u * lu + penalty) / passes
+            parts["lx"] += lx.item() / passes
+            parts["lu"] += lu.item() / passes
+            parts["penalty"] += penalty.item() / passes
+        if cfg.rdrop:
+            kl = losses.symmetric_kl(per_pass[0][task], per_pass[1][task])
+            total = total + cfg.lambda_kl * kl
+            parts["kl"] += kl.item()
+    return total, parts
+
+
+def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """A pretrained back end being fine-tuned learns at ``backbone_lr_scale`` of the heads' rate."""
+    backend = getattr(trainable, "backend", None)
+    tuned = [p for p in backend.parameters() if p.requires_grad] if backend is not None else []
+    ids = {id(p) for p in tuned}
+    rest = [p for p in trainable.parameters() if id(p) not in ids and p.requires_grad]
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if tuned:
+        groups.append({"params": tuned, "lr": cfg.lr * cfg.backbone_lr_scale})
+    return groups
+
+
+@dataclass
+class Epoch:
+    """What one epoch did: summed loss parts, steps, the division, and where the time went."""
+
+    phase: str  # "warmup" or "sssl"
+    steps: int
+    segments: int  # segments in the epoch's order, all processes together
+    clean: np.ndarray  # (train segments, tasks) clean probability (ones in warm-up or without the GMM)
+    record: dict | None = None  # the GMM record (plots); None without a division
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(LOSS_PARTS, 0.0))
+    load_s: float = 0.0  # building views and copying them to the device
+    compute_s: float = 0.0  # forward, backward, optimizer step
+    division_s: float = 0.0
+
+    @property
+    def means(self) -> dict[str, float]:
+        return {k: v / self.steps for k, v in self.sums.items()}
+
+
+def epoch_order(n: int, epoch: int, cfg: TrainConfig, rng: np.random.Generator, comm: Comm | None) -> np.ndarray:
+    """This process's segments for the epoch, in step order: a fresh permutation (or subset)."""
+    if comm is not None:
+        return comm.epoch_order(n, epoch, cfg.seed, cfg.segments_per_epoch)
+    order = rng.permutation(n)
+    return order[: cfg.segments_per_epoch] if cfg.segments_per_epoch else order
+
+
+def run_epoch(model: torch.nn.Module, segments: SegmentSet, labels: torch.Tensor, tasks: dict[str, int],
+              cfg: TrainConfig, device: torch.device, epoch: int, rng: np.random.Generator,
+              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, max_steps: int = 0,
+              progress: Callable[[int, int], None] | None = None, timed: bool = False,
+              comm: Comm | None = None, keep_note: str = "") -> Epoch:
+    """One epoch: warm-up (plain CE on inherited labels) before ``cfg.warmup_epochs``, else the GMM
+    division of every segment then SSSL steps. ``max_steps`` cuts the epoch short (benchmarks);
+    ``timed`` waits for the device around each part so the times are real. A non-finite loss
+    raises a MerLiveError before it reaches the weights (``keep_note`` says what was kept)."""
+    module = getattr(model, "module", model)  # the network itself under DistributedDataParallel
+    warm = epoch < cfg.warmup_epochs
+    result = Epoch("warmup" if warm else "sssl", 0, 0, np.ones((len(segments), len(tasks))))
+    if not warm and cfg.gmm:
+        started = time.perf_counter()
+        result.clean, result.record = divide(module, segments, tasks, device, cfg.seed + epoch, cfg.gmm_per_class,
+                                             cfg.gmm_input, comm)
+        if comm is not None:
+            comm.note_division(epoch, result.clean)
+        _sync(device, timed)
+        result.division_s = time.perf_counter() - started
+    order = epoch_order(len(segments), epoch, cfg, rng, comm)
+    steps = max(1, len(order) // cfg.batch_size)
+    result.steps = min(steps, max_steps) if max_steps else steps
+    use_amp = device.type == "cuda"
+    model.train()
+    for step in range(result.steps):
+        started = time.perf_counter()
+        idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        y = labels[idx].to(device)
+        views = [torch.from_numpy(segments.batch(idx, rng, cfg)).to(device) for _ in range(1 if warm else 2)]
+        _sync(device, timed)
+        loaded = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            if warm:
+                loss, parts = warmup_step(model, views[0], y, tasks), {}
+            else:
+                w = torch.from_numpy(result.clean[idx]).float().to(device)
+                lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
+                loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng)
+        finite = math.isfinite(loss.item()) if comm is None else comm.all_finite(loss)
+        if not finite:
+            raise MerLiveError(f"training diverged: non-finite loss at epoch {epoch + 1}, step {step + 1}; "
+                               f"{keep_note}lower --lr and resume with --resume")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        result.sums["loss"] += loss.item()
+        for k, v in parts.items():
+            result.sums[k] += v
+        _sync(device, timed)
+        result.load_s += loaded - started
+        result.compute_s += time.perf_counter() - loaded
+        if progress:
+            progress(step + 1, result.steps)
+    result.segments = len(order) * (1 if comm is None else comm.world_size)
+    if comm is not None:
+        result.sums = comm.mean(result.sums)
+    return result
+
+
+def _sync(device: torch.device, timed: bool) -> None:
+    if timed and device.type == "cuda":
+        torch.cuda.synchronize()
