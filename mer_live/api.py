@@ -158,8 +158,9 @@ class Model:
     def predict_many(self, paths: Iterable[str | os.PathLike], workers: int | None = None) -> Iterator[SongResult]:
         """Results in input order; a file that fails is a result with ``error`` set, and the rest go on.
 
-        ``workers`` > 1 decodes in that many processes (default: the CPUs, at most 4); on CUDA they stop at
-        the log-mel and this process runs the segment model on the GPU."""
+        ``workers`` > 1 decodes in that many processes (default: the CPUs, at most 4; started with ``spawn``,
+        so a script needs the ``if __name__ == "__main__":`` guard); on CUDA they stop at the log-mel and
+        this process runs the segment model on the GPU."""
         from mer_live.realtime.workers import predict_in_processes
 
         paths = [os.fspath(p) for p in paths]
