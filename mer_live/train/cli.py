@@ -178,7 +178,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     with Comm.start(cfg.device) as comm:
         with comm.first_then_rest():  # the first process fills the caches, the others read them
-            dataset, clips, logmels = prepare_data(data, audio)
+            dataset, clips, logmels = prepare_data(data, audio, quiet=not comm.is_first)
         train_run(run, data, cfg, audio, model_config, song, dataset, clips, logmels, comm)
     return 0
 

@@ -58,13 +58,13 @@ class Fitted:
     features: np.ndarray | None = None  # song statistics the SVM was fit on, in the order of fit's indices
 
 
-def log_console():
+def log_console(quiet: bool = False):
     """A stderr console whose log lines are not wrapped at 80 columns when stderr is a file or pipe."""
     import sys
 
     from rich.console import Console
 
-    return Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 200, quiet=quiet)
 
 
 def model_inputs(logmels: dict[Path, np.ndarray], audio: AudioConfig, model_config: ModelConfig,
@@ -220,11 +220,13 @@ def verification_audio(clips: list[Clip], indices: list[int], audio: AudioConfig
     return np.stack(segments[:count]).astype(np.float32)
 
 
-def prepare_data(data: DataConfig, audio: AudioConfig) -> tuple[Dataset, list[Clip], dict[Path, np.ndarray]]:
-    """Load the dataset and every clip's cached log-mel; undecodable clips are reported and skipped."""
+def prepare_data(data: DataConfig, audio: AudioConfig, quiet: bool = False
+                 ) -> tuple[Dataset, list[Clip], dict[Path, np.ndarray]]:
+    """Load the dataset and every clip's cached log-mel; undecodable clips are reported and skipped
+    (``quiet``: no progress or log lines, as on every data-parallel process but the first)."""
     from rich.progress import Progress
 
-    console = log_console()
+    console = log_console(quiet)
     root = data.root
     if data.dataset == "synth":
         root = Path(root or "runs/synth")
@@ -278,10 +280,10 @@ def train_run(run: RunSettings, data: DataConfig, cfg: TrainConfig, audio: Audio
     from mer_live.train import plots
 
     first = comm is None or comm.is_first
-    console = log_console()
+    console = log_console(quiet=not first)
     out = Path(run.out)
     device = comm.device if comm is not None else pick_device(cfg.device)
-    log = console.log if first else (lambda *a, **k: None)
+    log = console.log
     log(f"training {model_config.arch} ({run.method}) on {device.type}"
         f"{f' x {comm.world_size} processes' if comm is not None else ''}; "
         f"segments {audio.effective_segment_seconds:.3f} s every {audio.effective_hop_seconds:.3f} s")
