@@ -34,10 +34,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-echo "setup: installing mer-live[$flavour,train,dev] into .venv ($flavour)"
+echo "setup: installing mer-live[$flavour,train,dev,ray] into .venv ($flavour)"
 .venv/bin/python -m pip install -q --upgrade pip
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "$torch_spec"
 fi
-.venv/bin/python -m pip install -q -e ".[$flavour,train,dev]"
+.venv/bin/python -m pip install -q -e ".[$flavour,train,dev,ray]"
 echo "$want" > "$stamp"

@@ -99,6 +99,17 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress-every", type=_positive, metavar="SECONDS",
                         help="when stderr is not a terminal (nohup, CI, cron), print a progress line this often "
                              "(default 10)")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="label on a Ray cluster with Ray Data (needs the ray extra): ADDRESS of its head "
+                             "(host:6379, or ray://host:10001), auto for the cluster this machine runs or "
+                             "joined, none to start a local one for this run; put it after the paths "
+                             "(or write --ray=ADDRESS). A path ending .txt/.csv/.parquet is a manifest of files")
+    parser.add_argument("--ray-actors", type=int, metavar="N",
+                        help="with --ray: segment-model actors (default: one per GPU, or one per CPU on a "
+                             "cluster without GPUs)")
+    parser.add_argument("--ray-gpus", type=float, metavar="G",
+                        help="with --ray: GPUs per segment-model actor, CUDA provider (default 1 when the "
+                             "cluster has GPUs, else 0: CPU actors; 0.5 packs two actors on a GPU)")
     _common(parser)
 
 
@@ -154,12 +165,31 @@ def run_live(args: argparse.Namespace) -> int:
 
 def run_label(args: argparse.Namespace) -> int:
     from mer_live.realtime.label import PROGRESS_SECONDS, SAVE_SECONDS, label_files
+    from mer_live.scale.manifest import expand
 
     if args.workers is not None and args.workers < 0:
         raise MerLiveError("--workers must be 0 or more")
     if args.save_every is not None and args.save_every <= 0:
         raise MerLiveError("--save-every must be a positive number of seconds")
-    return label_files(_model(args, args.stride), args.paths, recursive=args.recursive, pattern=args.glob,
-                       out=args.out, fmt=args.format, segments=args.segments, workers=args.workers,
-                       strict=args.strict, resume=args.resume, save_every=args.save_every or SAVE_SECONDS,
-                       hidden=args.hidden, progress_every=args.progress_every or PROGRESS_SECONDS)
+    ray_address = getattr(args, "ray", None)
+    if ray_address is None and (args.ray_actors is not None or args.ray_gpus is not None):
+        raise MerLiveError("--ray-actors and --ray-gpus size a Ray run: add --ray [ADDRESS]")
+    if ray_address is not None and args.workers is not None:
+        raise MerLiveError("--workers sets local decoding processes: with --ray the cluster decodes "
+                           "(--ray-actors sizes its segment-model pool)")
+    options = dict(recursive=args.recursive, pattern=args.glob, out=args.out, fmt=args.format,
+                   segments=args.segments, strict=args.strict, resume=args.resume,
+                   save_every=args.save_every or SAVE_SECONDS, hidden=args.hidden,
+                   progress_every=args.progress_every or PROGRESS_SECONDS)
+    paths = expand(args.paths)
+    if ray_address is None:
+        return label_files(_model(args, args.stride), paths, workers=args.workers, **options)
+    from mer_live.scale.ray_label import import_ray, ray_runner
+
+    import_ray()  # one line naming the extra before any model loads
+    # The driver's model only names the bundle and shapes rows; the cluster runs the compute.
+    from mer_live.api import load
+
+    model = load(args.model, provider="cpu", aggregator=args.aggregator, stride=args.stride, threads=1)
+    with ray_runner(model, ray_address, args.provider, args.ray_gpus, args.ray_actors) as (runner, where):
+        return label_files(model, paths, runner=runner, where=where, **options)

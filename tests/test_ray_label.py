@@ -1,0 +1,259 @@
+"""``mer-live label --ray`` on a real two-node Ray cluster started here with ``ray start``.
+
+The cluster test is marked ``ray``: skip it locally with ``pytest -m "not ray"`` or
+``MER_LIVE_SKIP_RAY=1``. It needs the ``ray`` extra, which scripts/setup.sh installs; in CI
+(``CI`` set) a missing Ray fails the test instead of skipping it. Each node gets one CPU, its own
+temp dir and its own process group, so the teardown ends exactly this cluster, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.realtime_helpers import music_wav, tiny_bundle
+
+RAY = Path(sys.executable).parent / "ray"
+TOLERANCE = 1e-6
+N_CLIPS = 36
+
+
+def mer_live(*args, env=None, timeout=240):
+    return subprocess.run([sys.executable, "-m", "mer_live", *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout, env=env)
+
+
+def rows_of(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def assert_same_rows(got: list[dict], want: list[dict]) -> None:
+    """The same files in the same order; equal fields, probabilities within 1e-6."""
+    assert [r["path"] for r in got] == [r["path"] for r in want]
+    for g, w in zip(got, want):
+        assert set(g) == set(w)
+        for key, value in w.items():
+            if key in ("valence", "arousal") and value is not None:
+                assert abs(g[key] - value) <= TOLERANCE, (w["path"], key)
+            elif key in ("segment_valence", "segment_arousal") and value is not None:
+                assert len(g[key]) == len(value)
+                assert max(abs(a - b) for a, b in zip(g[key], value)) <= TOLERANCE, (w["path"], key)
+            else:
+                assert g[key] == value, (w["path"], key)
+
+
+# ---- no cluster needed
+
+
+def test_ray_without_ray_says_which_extra(tmp_path):
+    """A Python where `import ray` fails: --ray answers in one line, before loading anything."""
+    fake = tmp_path / "no-ray"
+    fake.mkdir()
+    (fake / "ray.py").write_text("raise ImportError('No module named ray (simulated)')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(REPO)])}
+    result = mer_live("label", music_wav(), "--ray", env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "pip install 'mer-live[ray]'" in lines[0]
+
+
+def test_local_path_does_not_import_ray(tmp_path):
+    bundle = tiny_bundle()
+    code = ("import sys\nfrom mer_live.cli import main\n"
+            f"rc = main(['label', {str(music_wav())!r}, '--model', {str(bundle.path)!r}, '--format', 'jsonl', "
+            "'--workers', '1'])\n"
+            "assert rc == 0, rc\n"
+            "bad = [m for m in sys.modules if m == 'ray' or m.startswith('ray.') or m == 'pyarrow']\n"
+            "assert not bad, bad\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_manifest_lists_files(tmp_path):
+    from mer_live.scale.manifest import expand
+
+    (tmp_path / "m.txt").write_text("# a comment\n\na.wav\n/abs/b.mp3\n")
+    (tmp_path / "m.csv").write_text("path,artist\nc.wav,x\n")
+    assert expand([str(tmp_path / "m.txt"), str(tmp_path / "m.csv"), "d.wav"]) == [
+        str(tmp_path / "a.wav"), "/abs/b.mp3", str(tmp_path / "c.wav"), "d.wav"]
+
+
+# ---- a real two-node cluster
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_with(text: str) -> list[int]:
+    """Processes whose command line mentions ``text`` (this cluster's temp dir)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _raylet_of(temp_dir: Path) -> int | None:
+    for pid in _pids_with(str(temp_dir)):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet":
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+class Cluster:
+    """Two `ray start` nodes on this machine, one CPU each, each with its own temp dir and process group."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.head_dir, self.worker_dir = root / "head", root / "worker"
+        self.groups: list[int] = []
+        # Node death noticed in ~3 s instead of ~30 s, so the test fits CI's time.
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "1000",
+                    "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3",
+                    "RAY_health_check_initial_delay_ms": "1000"}
+
+    def _start(self, *args: str) -> None:
+        proc = subprocess.Popen([str(RAY), "start", "--num-cpus", "1", "--object-store-memory", str(200 * 2**20),
+                                 "--disable-usage-stats", *args], env=self.env, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.groups.append(proc.pid)  # its pid is the group of every process this node starts
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+
+    def start(self) -> None:
+        self._start("--head", "--port", str(self.port), "--temp-dir", str(self.head_dir),
+                    "--include-dashboard=false", "--node-ip-address", "127.0.0.1")
+        self._start("--address", self.address, "--temp-dir", str(self.worker_dir), "--node-ip-address", "127.0.0.1")
+
+    def stop(self) -> None:
+        for group in reversed(self.groups):
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in _pids_with(str(self.root)):  # anything that left the groups
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if os.environ.get("MER_LIVE_SKIP_RAY"):
+        pytest.skip("MER_LIVE_SKIP_RAY is set")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("the ray extra is missing: scripts/setup.sh installs it (pip install '.[ray]')")
+        pytest.skip("Ray is not installed (pip install '.[ray]'); or skip with -m 'not ray'")
+    root = Path(tempfile_short())
+    cluster = Cluster(root)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def tempfile_short() -> str:
+    """Ray's socket paths must stay under 107 bytes: a short temp dir, not pytest's deep one."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="mlray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Generated clips (two lengths), one corrupt file; and a manifest listing them plus a missing one."""
+    root = tmp_path_factory.mktemp("ray-clips")
+    for i in range(N_CLIPS):
+        source = music_wav(20.0) if i % 2 else music_wav(8.0, 22050)
+        shutil.copy(source, root / f"clip{i:02d}.wav")
+    (root / "broken.mp3").write_bytes(b"ID3\x03\x00\x00\x00" + os.urandom(2000))
+    manifest = root / "manifest.txt"
+    names = sorted(p.name for p in root.iterdir() if p.suffix in (".wav", ".mp3"))
+    manifest.write_text("\n".join([*names, "missing.wav"]) + "\n")
+    return root
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_two_node_cluster_matches_local_survives_node_loss_and_resumes(cluster, clips, tmp_path):
+    bundle = tiny_bundle()
+    manifest = clips / "manifest.txt"
+    common = ["--model", bundle.path, "--segments"]
+    local = mer_live("label", manifest, *common, "--format", "jsonl", "--workers", 2)
+    assert local.returncode == 1, local.stderr  # the broken and the missing file
+    want = rows_of(local.stdout)
+    assert len(want) == N_CLIPS + 2
+    assert sum(1 for r in want if r["error"]) == 2
+
+    # 1. The same rows from the cluster.
+    out = tmp_path / "ray.jsonl"
+    run = mer_live("label", manifest, *common, "--out", out, "--ray", cluster.address)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert f"Ray cluster at {cluster.address}, 2 nodes" in run.stderr
+    assert_same_rows(rows_of(out.read_text()), want)
+
+    # 2. The second node's raylet killed mid-run: every row still arrives, the same.
+    out = tmp_path / "lost-node.jsonl"
+    raylet = _raylet_of(cluster.worker_dir)
+    assert raylet is not None
+    proc = subprocess.Popen([sys.executable, "-m", "mer_live", "label", str(manifest), *map(str, common), "--out",
+                             str(out), "--save-every", "0.1", "--ray", cluster.address], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and len(rows_of(out.read_text())) >= 2:
+                break
+            time.sleep(0.05)
+        done_at_kill = len(rows_of(out.read_text())) if out.exists() else 0
+        assert proc.poll() is None, "the run ended before the node could be killed"
+        assert done_at_kill < len(want)
+        os.kill(raylet, signal.SIGKILL)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert_same_rows(rows_of(out.read_text()), want)
+
+    # 3. --resume labels only what the output lacks (and retries the failed rows).
+    kept = rows_of(out.read_text())
+    dropped = {kept[3]["path"], kept[10]["path"]}
+    out.write_text("".join(json.dumps(r) + "\n" for r in kept if r["path"] not in dropped))
+    resumed = mer_live("label", manifest, *common, "--out", out, "--resume", "--ray", cluster.address)
+    assert resumed.returncode == 1, resumed.stderr
+    assert f"{len(want) - 2 - 2} files already labeled" in resumed.stderr  # the 2 failed ones go again
+    assert_same_rows(rows_of(out.read_text()), want)
