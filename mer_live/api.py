@@ -120,7 +120,7 @@ class Model:
                ) -> SongResult:
         """The song estimate from a clip's segment outputs."""
         song = self.song_probs(self.bundle.song_vector(outputs))[0]
-        starts = self.audio.seconds(1) * self.audio.hop_samples * np.arange(len(outputs))
+        starts = self.audio.seconds(self.audio.hop_samples) * np.arange(len(outputs))
         return SongResult(path, duration, tuple(self.tasks), dict(zip(self.tasks, map(float, song))),
                           np.ascontiguousarray(outputs[:, : len(self.tasks)]), starts, messages=tuple(messages))
 

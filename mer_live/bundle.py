@@ -135,6 +135,9 @@ def song_config(manifest: dict) -> SongConfig:
     """The manifest's ``song`` record; bundles from before it carried one have the same facts in
     ``aggregator`` (theta, song_seconds) and ``tasks``."""
     if "song" in manifest:
+        missing = {"tasks", "theta", "embedding", "horizon"} - set(manifest["song"])
+        if missing:
+            raise ValueError(f"song settings lack {', '.join(sorted(missing))}")
         return SongConfig.from_dict(manifest["song"])
     aggregator = manifest["aggregator"]
     tasks = manifest["tasks"]

@@ -110,9 +110,18 @@ def test_inconsistent_config_is_refused(bundle_dir: Path) -> None:
 
 
 def test_missing_theta_is_refused(bundle_dir: Path) -> None:
-    edit_manifest(bundle_dir, lambda m: m["aggregator"].pop("theta"))
+    edit_manifest(bundle_dir, lambda m: (m["song"] if "song" in m else m["aggregator"]).pop("theta"))
     with pytest.raises(BundleError, match="inconsistent config"):
         load_bundle(bundle_dir)
+
+
+def test_song_settings_travel_in_the_manifest_and_older_bundles_still_load(bundle_dir: Path) -> None:
+    bundle = load_bundle(bundle_dir)
+    assert bundle.song.tasks == ("valence", "arousal") and bundle.song.theta == 0.5
+    # a bundle written before the song record: the same facts from its aggregator record and tasks
+    edit_manifest(bundle_dir, lambda m: m.pop("song", None))
+    assert load_bundle(bundle_dir).song == bundle.song
+    assert load_bundle("compact").song.horizon == pytest.approx(30.0, abs=0.1)  # 4Q clips: 30 s
 
 
 def test_file_instead_of_directory_is_refused(bundle_dir: Path) -> None:
