@@ -1,6 +1,6 @@
 """Entry point: ``python -m benchmarks.run NAME [ARGS]`` from a clone (``mer-live bench`` runs that).
 
-Benchmarks: latency, live, label, train, accuracy, soak; ``all`` runs them in that order with
+Benchmarks: latency, live, label, ray_label, train, accuracy, soak; ``all`` runs them in that order with
 the shared options; ``readme`` rewrites the README's results section from the JSON files.
 Benchmark modules are imported only when chosen, so ``--help`` costs nothing.
 """
@@ -15,11 +15,12 @@ BENCHMARKS = {
     "latency": "per-update compute across segment lengths 1-5 s: ORT 1/2 threads vs PyTorch eager (+CUDA)",
     "live": "end-to-end latency of the live path, file source at real-time pace",
     "label": "batch labeling throughput on 4q-dev vs vibenet and a librosa + ONNX Runtime pipeline; 1-hour file",
+    "ray_label": "labeling locally vs --ray on a 2-node local Ray cluster on the same cores; per-core cost model",
     "train": "training throughput: segments/s, data loading apart from compute, warm-up and SSSL steps",
     "accuracy": "accuracy vs segment length (SSSL vs naive) from an evaluation report, with latency",
     "soak": "an hour of audio through the live path with --fast: memory over time",
 }
-ALL_ORDER = ("latency", "live", "label", "train", "accuracy", "soak")
+ALL_ORDER = ("latency", "live", "label", "ray_label", "train", "accuracy", "soak")
 
 
 def _parser(name: str) -> tuple[argparse.ArgumentParser, object]:
@@ -41,7 +42,7 @@ def run_all(argv: list[str]) -> int:
     status = 0
     for name in ALL_ORDER:
         extra = list(shared)
-        if name in ("latency", "live", "label", "soak") and args.cache:
+        if name in ("latency", "live", "label", "ray_label", "soak") and args.cache:
             extra += ["--work-dir", args.cache]
         if name == "label" and args.no_peers:
             extra.append("--no-peers")

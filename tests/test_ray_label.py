@@ -11,19 +11,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 from tests.realtime_helpers import music_wav, tiny_bundle
 
-RAY = Path(sys.executable).parent / "ray"
 TOLERANCE = 1e-6
 N_CLIPS = 36
 
@@ -92,79 +88,8 @@ def test_manifest_lists_files(tmp_path):
 # ---- a real two-node cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pids_with(text: str) -> list[int]:
-    """Processes whose command line mentions ``text`` (this cluster's temp dir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
-def _raylet_of(temp_dir: Path) -> int | None:
-    for pid in _pids_with(str(temp_dir)):
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet":
-                return pid
-        except OSError:
-            continue
-    return None
-
-
-class Cluster:
-    """Two `ray start` nodes on this machine, one CPU each, each with its own temp dir and process group."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.head_dir, self.worker_dir = root / "head", root / "worker"
-        self.groups: list[int] = []
-        # Node death noticed in ~3 s instead of ~30 s, so the test fits CI's time.
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "1000",
-                    "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3",
-                    "RAY_health_check_initial_delay_ms": "1000"}
-
-    def _start(self, *args: str) -> None:
-        proc = subprocess.Popen([str(RAY), "start", "--num-cpus", "1", "--object-store-memory", str(200 * 2**20),
-                                 "--disable-usage-stats", *args], env=self.env, start_new_session=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.groups.append(proc.pid)  # its pid is the group of every process this node starts
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out
-
-    def start(self) -> None:
-        self._start("--head", "--port", str(self.port), "--temp-dir", str(self.head_dir),
-                    "--include-dashboard=false", "--node-ip-address", "127.0.0.1")
-        self._start("--address", self.address, "--temp-dir", str(self.worker_dir), "--node-ip-address", "127.0.0.1")
-
-    def stop(self) -> None:
-        for group in reversed(self.groups):
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for pid in _pids_with(str(self.root)):  # anything that left the groups
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     if os.environ.get("MER_LIVE_SKIP_RAY"):
         pytest.skip("MER_LIVE_SKIP_RAY is set")
     try:
@@ -173,21 +98,12 @@ def cluster(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail("the ray extra is missing: scripts/setup.sh installs it (pip install '.[ray]')")
         pytest.skip("Ray is not installed (pip install '.[ray]'); or skip with -m 'not ray'")
-    root = Path(tempfile_short())
-    cluster = Cluster(root)
-    try:
-        cluster.start()
+    from mer_live.scale.local_cluster import LocalCluster
+
+    # `ray start --head --num-cpus 1` and `ray start --address ... --num-cpus 1`, each with its own temp dir
+    # and process group; the teardown kills both groups, also when the test fails
+    with LocalCluster(nodes=2, cpus=1) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def tempfile_short() -> str:
-    """Ray's socket paths must stay under 107 bytes: a short temp dir, not pytest's deep one."""
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="mlray-", dir="/tmp" if os.path.isdir("/tmp") else None)
 
 
 @pytest.fixture(scope="module")
@@ -226,8 +142,7 @@ def test_two_node_cluster_matches_local_survives_node_loss_and_resumes(cluster, 
 
     # 2. The second node's raylet killed mid-run: every row still arrives, the same.
     out = tmp_path / "lost-node.jsonl"
-    raylet = _raylet_of(cluster.worker_dir)
-    assert raylet is not None
+    assert cluster.raylet_pid(1) is not None
     proc = subprocess.Popen([sys.executable, "-m", "mer_live", "label", str(manifest), *map(str, common), "--out",
                              str(out), "--save-every", "0.1", "--ray", cluster.address], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -240,7 +155,7 @@ def test_two_node_cluster_matches_local_survives_node_loss_and_resumes(cluster, 
         done_at_kill = len(rows_of(out.read_text())) if out.exists() else 0
         assert proc.poll() is None, "the run ended before the node could be killed"
         assert done_at_kill < len(want)
-        os.kill(raylet, signal.SIGKILL)
+        cluster.kill_node(1)
         _, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
