@@ -58,7 +58,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--loudness", choices=list(LOUDNESS), default="none",
                        help="pretrained models: 'segment' scales every segment to one loudness first (gain-proof)")
     model.add_argument("--dropout", type=float, default=argparse.SUPPRESS,
-                       help="dropout of the heads (default: the model's, 0.5)")
+                       help="dropout of the heads (default: the model's)")
     model.add_argument("--segment-hop", type=float, default=1.0, help="segment hop in seconds")
     opt = parser.add_argument_group("SSSL ([inferred] defaults: not fixed by the paper, measured here)")
     opt.add_argument("--epochs", type=int, default=D.epochs)
@@ -76,7 +76,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--lambda-kl", type=float, default=D.lambda_kl, help="R-Drop weight")
     opt.add_argument("--theta", type=float, default=DEFAULT_SONG.theta,
                      help="share-above threshold of the song statistics")
-    opt.add_argument("--gain-augment", dest="gain_augment_db", type=_gains, default=D.gain_augment_db,
+    opt.add_argument("--gain-augment", dest="gain_augment_db", type=_gains, metavar="DB[,DB...]",
+                     default=D.gain_augment_db,
                      help="also train on every clip as if recorded this many dB quieter or louder, e.g. -20,-10,6 "
                           "(a microphone's gain is arbitrary)")
     opt.add_argument("--song-embedding", action="store_true",
@@ -84,16 +85,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
                           "embedding (penultimate layer and tags) over the song")
     opt.add_argument("--segments-per-epoch", type=int, default=D.segments_per_epoch,
                      help="train on a fresh random subset of this many segments per epoch (0: all)")
-    opt.add_argument("--no-gmm", dest="gmm", action="store_false", default=D.gmm,
+    opt.add_argument("--no-gmm", dest="gmm", action="store_false", default=argparse.SUPPRESS,
                      help="ablation: every segment keeps its inherited label")
     opt.add_argument("--gmm-input", choices=GMM_INPUTS, default=D.gmm_input,
                      help="what the GMM divides: the CE loss (DivideMix) or the loss minus its clip's mean")
     opt.add_argument("--gmm-per-class", action="store_true", default=D.gmm_per_class,
                      help="one GMM per task and class instead of one per task over both classes")
-    opt.add_argument("--no-mixup", dest="mixup", action="store_false", default=D.mixup, help="ablation: no mixup")
-    opt.add_argument("--no-rdrop", dest="rdrop", action="store_false", default=D.rdrop,
+    opt.add_argument("--no-mixup", dest="mixup", action="store_false", default=argparse.SUPPRESS,
+                     help="ablation: no mixup")
+    opt.add_argument("--no-rdrop", dest="rdrop", action="store_false", default=argparse.SUPPRESS,
                      help="ablation: no R-Drop consistency")
-    opt.add_argument("--no-refine", dest="refine", action="store_false", default=D.refine,
+    opt.add_argument("--no-refine", dest="refine", action="store_false", default=argparse.SUPPRESS,
                      help="ablation: no label refinement")
     opt.add_argument("--seed", type=int, default=D.seed)
     opt.add_argument("--compute", dest="device", choices=COMPUTE, default=D.device,
@@ -132,7 +134,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """TrainConfig from the options named like its fields; the rest keep the dataclass's defaults."""
+    """TrainConfig from the options named like its fields; the rest (and the --no-* switches not given)
+    keep the dataclass's defaults."""
     cfg = TrainConfig(**{name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)})
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))
 

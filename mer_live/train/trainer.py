@@ -254,7 +254,7 @@ def prepare_data(data: DataConfig, audio: AudioConfig, quiet: bool = False
 
 def song_horizon(logmels: dict[Path, np.ndarray], audio: AudioConfig) -> float:
     """The median clip length in seconds (to 0.01 s): what the song aggregator is fit on."""
-    frames = int(np.median([m.shape[1] for m in logmels.values()]))
+    frames = float(np.median([m.shape[1] for m in logmels.values()]))
     return round(audio.seconds(frames * audio.hop_length), 2)
 
 
