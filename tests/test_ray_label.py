@@ -85,6 +85,37 @@ def test_manifest_lists_files(tmp_path):
         str(tmp_path / "a.wav"), "/abs/b.mp3", str(tmp_path / "c.wav"), "d.wav"]
 
 
+def parquet_rows(path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def test_parquet_output_and_resume(tmp_path):
+    """--out x.parquet: the rows of the JSON-lines output, typed; --resume reads it back."""
+    pytest.importorskip("pyarrow")
+    bundle = tiny_bundle()
+    folder = tmp_path / "music"
+    folder.mkdir()
+    shutil.copy(music_wav(), folder / "a.wav")
+    shutil.copy(music_wav(6.0, 22050), folder / "b.wav")
+    (folder / "c.mp3").write_bytes(b"not audio")
+    common = [folder, "--model", bundle.path, "--segments", "--workers", 1]
+    want = rows_of(mer_live("label", *common, "--format", "jsonl").stdout)
+    out = tmp_path / "labels.parquet"
+    result = mer_live("label", *common, "--out", out)
+    assert result.returncode == 1, result.stderr
+    assert_same_rows(parquet_rows(out), want)
+    import pyarrow.parquet as pq
+
+    assert b"probability" in pq.read_schema(out).metadata[b"scale"]
+    again = mer_live("label", *common, "--out", out, "--resume")
+    assert "2 files already labeled in" in again.stderr, again.stderr
+    assert_same_rows(parquet_rows(out), want)
+    refused = mer_live("label", *common, "--format", "parquet")
+    assert refused.returncode == 2 and "--out FILE.parquet" in refused.stderr
+
+
 # ---- a real two-node cluster
 
 
@@ -132,13 +163,13 @@ def test_two_node_cluster_matches_local_survives_node_loss_and_resumes(cluster, 
     assert len(want) == N_CLIPS + 2
     assert sum(1 for r in want if r["error"]) == 2
 
-    # 1. The same rows from the cluster.
-    out = tmp_path / "ray.jsonl"
+    # 1. The same rows from the cluster (as Parquet, the format for big runs).
+    out = tmp_path / "ray.parquet"
     run = mer_live("label", manifest, *common, "--out", out, "--ray", cluster.address)
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     assert f"Ray cluster at {cluster.address}, 2 nodes" in run.stderr
-    assert_same_rows(rows_of(out.read_text()), want)
+    assert_same_rows(parquet_rows(out), want)
 
     # 2. The second node's raylet killed mid-run: every row still arrives, the same.
     out = tmp_path / "lost-node.jsonl"

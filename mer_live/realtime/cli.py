@@ -78,8 +78,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                              "resource forks are not audio)")
     parser.add_argument("--out", metavar="FILE",
                         help="write rows to FILE (atomically, rewritten every few seconds while running); "
-                             "format from the extension .csv/.jsonl/.json (another extension needs --format)")
-    parser.add_argument("--format", choices=("csv", "jsonl", "json", "table"),
+                             "format from the extension .csv/.jsonl/.json/.parquet (another extension needs "
+                             "--format; Parquet needs pyarrow, in the ray extra)")
+    parser.add_argument("--format", choices=("csv", "jsonl", "json", "parquet", "table"),
                         help="output format (default: from --out's extension, else a table on a terminal and "
                              "CSV when stdout is redirected)")
     parser.add_argument("--segments", action="store_true",

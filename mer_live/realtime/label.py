@@ -17,12 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mer_live.api import Model
-from mer_live.atomic import atomic_write_text
 from mer_live.audio import AUDIO_EXTENSIONS, describe_messages
 from mer_live.errors import MerLiveError
 from mer_live.realtime.library import Found, collect, passed_over
 from mer_live.realtime.results import SongResult
-from mer_live.realtime.rows import SCALE, check_output, format_rows, output_format, result_row, resumed_rows
+from mer_live.realtime.rows import SCALE, check_output, format_rows, output_format, result_row, resumed_rows, write_rows
 
 SAVE_SECONDS = 2.0  # a killed run loses at most this much labeling (--save-every)
 PROGRESS_SECONDS = 10.0  # a plain progress line this often when stderr is not a terminal (--progress-every)
@@ -172,7 +171,7 @@ def _label(model: Model, paths: list[str], err, stdout, runner: Runner, where: s
         if out is None:
             return
         try:
-            atomic_write_text(out, format_rows(ordered(), fmt, segments, name))
+            write_rows(out, ordered(), fmt, segments, name)
         except OSError as exc:
             raise MerLiveError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
 

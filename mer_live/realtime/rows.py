@@ -1,5 +1,5 @@
-"""Label rows: a ``SongResult`` as a row, the output formats (CSV, JSON lines, JSON), and reading an
-earlier output back for ``--resume``.
+"""Label rows: a ``SongResult`` as a row, the output formats (CSV, JSON lines, JSON, and Parquet for
+big runs, through pyarrow), and reading an earlier output back for ``--resume``.
 
 The columns are the same in every format and for every path (local processes or a Ray cluster);
 probabilities are rounded to 6 decimals.
@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from mer_live.atomic import atomic_file, atomic_write_text
 from mer_live.errors import MerLiveError
 from mer_live.realtime.library import real_path
 from mer_live.realtime.results import SongResult, high_low
@@ -21,10 +22,11 @@ from mer_live.realtime.results import SongResult, high_low
 COLUMNS = ["path", "duration_s", "segments", "valence", "arousal", "valence_label", "arousal_label",
            "quadrant", "quadrant_name", "error"]
 SEGMENT_COLUMNS = ["segment_valence", "segment_arousal"]
-FORMATS = ("csv", "jsonl", "json", "table")
+FORMATS = ("csv", "jsonl", "json", "parquet", "table")
 SCALE = ("valence and arousal: song-level probability of high valence / high arousal (0-1); "
          "labels: high when >= 0.5; quadrant: Russell Q1 +V+A, Q2 -V+A, Q3 -V-A, Q4 +V-A")
-OUTPUT_SUFFIXES = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json"}
+OUTPUT_SUFFIXES = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json", "parquet": "parquet"}
+PARQUET_HINT = "Parquet needs pyarrow, which this install lacks: pip install 'mer-live[ray]' (or pyarrow)"
 
 
 def result_row(result: SongResult, segments: bool = False) -> dict:
@@ -59,8 +61,40 @@ def format_rows(rows: list[dict], fmt: str, segments: bool, model: str) -> str:
     return buffer.getvalue()
 
 
+def write_rows(out: str, rows: list[dict], fmt: str, segments: bool, model: str) -> None:
+    """``rows`` into ``out`` in ``fmt``, atomically (a kill leaves the old file or the new one)."""
+    if fmt != "parquet":
+        atomic_write_text(out, format_rows(rows, fmt, segments, model))
+        return
+    import pyarrow.parquet as pq
+
+    with atomic_file(out, "wb") as f:
+        pq.write_table(parquet_table(rows, segments, model), f)
+
+
+def parquet_table(rows: list[dict], segments: bool, model: str):
+    """The rows as an Arrow table with fixed column types (whatever the rows hold), the scale and the
+    model in its metadata."""
+    import pyarrow as pa
+
+    types = {"duration_s": pa.float64(), "segments": pa.int64(), "valence": pa.float64(), "arousal": pa.float64()}
+    columns = COLUMNS + (SEGMENT_COLUMNS if segments else [])
+    schema = pa.schema([(c, pa.list_(pa.float64()) if c in SEGMENT_COLUMNS else types.get(c, pa.string()))
+                        for c in columns], metadata={"scale": SCALE, "model": model})
+    data = {c: [row.get(c) for row in rows] for c in columns}
+    for c in ("duration_s", "valence", "arousal"):  # rows read back from a CSV hold strings
+        data[c] = [None if v in (None, "") else float(v) for v in data[c]]
+    data["segments"] = [None if v in (None, "") else int(v) for v in data["segments"]]
+    for c in SEGMENT_COLUMNS if segments else []:
+        data[c] = [None if v in (None, "") else [float(x) for x in (v.split() if isinstance(v, str) else v)]
+                   for v in data[c]]
+    return pa.table(data, schema=schema)
+
+
 def read_rows(path: str, fmt: str) -> list[dict]:
     """Rows of an earlier mer-live output (for --resume); anything else is refused, never overwritten."""
+    if fmt == "parquet":
+        return _read_parquet(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
         if fmt == "jsonl":
@@ -79,6 +113,20 @@ def read_rows(path: str, fmt: str) -> list[dict]:
                                "give another --out")
         _check_columns(path, list(row))
     return rows
+
+
+def _read_parquet(path: str) -> list[dict]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MerLiveError(PARQUET_HINT) from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors, in one line
+        raise MerLiveError(f"--resume: cannot read {path} as parquet ({str(exc).splitlines()[0]}); remove it or "
+                           "drop --resume") from None
+    _check_columns(path, list(table.column_names))
+    return table.to_pylist()
 
 
 def _check_columns(path: str, columns: list[str]) -> None:
@@ -122,10 +170,17 @@ def output_format(fmt: str | None, out: str | None) -> str:
         suffix = Path(out).suffix.lower().lstrip(".")
         if suffix not in OUTPUT_SUFFIXES:
             raise MerLiveError(f"--out {out}: cannot tell the format from '{Path(out).suffix or 'no extension'}'; "
-                               "name it .csv, .jsonl or .json, or give --format")
-        return OUTPUT_SUFFIXES[suffix]
+                               "name it .csv, .jsonl, .json or .parquet, or give --format")
+        fmt = OUTPUT_SUFFIXES[suffix]
     if fmt == "table" and out is not None:
         raise MerLiveError("--format table prints to the terminal; use csv, jsonl or json with --out")
+    if fmt == "parquet":
+        if out is None:
+            raise MerLiveError("--format parquet writes a file: give --out FILE.parquet")
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None:
+            raise MerLiveError(PARQUET_HINT)
     return fmt
 
 

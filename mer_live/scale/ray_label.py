@@ -48,6 +48,7 @@ CPU_DECODE_CPUS = 0.2
 GPU_ACTOR_CPUS = 1.0  # a GPU actor's feeding thread
 GPU_DECODE_CPUS = 1.0  # with GPU actors, the CPUs are the decoders'
 CACHE_ENV = "MER_LIVE_RAY_BUNDLE_CACHE"
+LOCAL = "this machine (started for this run)"
 
 
 def import_ray():
@@ -87,7 +88,8 @@ class Plan:
     def where(self) -> str:
         kind = (f"{self.actors} GPU actor{'s' * (self.actors != 1)} ({self.gpus_per_actor:g} GPU each)"
                 if self.gpus_per_actor else f"{self.actors} CPU actor{'s' * (self.actors != 1)}")
-        return (f"Ray cluster at {self.address}, {self.nodes} node{'s' * (self.nodes != 1)}, "
+        at = "Ray started on this machine for this run" if self.address == LOCAL else f"Ray cluster at {self.address}"
+        return (f"{at}, {self.nodes} node{'s' * (self.nodes != 1)}, "
                 f"{self.cpus:g} CPUs, {self.gpus:g} GPUs, {kind}")
 
 
@@ -102,11 +104,17 @@ def connect(address: str | None):
         ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False,
                  configure_logging=True, include_dashboard=False if target == "local" else None)
     except ConnectionError as exc:
-        raise MerLiveError(f"--ray {address}: no Ray cluster there ({str(exc).splitlines()[0]}); start one with "
-                           "`ray start --head`, or give --ray without an address to start one for this run") from None
+        raise MerLiveError(f"--ray {address}: no Ray cluster there ({_first_line(exc)}); start one with "
+                           "`ray start --head`, or give --ray without an address to start one for this run") from exc
+    except Exception as exc:  # noqa: BLE001 - a version mismatch, a bad address: one line
+        raise MerLiveError(f"--ray {address}: cannot join the Ray cluster ({_first_line(exc)})") from exc
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    shown = "a local cluster started for this run" if target == "local" else address
-    return ray, shown
+    return ray, LOCAL if target == "local" else address
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def plan(ray, address: str, provider: str, gpus_per_actor: float | None, actors: int | None) -> Plan:
@@ -186,11 +194,17 @@ class RayRunner:
 
     def _results(self, paths: list[str]) -> Iterator[SongResult]:
         expected = 0
-        for row in self.dataset(paths).iter_rows():
-            if int(row["i"]) != expected:  # preserve_order promises this; a broken promise must not mislabel
-                raise MerLiveError(f"Ray returned file {row['i']} where {expected} was due; rerun with --resume")
-            expected += 1
-            yield self.result(row)
+        try:
+            for row in self.dataset(paths).iter_rows():
+                if int(row["i"]) != expected:  # preserve_order promises this; a broken promise must not mislabel
+                    raise MerLiveError(f"Ray returned file {row['i']} where {expected} was due; rerun with --resume")
+                expected += 1
+                yield self.result(row)
+        except MerLiveError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an actor that cannot start, a lost head: one line, not a trace
+            raise MerLiveError(f"the Ray run stopped after {expected} of {len(paths)} files ({_first_line(exc)}); "
+                               "with --out, the rows saved so far stay and --resume continues") from exc
 
     def result(self, row: dict) -> SongResult:
         from mer_live.realtime.results import SongResult
