@@ -64,6 +64,19 @@ def test_ray_without_ray_says_which_extra(tmp_path):
     assert "pip install 'mer-live[ray]'" in lines[0]
 
 
+def test_ray_address_where_no_cluster_answers(tmp_path):
+    pytest.importorskip("ray")
+    from mer_live.scale.local_cluster import free_port
+
+    begin = time.monotonic()
+    result = mer_live("label", music_wav(), "--model", tiny_bundle().path, "--ray", f"127.0.0.1:{free_port()}",
+                      timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "no Ray cluster answers there" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert time.monotonic() - begin < 30
+
+
 def test_local_path_does_not_import_ray(tmp_path):
     bundle = tiny_bundle()
     code = ("import sys\nfrom mer_live.cli import main\n"

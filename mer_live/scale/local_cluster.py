@@ -59,7 +59,10 @@ class LocalCluster:
         self.address = f"127.0.0.1:{self.port}"
         self.dirs = [self.root / ("head" if i == 0 else f"node{i}") for i in range(nodes)]
         self.groups: list[int] = []
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(FAST_HEALTH_CHECKS if fast_health_checks else {})}
+        # RAY_AUTH_MODE set for every node alike: unset, Ray >= 2.5x turns token auth on for a head when
+        # ~/.ray/auth_token exists (a local ray.init() writes one) but not for a joining node, which is refused
+        self.env = {"RAY_AUTH_MODE": "disabled", **os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+                    **(FAST_HEALTH_CHECKS if fast_health_checks else {})}
 
     def __enter__(self) -> LocalCluster:
         try:

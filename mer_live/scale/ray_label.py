@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ def connect(address: str | None):
     if ray.is_initialized():
         return ray, "this process's Ray"
     target = "local" if address in (None, "", "local") else address
+    _check_reachable(target)
     try:
         ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False,
                  configure_logging=True, include_dashboard=False if target == "local" else None)
@@ -110,6 +112,21 @@ def connect(address: str | None):
         raise MerLiveError(f"--ray {address}: cannot join the Ray cluster ({_first_line(exc)})") from exc
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray, LOCAL if target == "local" else address
+
+
+def _check_reachable(target: str, timeout: float = 5.0) -> None:
+    """A host:port where nothing listens is one line at once (ray.init would retry for minutes)."""
+    if target in ("local", "auto") or "://" in target:
+        return
+    host, _, port = target.rpartition(":")
+    if not port.isdigit():
+        raise MerLiveError(f"--ray {target}: give HOST:PORT of the cluster's head (GCS port, 6379 by default), "
+                           "auto, or nothing")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise MerLiveError(f"--ray {target}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+                           "`ray start --head`, or give --ray without an address to start one for this run") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -182,14 +199,15 @@ class RayRunner:
             context.print_on_execution_start = False
         per_block = math.ceil(len(paths) / MAX_BLOCKS)
         items = [{"i": i, "path": path} for i, path in enumerate(paths)]
-        ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(paths) / per_block))
+        ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(paths) / per_block))  # a task per block
         # Ray Data's tasks retry system failures (a lost worker or node) without limit; decode_row itself
         # never raises (a bad file is a row with its error)
         ds = ds.map(decode_row, fn_args=(self.spec,), num_cpus=p.decode_cpus)
         provider = "cuda" if p.gpus_per_actor else "cpu"
         threads = max(1, int(p.actor_cpus))
+        blocks = math.ceil(len(paths) / per_block)
         return ds.map(SegmentModel, fn_constructor_args=(self.spec, provider, threads),
-                      compute=ray.data.ActorPoolStrategy(size=p.actors), num_cpus=p.actor_cpus,
+                      compute=ray.data.ActorPoolStrategy(size=min(p.actors, blocks)), num_cpus=p.actor_cpus,
                       num_gpus=p.gpus_per_actor or None)
 
     def _results(self, paths: list[str]) -> Iterator[SongResult]:
