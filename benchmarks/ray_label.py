@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 "same cores; x real time = audio seconds (file headers) / wall; per core = / cores of the machine; "
                 "core-hours for a million 4-minute tracks = 1e6 x 240 s / (x real time per core) / 3600",
         "bundle": bundles.describe(bundle), "files": len(files), "audio_seconds": round(audio_s, 1),
-        "stride": args.stride, "cores": cores, "cluster": cluster_info, "rows": result_rows,
+        "stride": args.stride, "cores": cores, "ray": ray.__version__, "cluster": cluster_info, "rows": result_rows,
         "ray_overhead_factor": round(ray_row["wall_s"] / local_row["wall_s"], 3),
         "ray_vs_local_rows": agreement,
     })

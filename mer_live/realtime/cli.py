@@ -68,7 +68,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
         "Q4 +V-A calm/relaxed). One row per file, in sorted path order; a file that cannot be read gets its "
         "reason in the error column and the batch goes on. Exit status 1 when any file failed."
     )
-    parser.add_argument("paths", nargs="+", help="audio files or folders")
+    parser.add_argument("paths", nargs="+",
+                        help="audio files or folders, or manifests listing files: .txt/.lst (a path a line) or "
+                             ".csv/.parquet (a path column); relative paths from the manifest's folder")
     parser.add_argument("-r", "--recursive", action="store_true",
                         help="search folders recursively (symlinked folders are not followed)")
     parser.add_argument("--glob", metavar="PATTERN",
@@ -104,7 +106,7 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label on a Ray cluster with Ray Data (needs the ray extra): ADDRESS of its head "
                              "(host:6379, or ray://host:10001), auto for the cluster this machine runs or "
                              "joined, none to start a local one for this run; put it after the paths "
-                             "(or write --ray=ADDRESS). A path ending .txt/.csv/.parquet is a manifest of files")
+                             "(or write --ray=ADDRESS)")
     parser.add_argument("--ray-actors", type=int, metavar="N",
                         help="with --ray: segment-model actors (default: one per GPU, or one per CPU on a "
                              "cluster without GPUs)")
