@@ -96,6 +96,49 @@ def test_manifest_lists_files(tmp_path):
     (tmp_path / "m.csv").write_text("path,artist\nc.wav,x\n")
     assert expand([str(tmp_path / "m.txt"), str(tmp_path / "m.csv"), "d.wav"]) == [
         str(tmp_path / "a.wav"), "/abs/b.mp3", str(tmp_path / "c.wav"), "d.wav"]
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"path": ["e.mp3", "/abs/f.flac"], "n": [1, 2]}), tmp_path / "m.parquet")
+    assert expand([str(tmp_path / "m.parquet")]) == [str(tmp_path / "e.mp3"), "/abs/f.flac"]
+    (tmp_path / "bad.csv").write_text("file\nx.wav\n")
+    from mer_live.errors import MerLiveError
+
+    with pytest.raises(MerLiveError, match="needs a 'path' column"):
+        expand([str(tmp_path / "bad.csv")])
+
+
+class FakeRay:
+    """What ``plan`` asks of Ray: the cluster's resources and nodes."""
+
+    def __init__(self, cpus: float, gpus: float = 0, nodes: int = 1) -> None:
+        self.resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+        self.n = nodes
+
+    def cluster_resources(self) -> dict:
+        return self.resources
+
+    def nodes(self) -> list[dict]:
+        return [{"Alive": True}] * self.n + [{"Alive": False}]
+
+
+def test_plan_sizes_the_actor_pool():
+    """CPU clusters: an actor per CPU, decoders always fit beside; GPU clusters: an actor per GPU share."""
+    from mer_live.errors import MerLiveError
+    from mer_live.scale.ray_label import plan
+
+    cpu = plan(FakeRay(2, nodes=2), "h:1", "auto", None, None)
+    assert (cpu.actors, cpu.gpus_per_actor, cpu.nodes) == (2, 0.0, 2)
+    assert cpu.actor_cpus + cpu.decode_cpus <= 1  # a 1-CPU node holds an actor and a decoder
+    gpu = plan(FakeRay(32, gpus=4, nodes=4), "h:1", "auto", None, None)
+    assert (gpu.actors, gpu.gpus_per_actor) == (4, 1.0)
+    assert plan(FakeRay(32, gpus=4), "h:1", "auto", 0.5, None).actors == 8
+    assert plan(FakeRay(32, gpus=4), "h:1", "cpu", None, None).gpus_per_actor == 0  # --compute cpu
+    assert plan(FakeRay(8), "h:1", "auto", None, 3).actors == 3
+    assert "4 GPU actors (1 GPU each)" in gpu.where()
+    for args in [("cuda", None, None), ("auto", 1.0, None), ("auto", None, 0)]:
+        with pytest.raises(MerLiveError):
+            plan(FakeRay(8), "h:1", *args)
 
 
 def parquet_rows(path) -> list[dict]:
