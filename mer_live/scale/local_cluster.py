@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # Node death noticed in about 3 s instead of about 30 s: a test that kills a node fits CI's time.
@@ -115,9 +116,15 @@ class LocalCluster:
                 os.killpg(group, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        for pid in pids_with(str(self.root) + os.sep):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        deadline = time.monotonic() + 10
+        while True:  # anything that left the groups; then wait until none writes under the temp dir
+            pids = pids_with(str(self.root) + os.sep)
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.2)
         shutil.rmtree(self.root, ignore_errors=True)
