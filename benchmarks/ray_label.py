@@ -137,7 +137,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                                  f"{warm['wall_s']:.1f} s", highlight=False)
             common.console.print(f"Ray: mer-live label --ray {cluster.address}", highlight=False)
             remote = timed([*ray_base, "--out", str(tmp / "ray.csv"), "--ray", cluster.address])
-            probe = timed(probe_cmd) if args.probe and len(files) > args.probe else None
+            # the steady rate only from a run long enough to tell it from the noise of a small one
+            probe = timed(probe_cmd) if args.probe and len(files) >= 10 * args.probe else None
             if probe is not None:
                 common.console.print(f"Ray: {args.probe} files (the fixed cost of a run): {probe['wall_s']:.1f} s",
                                      highlight=False)
