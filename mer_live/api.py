@@ -58,7 +58,7 @@ class Model:
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, stride: int = 1,
                  aggregator: str = "onnx") -> None:
         self.bundle = bundle
-        self.provider_request, self.threads, self.stride = provider, threads, stride
+        self.provider_request, self.threads, self.stride, self.aggregator_kind = provider, threads, stride, aggregator
         try:
             self.audio: AudioConfig = bundle.audio.strided(stride)
         except ValueError as exc:

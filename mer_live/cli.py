@@ -75,7 +75,7 @@ def refuse_ignored_flags(args: argparse.Namespace, argv: list[str]) -> None:
                            f"ignores; give the command's own options after its name (mer-live {command} --help)")
 
 
-BENCHMARK_NAMES = ("latency", "live", "label", "train", "accuracy", "soak", "all", "readme")
+BENCHMARK_NAMES = ("latency", "live", "label", "ray_label", "train", "accuracy", "soak", "all", "readme")
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:

@@ -169,9 +169,8 @@ def bundle_spec(ray, model: Model) -> Spec:
     manifest = (folder / "bundle.json").read_bytes()
     names = ["bundle.json", *sorted(model.bundle.manifest["files"])]
     files = ray.put({name: (folder / name).read_bytes() for name in names})
-    # the song model the driver's Model opened (its ONNX graph, or the pickle), so the actors open the same
-    aggregator = "onnx" if type(model.aggregator).__name__ == "Graph" else "pickle"
-    return Spec(str(folder.resolve()), hashlib.sha256(manifest).hexdigest(), model.stride, aggregator, files)
+    return Spec(str(folder.resolve()), hashlib.sha256(manifest).hexdigest(), model.stride, model.aggregator_kind,
+                files)
 
 
 class RayRunner:
