@@ -24,7 +24,7 @@ import numpy as np
 from mer_live.audio import AudioError, audio_duration, decoder_messages, iter_audio_blocks
 from mer_live.bundle import Bundle, load_bundle
 from mer_live.config import AudioConfig, SongConfig
-from mer_live.errors import MerLiveError
+from mer_live.errors import MerLiveError, one_line
 from mer_live.realtime.frames import FrameStream, calibrate_min_run, clip_frames, segment_outputs
 from mer_live.realtime.results import SongResult
 from mer_live.realtime.sessions import Graph, open_aggregator, open_session
@@ -106,7 +106,7 @@ class Model:
         except MemoryError:
             return Decoded(path, error="out of memory while decoding (file too long?)")
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-            return Decoded(path, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            return Decoded(path, error=one_line(exc))
 
     def segment_outputs(self, logmel: np.ndarray) -> np.ndarray:
         """(n_segments, n_outputs) segment probabilities (then embeddings) from a clip's log-mel."""
@@ -120,9 +120,13 @@ class Model:
                ) -> SongResult:
         """The song estimate from a clip's segment outputs."""
         song = self.song_probs(self.bundle.song_vector(outputs))[0]
-        starts = self.audio.seconds(self.audio.hop_samples) * np.arange(len(outputs))
         return SongResult(path, duration, tuple(self.tasks), dict(zip(self.tasks, map(float, song))),
-                          np.ascontiguousarray(outputs[:, : len(self.tasks)]), starts, messages=tuple(messages))
+                          np.ascontiguousarray(outputs[:, : len(self.tasks)]), self.segment_times(len(outputs)),
+                          messages=tuple(messages))
+
+    def segment_times(self, n_segments: int) -> np.ndarray:
+        """First second of each of a clip's ``n_segments`` segments."""
+        return self.audio.seconds(self.audio.hop_samples) * np.arange(n_segments)
 
     def failed(self, path: str | None, error: str, messages: Iterable[str] = ()) -> SongResult:
         return SongResult.failed(path, error, tuple(self.tasks), tuple(messages))

@@ -16,3 +16,9 @@ class AudioError(MerLiveError):
 
 class BundleError(MerLiveError):
     """A model bundle that is missing, tampered with, or inconsistent."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected exception as one line for a row or a message: its type and its first line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

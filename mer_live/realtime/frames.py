@@ -39,13 +39,11 @@ class FrameStream:
         self.n_samples = 0  # fed so far
         self.done = 0  # frames before this index are computed (or skipped)
         self._audio: list[np.ndarray] = []  # held audio, from sample self._offset on
-        self._held = 0
         self._offset = 0
 
     def push(self, samples: np.ndarray) -> None:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self._audio.append(samples)
-        self._held += len(samples)
         self.n_samples += len(samples)
 
     @property
@@ -81,7 +79,6 @@ class FrameStream:
         if drop > 0:
             audio = np.concatenate(self._audio) if len(self._audio) > 1 else self._audio[0]
             self._audio = [audio[drop:]]
-            self._held -= drop
             self._offset = keep_from
 
     def _take(self, start: int, length: int) -> np.ndarray:

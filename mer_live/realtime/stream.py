@@ -21,10 +21,93 @@ from mer_live.realtime.frames import segment_windows
 from mer_live.realtime.results import Meter, Song, Update
 from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, rms
 from mer_live.realtime.sources import StreamResampler
-from mer_live.realtime.windower import Windower
+from mer_live.realtime.windower import Windower, Windows
 
 if TYPE_CHECKING:
     from mer_live.api import Model
+
+
+class FrameSegments:
+    """Incremental segments: each log-mel frame computed once (``FrameStream``), windows cut from them."""
+
+    def __init__(self, model: Model, max_batch: int) -> None:
+        self.model, self.config, self.max_batch = model, model.audio, max_batch
+        self.frames = model.frames()
+        self.emitted = 0  # windows completed (run, or skipped in silence)
+        self._held = np.zeros((self.config.n_mels, 0), np.float32)  # log-mel from frame self._held_from on
+        self._held_from = 0
+
+    @property
+    def provider(self) -> str:
+        return self.model.provider
+
+    @property
+    def fed(self) -> int:
+        return self.frames.n_samples
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Add samples; the start samples of the windows now complete."""
+        self.frames.push(samples)
+        complete = max(self.config.segments_in_frames(self.frames.available), self.emitted)
+        starts = np.arange(self.emitted, complete, dtype=np.int64) * self.config.hop_samples
+        self.emitted = complete
+        return starts
+
+    def outputs(self, starts: np.ndarray) -> np.ndarray:
+        """(n, n_outputs) of the windows starting at ``starts`` (consecutive, in order)."""
+        c = self.config
+        first = int(starts[0]) // c.hop_samples
+        parts = []
+        for k in range(first, first + len(starts), self.max_batch):
+            n = min(self.max_batch, first + len(starts) - k)
+            new = self.frames.compute(c.segment_frames_span(k + n))
+            frames = np.concatenate([self._held[:, k * c.hop_frames - self._held_from :], new], axis=1)
+            parts.append(self.model.backbone(np.ascontiguousarray(segment_windows(frames, c))))
+            self._held_from = (k + n) * c.hop_frames
+            self._held = frames[:, n * c.hop_frames :]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def skip(self, starts: np.ndarray) -> None:
+        """Silence: the windows are not run, and frames no later window needs are never computed."""
+        c = self.config
+        first_needed = (int(starts[-1]) // c.hop_samples + 1) * c.hop_frames  # the next window's first frame
+        if self.frames.done <= first_needed:
+            self.frames.skip(first_needed)
+            self._held, self._held_from = self._held[:, :0], self.frames.done
+        else:  # frames already computed for the next window stay
+            self._held = self._held[:, first_needed - self._held_from :]
+            self._held_from = first_needed
+
+
+class WindowSegments:
+    """The reference: ``segment.onnx`` (raw audio to outputs, one graph) on every window's audio."""
+
+    def __init__(self, model: Model, graph) -> None:
+        self.graph = graph
+        self.windower = Windower(model.audio)
+        self._windows: Windows | None = None  # the windows the last push completed
+
+    @property
+    def provider(self) -> str:
+        return self.graph.provider
+
+    @property
+    def fed(self) -> int:
+        return self.windower.samples_seen
+
+    @property
+    def emitted(self) -> int:
+        return self.windower.windows_emitted
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        self._windows = self.windower.push(samples)
+        return self._windows.starts
+
+    def outputs(self, starts: np.ndarray) -> np.ndarray:
+        return self.graph(self._windows.audio)
+
+    def skip(self, starts: np.ndarray) -> None:
+        pass
 
 
 class Stream:
@@ -49,22 +132,24 @@ class Stream:
         self.stats = RunningStatistics(len(self.tasks), self.config.horizon_segments(self.horizon),
                                        model.song_config.theta, model.embedding_dims)
         self.silence_seconds = silence_seconds if silence_reset else None
-        self._segment = model.reference() if mode == "full" else None
+        self._reference = model.reference() if mode == "full" else None  # opened once, kept across resets
         self.reset()
 
     @property
     def provider(self) -> str:
-        return self._segment.provider if self._segment is not None else self.model.provider
+        return self._segments.provider
+
+    @property
+    def segments_emitted(self) -> int:
+        """Windows completed (run, or skipped in silence)."""
+        return self._segments.emitted
 
     def reset(self) -> None:
         """Forget the stream: the next sample is sample 0 of a new one, and no songs are held."""
-        self._frames = self.model.frames()
-        self._windower = Windower(self.config) if self.mode == "full" else None
-        self._held = np.zeros((self.config.n_mels, 0), np.float32)  # log-mel from frame self._held_from on
-        self._held_from = 0
+        self._segments = (WindowSegments(self.model, self._reference) if self._reference is not None
+                          else FrameSegments(self.model, self.max_batch))
         self._resampler: StreamResampler | None = None
         self.n_samples = 0
-        self.segments_emitted = 0  # windows completed (processed, or skipped in silence)
         self.stats.reset()
         self.gate = None if self.silence_seconds is None else SilenceGate(self.config.sample_rate, self.silence_seconds)
         self.meter = Meter()
@@ -115,7 +200,7 @@ class Stream:
                 self.new_song()
             self.meter.silent = self.gate.silent
         self.n_samples += len(samples)
-        return self._run(self._push(samples), arrival)
+        return self._run(self._segments.push(samples), arrival)
 
     def finish(self) -> list[Update]:
         """End of stream: a stream shorter than one segment still gets one (zero-padded) segment."""
@@ -123,11 +208,11 @@ class Stream:
         if self._resampler is not None:  # the resampler's last samples
             tail = self._resampler(np.zeros(0, np.float32), last=True)
             self.n_samples += len(tail)
-            updates = self._run(self._push(tail), time.perf_counter())
+            updates = self._run(self._segments.push(tail), time.perf_counter())
         if self.segments_emitted or self.n_samples == 0:
             return updates
-        padding = np.zeros(max(0, self.config.segment_samples - self._fed()), np.float32)
-        return updates + self._run(self._push(padding), time.perf_counter())
+        padding = np.zeros(max(0, self.config.segment_samples - self._segments.fed), np.float32)
+        return updates + self._run(self._segments.push(padding), time.perf_counter())
 
     # ---- internals
 
@@ -139,59 +224,14 @@ class Stream:
             self._resampler = StreamResampler(sr or self.config.sample_rate, self.config.sample_rate)
         return self._resampler(samples)
 
-    def _fed(self) -> int:
-        return self._frames.n_samples if self._windower is None else self._windower.samples_seen
-
-    def _push(self, samples: np.ndarray) -> np.ndarray:
-        """Feed the segmenter; the start samples of the windows now complete."""
-        c = self.config
-        if self._windower is not None:
-            self._pending_audio = self._windower.push(samples)
-            starts = self._pending_audio.starts
-        else:
-            self._frames.push(samples)
-            complete = c.segments_in_frames(self._frames.available)
-            starts = np.arange(self.segments_emitted, max(complete, self.segments_emitted), dtype=np.int64)
-            starts *= c.hop_samples
-        self.segments_emitted += len(starts)
-        return starts
-
-    def _outputs(self, starts: np.ndarray) -> np.ndarray:
-        """(n, n_outputs) of the windows starting at ``starts`` (consecutive, in order)."""
-        if self._windower is not None:
-            return self._segment(self._pending_audio.audio)
-        c = self.config
-        first = int(starts[0]) // c.hop_samples
-        parts = []
-        for k in range(first, first + len(starts), self.max_batch):
-            n = min(self.max_batch, first + len(starts) - k)
-            new = self._frames.compute(c.segment_frames_span(k + n))
-            frames = np.concatenate([self._held[:, k * c.hop_frames - self._held_from :], new], axis=1)
-            parts.append(self.model.backbone(np.ascontiguousarray(segment_windows(frames, c))))
-            self._held_from = (k + n) * c.hop_frames
-            self._held = frames[:, n * c.hop_frames :]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def _skip(self, starts: np.ndarray) -> None:
-        """Silence: the windows are not run, and frames no later window needs are never computed."""
-        if self._windower is None:
-            c = self.config
-            first_needed = (int(starts[-1]) // c.hop_samples + 1) * c.hop_frames  # the next window's first frame
-            if self._frames.done <= first_needed:
-                self._frames.skip(first_needed)
-                self._held, self._held_from = self._held[:, :0], self._frames.done
-            else:  # frames already computed for the next window stay
-                self._held = self._held[:, first_needed - self._held_from :]
-                self._held_from = first_needed
-
     def _run(self, starts: np.ndarray, arrival: float) -> list[Update]:
         if len(starts) == 0:
             return []
         if self.gate is not None and self.gate.silent:
-            self._skip(starts)
+            self._segments.skip(starts)
             return []
         begin = time.perf_counter()
-        outputs = self._outputs(starts)
+        outputs = self._segments.outputs(starts)
         if not self._song_outputs:
             self._song_start = self.config.seconds(int(starts[0]))
         self._song_outputs.extend(np.array(outputs, dtype=np.float32))

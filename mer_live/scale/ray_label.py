@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mer_live.errors import MerLiveError
+from mer_live.errors import MerLiveError, one_line
 
 if TYPE_CHECKING:
     from mer_live.api import Model
@@ -106,10 +106,10 @@ def connect(address: str | None):
         ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False,
                  configure_logging=True, include_dashboard=False if target == "local" else None)
     except ConnectionError as exc:
-        raise MerLiveError(f"--ray {address}: no Ray cluster there ({_first_line(exc)}); start one with "
+        raise MerLiveError(f"--ray {address}: no Ray cluster there ({one_line(exc)}); start one with "
                            "`ray start --head`, or give --ray without an address to start one for this run") from exc
     except Exception as exc:  # noqa: BLE001 - a version mismatch, a bad address: one line
-        raise MerLiveError(f"--ray {address}: cannot join the Ray cluster ({_first_line(exc)})") from exc
+        raise MerLiveError(f"--ray {address}: cannot join the Ray cluster ({one_line(exc)})") from exc
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray, LOCAL if target == "local" else address
 
@@ -127,11 +127,6 @@ def _check_reachable(target: str, timeout: float = 5.0) -> None:
     except OSError as exc:
         raise MerLiveError(f"--ray {target}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
                            "`ray start --head`, or give --ray without an address to start one for this run") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def plan(ray, address: str, provider: str, gpus_per_actor: float | None, actors: int | None) -> Plan:
@@ -220,7 +215,7 @@ class RayRunner:
         except MerLiveError:
             raise
         except Exception as exc:  # noqa: BLE001 - an actor that cannot start, a lost head: one line, not a trace
-            raise MerLiveError(f"the Ray run stopped after {expected} of {len(paths)} files ({_first_line(exc)}); "
+            raise MerLiveError(f"the Ray run stopped after {expected} of {len(paths)} files ({one_line(exc)}); "
                                "with --out, the rows saved so far stay and --resume continues") from exc
 
     def result(self, row: dict) -> SongResult:
@@ -232,10 +227,9 @@ class RayRunner:
             return model.failed(row["path"], row["error"], messages)
         n_tasks = len(model.tasks)
         segments = np.frombuffer(row["segments"], dtype=row["dtype"]).reshape(-1, n_tasks)
-        starts = model.audio.seconds(1) * model.audio.hop_samples * np.arange(len(segments))
         song = {k: float(v) for k, v in json.loads(row["song"]).items()}
-        return SongResult(row["path"], float(row["duration"]), tuple(model.tasks), song, segments.copy(), starts,
-                          messages=messages)
+        return SongResult(row["path"], float(row["duration"]), tuple(model.tasks), song, segments.copy(),
+                          model.segment_times(len(segments)), messages=messages)
 
 
 # ---- on the workers
@@ -307,7 +301,7 @@ class SegmentModel:
         try:
             result = self.model.finish(Decoded(row["path"], float(row["duration"]), logmel, "", messages))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-            out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            out["error"] = one_line(exc)
             return out
         out.update(duration=float(result.duration), error=result.error, song=json.dumps(result.song),
                    segments=np.ascontiguousarray(result.segments).tobytes(), dtype=str(result.segments.dtype))
