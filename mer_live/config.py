@@ -14,7 +14,9 @@ import numpy as np
 from mer_live.stats import STAT_NAMES
 
 # the settings a log-mel frame depends on (segment length and hop only choose which frames)
-FRONTEND_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_floor")
+FRONTEND_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_floor", "win_length",
+                   "symmetric_window", "preemphasis", "mel_scale", "log_offset")
+MEL_SCALES = ("slaney", "kaldi")  # librosa's default (musicnn), Kaldi's fbank (AudioSet models)
 MIN_SEGMENT_SECONDS = 1.0
 MAX_SEGMENT_SECONDS = 5.0
 TASKS = ("valence", "arousal")  # what a segment model predicts: P(high) of each
@@ -39,6 +41,12 @@ class AudioConfig:
     log_floor: float = 1e-6
     segment_seconds: float = 3.0
     segment_hop_seconds: float = 1.0
+    # the AudioSet networks' front end differs from librosa's in five ways, each a setting here
+    win_length: int = 0  # Hann window length, centred in the n_fft frame; 0 = n_fft
+    symmetric_window: bool = False  # torch.hann_window(periodic=False) rather than the periodic one
+    preemphasis: float = 0.0  # y[n] = x[n+1] - k x[n] before the STFT (k = 0: none)
+    mel_scale: str = "slaney"
+    log_offset: bool = False  # ln(mel + log_floor) rather than ln(max(mel, log_floor))
 
     def __post_init__(self) -> None:
         if not MIN_SEGMENT_SECONDS <= self.segment_seconds <= MAX_SEGMENT_SECONDS:
@@ -52,10 +60,22 @@ class AudioConfig:
             raise ValueError("need 0 < hop_length <= n_fft")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise ValueError("need 0 <= fmin < fmax <= sample_rate / 2")
+        if not 0 <= self.win_length <= self.n_fft or not 0 <= self.preemphasis < 1:
+            raise ValueError("need 0 <= win_length <= n_fft and 0 <= preemphasis < 1")
+        if self.preemphasis and self.window_length == self.n_fft:
+            # y[n] = x[n+1] - k x[n] needs one sample past the frame; a window shorter than n_fft ends in
+            # zeros, so the frame of y is exactly n_fft samples of x (the filter folds into the STFT kernels)
+            raise ValueError("preemphasis needs win_length < n_fft")
+        if self.mel_scale not in MEL_SCALES:
+            raise ValueError(f"mel_scale must be one of {', '.join(MEL_SCALES)}, got {self.mel_scale!r}")
 
     @property
     def n_freqs(self) -> int:
         return self.n_fft // 2 + 1
+
+    @property
+    def window_length(self) -> int:
+        return self.win_length or self.n_fft
 
     @property
     def segment_frames(self) -> int:
@@ -228,3 +248,10 @@ DEFAULT_SONG = SongConfig()
 # mels to 8 kHz); the floor is low enough that musicnn's log10(1 + 10000 * mel) sees silence as 0.
 MUSICNN_AUDIO = AudioConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, fmin=0.0, fmax=8000.0,
                             log_floor=1e-10)
+
+# EfficientAT's AudioSet front end (its preprocess.py, evaluation path): 32 kHz, pre-emphasis 0.97, STFT 1024
+# with an 800-sample symmetric Hann window and hop 320, 128 Kaldi mels to 15 kHz, ln(mel + 1e-5). Its
+# reference centres frames with reflect padding; here frames are hop-aligned like every other front end.
+AUDIOSET_AUDIO = AudioConfig(sample_rate=32000, n_fft=1024, hop_length=320, n_mels=128, fmin=0.0, fmax=15000.0,
+                             log_floor=1e-5, win_length=800, symmetric_window=True, preemphasis=0.97,
+                             mel_scale="kaldi", log_offset=True)

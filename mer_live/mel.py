@@ -1,7 +1,9 @@
-"""Mel filterbank and a NumPy log-mel reference (no torch): the front end's ground truth.
+"""Mel filterbanks and a NumPy log-mel reference (no torch): the front end's ground truth.
 
-The filterbank is Slaney's (the librosa default: linear below 1 kHz, logarithmic above,
-area-normalised triangles), built on the power spectrum of an n_fft-point real FFT.
+Two filterbanks, on the power spectrum of an n_fft-point real FFT: Slaney's (the librosa default:
+linear below 1 kHz, logarithmic above, area-normalised triangles; musicnn) and Kaldi's (mel =
+1127 ln(1 + f / 700), unnormalised triangles over the first n_fft / 2 bins, none on the last;
+the AudioSet networks).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
 
 
 def mel_filterbank(config: AudioConfig) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) Slaney-normalised triangular filters, float32."""
+    """(n_mels, n_fft // 2 + 1) triangular filters of ``config.mel_scale``, float32."""
+    if config.mel_scale == "kaldi":
+        return kaldi_filterbank(config)
     fft_hz = np.linspace(0.0, config.sample_rate / 2, config.n_freqs)
     mel_pts = np.linspace(hz_to_mel(np.array([config.fmin]))[0], hz_to_mel(np.array([config.fmax]))[0],
                           config.n_mels + 2)
@@ -47,9 +51,36 @@ def mel_filterbank(config: AudioConfig) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def kaldi_filterbank(config: AudioConfig) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) Kaldi fbank triangles: equal widths in mel = 1127 ln(1 + f / 700), peak 1."""
+    def to_mel(hz: np.ndarray | float) -> np.ndarray:
+        return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+    bins = config.n_fft // 2
+    bin_mel = to_mel(np.arange(bins) * config.sample_rate / config.n_fft)
+    low, high = to_mel(config.fmin), to_mel(config.fmax)
+    delta = (high - low) / (config.n_mels + 1)
+    left = low + np.arange(config.n_mels)[:, None] * delta
+    up = (bin_mel[None, :] - left) / delta
+    down = (left + 2 * delta - bin_mel[None, :]) / delta
+    weights = np.maximum(0.0, np.minimum(up, down))
+    return np.pad(weights, ((0, 0), (0, 1))).astype(np.float32)
+
+
 def hann_window(n_fft: int) -> np.ndarray:
     """Periodic Hann window, as STFT implementations use."""
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float64)
+
+
+def stft_window(config: AudioConfig) -> np.ndarray:
+    """(n_fft,) the analysis window: Hann of ``window_length`` (periodic or symmetric), centred, zero-padded."""
+    length = config.window_length
+    if config.symmetric_window:
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / (length - 1))
+    else:
+        window = hann_window(length)
+    left = (config.n_fft - length) // 2
+    return np.pad(window, (left, config.n_fft - length - left))
 
 
 def n_frames(n_samples: int, config: AudioConfig) -> int:
@@ -59,9 +90,14 @@ def n_frames(n_samples: int, config: AudioConfig) -> int:
 
 def log_mel_reference(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
     """(n_mels, frames) log-mel via numpy.fft in float64: the reference ``LogMel`` must match."""
+    x = samples.astype(np.float64)
+    if config.preemphasis:  # y[n] = x[n+1] - k x[n]; one sample shorter, padded back with a zero
+        x = np.concatenate([x[1:] - config.preemphasis * x[:-1], [0.0]])
     count = n_frames(len(samples), config)
     idx = np.arange(config.n_fft)[None, :] + config.hop_length * np.arange(count)[:, None]
-    frames = samples.astype(np.float64)[idx] * hann_window(config.n_fft)
+    frames = x[idx] * stft_window(config)
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     mel = mel_filterbank(config).astype(np.float64) @ power.T
+    if config.log_offset:
+        return np.log(mel + config.log_floor)
     return np.log(np.maximum(mel, config.log_floor))

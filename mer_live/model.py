@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from mer_live import musicnn
-from mer_live.config import FRONTEND_FIELDS, MUSICNN_AUDIO, AudioConfig
+from mer_live.config import AUDIOSET_AUDIO, FRONTEND_FIELDS, MUSICNN_AUDIO, AudioConfig
 from mer_live.frontend import LogMel
-from mer_live.model_names import ARCH_CHOICES, FINETUNE, LOUDNESS, PRETRAINED
+from mer_live.model_names import ARCH_CHOICES, AUDIOSET, FINETUNE, LOUDNESS, PRETRAINED
+from mer_live.nn import mobilenet
 
 ARCHITECTURES: dict[str, tuple[int | str, ...]] = {
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
@@ -41,7 +42,7 @@ class ModelConfig:
     arch: str = "compact"
     tasks: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TASKS))
     dropout: float = 0.5
-    finetune: str = "heads"  # pretrained only: "heads" or "top"
+    finetune: str = "heads"  # pretrained only: "heads", "top" (musicnn) or "full" (AudioSet MobileNet)
     loudness: str = "none"  # pretrained only: "none" or "segment" (each segment at one loudness; gain-proof)
 
     def __post_init__(self) -> None:
@@ -49,15 +50,33 @@ class ModelConfig:
             raise ValueError(f"unknown model {self.arch!r}; choose from {', '.join(ARCH_CHOICES)}")
         if self.finetune not in FINETUNE:
             raise ValueError(f"unknown finetune {self.finetune!r}; choose from {', '.join(FINETUNE)}")
+        if self.finetune == "full" and self.arch not in AUDIOSET:
+            raise ValueError(f"finetune 'full' trains a whole AudioSet network ({', '.join(AUDIOSET)}); "
+                             f"{self.arch}'s body stays frozen (use 'top')")
+        if self.finetune == "top" and self.arch in AUDIOSET:
+            raise ValueError(f"{self.arch} fine-tunes 'heads' or the whole network ('full'), not 'top'")
         if self.loudness not in LOUDNESS:
             raise ValueError(f"unknown loudness {self.loudness!r}; choose from {', '.join(LOUDNESS)}")
 
     @property
     def pretrained(self) -> bool:
+        """A frozen musicnn-family body whose per-segment features training caches (only the top learns)."""
         return self.arch in PRETRAINED
 
+    @property
+    def audioset(self) -> bool:
+        """An AudioSet MobileNet: trained on log-mel like a from-scratch model, from pretrained weights."""
+        return self.arch in AUDIOSET
+
+    @property
+    def has_embedding(self) -> bool:
+        """Whether the backbone exposes what its heads read (for the song aggregator's embedding statistics)."""
+        return self.pretrained or self.audioset
+
     def default_audio(self) -> AudioConfig:
-        """The front end this architecture needs: musicnn's for the pretrained ones."""
+        """The front end this architecture needs: musicnn's or AudioSet's for the pretrained ones."""
+        if self.audioset:
+            return AUDIOSET_AUDIO
         return MUSICNN_AUDIO if self.pretrained else AudioConfig()
 
     def to_dict(self) -> dict:
@@ -134,6 +153,9 @@ class Top(nn.Module):
         penultimate, tags = self.backend(x)
         return torch.cat([penultimate, torch.sigmoid(tags)], dim=1)
 
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head(embedding)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(features))
 
@@ -149,8 +171,52 @@ class PretrainedBackbone(nn.Module):
             self.top.backend.load_state_dict(musicnn.load_pretrained(config.arch, "head"))
         self.body.requires_grad_(False)
 
+    @property
+    def embedding_dims(self) -> int:
+        return self.top.embedding_dims
+
+    def embed(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.top.embed(self.body(logmel))
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.top.head(embedding)
+
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         return self.top(self.body(logmel))
+
+
+class AudioSetBackbone(nn.Module):
+    """(batch, n_mels, frames) ``ln(mel + 1e-5)`` -> logits: the AudioSet MobileNet's pooled embedding,
+    then dropout and one linear layer for every task's classes.
+
+    ``finetune="full"`` trains the whole network (``body`` at a lower rate, see ``param_groups``);
+    ``"heads"`` keeps the body frozen, batch-norm statistics included.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.body = mobilenet.pretrained()
+        self.embedding_dims = self.body.embedding_dims
+        self.head = nn.Sequential(nn.Dropout(config.dropout),
+                                  nn.Linear(self.embedding_dims, sum(config.tasks.values())))
+        self.frozen_body = config.finetune != "full"
+        if self.frozen_body:
+            self.body.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> AudioSetBackbone:
+        super().train(mode)
+        if self.frozen_body:
+            self.body.eval()
+        return self
+
+    def embed(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.body.pooled(mobilenet.normalize(logmel))
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head(embedding)
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(logmel))
 
 
 class SegmentNet(nn.Module):
@@ -158,15 +224,20 @@ class SegmentNet(nn.Module):
 
     def __init__(self, audio: AudioConfig, config: ModelConfig) -> None:
         super().__init__()
-        if config.pretrained:
-            wrong = [f for f in FRONTEND_FIELDS if getattr(audio, f) != getattr(MUSICNN_AUDIO, f)]
+        if config.pretrained or config.audioset:
+            expected = config.default_audio()
+            wrong = [f for f in FRONTEND_FIELDS if getattr(audio, f) != getattr(expected, f)]
             if wrong:
-                raise ValueError(f"{config.arch} was pretrained on musicnn's front end; these audio settings "
+                raise ValueError(f"{config.arch} was pretrained on another front end; these audio settings "
                                  f"differ from it: {', '.join(wrong)}")
         self.audio = audio
         self.config = config
         self.frontend = LogMel(audio)
-        self.backbone = PretrainedBackbone(config) if config.pretrained else Backbone(config)
+        self.backbone: nn.Module
+        if config.audioset:
+            self.backbone = AudioSetBackbone(config)
+        else:
+            self.backbone = PretrainedBackbone(config) if config.pretrained else Backbone(config)
 
     @property
     def trainable(self) -> nn.Module:
@@ -194,7 +265,7 @@ class SegmentProbabilities(nn.Module):
     of class 1 ("high") per task; with ``embedding``, also (batch, dims) what the heads read, for the
     song aggregator's embedding statistics (pretrained backbones only)."""
 
-    def __init__(self, net: SegmentNet | Backbone | PretrainedBackbone, tasks: dict[str, int],
+    def __init__(self, net: SegmentNet | Backbone | PretrainedBackbone | AudioSetBackbone, tasks: dict[str, int],
                  embedding: bool = False) -> None:
         super().__init__()
         self.net = net
@@ -206,8 +277,8 @@ class SegmentProbabilities(nn.Module):
             return self._probs(self.net(x))
         backbone = self.net.backbone if isinstance(self.net, SegmentNet) else self.net
         logmel = self.net.frontend(x) if isinstance(self.net, SegmentNet) else x
-        embedding = backbone.top.embed(backbone.body(logmel))
-        return self._probs(backbone.top.head(embedding)), embedding
+        embedding = backbone.embed(logmel)
+        return self._probs(backbone.classify(embedding)), embedding
 
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
         parts = split_logits(logits, self.tasks)

@@ -9,9 +9,13 @@ PRETRAINED = {
     "vgg-msd": ("MSD_vgg", "vgg"),
     "vgg-mtt": ("MTT_vgg", "vgg"),
 }
+# pretrained on AudioSet (EfficientAT's MobileNets) -> converted checkpoint; fine-tuned end to end on log-mel
+AUDIOSET = {"mn04": "mn04_as"}
 FROM_SCRATCH = ("compact", "vgg16")
-ARCH_CHOICES = (*PRETRAINED, *FROM_SCRATCH)
-FINETUNE = ("heads", "top")  # pretrained: train our heads only, or also the tagging back end (lower rate)
+ARCH_CHOICES = (*PRETRAINED, *AUDIOSET, *FROM_SCRATCH)
+# pretrained: train our heads only, also the tagging back end (musicnn, lower rate), or the whole network
+# (AudioSet MobileNet: the body at --backbone-lr-scale of the heads' rate)
+FINETUNE = ("heads", "top", "full")
 # "none" feeds the level as it comes; "segment" scales each segment's mel power to one reference
 # level first, so an input gain changes nothing (a microphone's gain is arbitrary)
 LOUDNESS = ("none", "segment")

@@ -137,3 +137,48 @@ def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
     assert '"segment_seconds": 2.0' in (out / rundir.CONFIG).read_text()  # config.json is left as it was
     more = run_record(RunSettings(out), dataclasses.replace(cfg, epochs=5), audio, model_config, song)
     assert rundir.resume_conflicts(json.loads((out / rundir.CONFIG).read_text()), more) == []  # more epochs resume
+
+
+def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_path: Path):
+    out = tmp_path / "eval"
+    result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
+                      "--methods", "naive", "--conditions", "room,noise,phone", "--air-copies", "1",
+                      "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "evaluation.json").read_text())
+    rows = {r["aggregation"]: r for r in report["results"]}
+    assert {"svm @ room", "svm @ noise", "svm @ phone", "mean @ phone"} <= set(rows)
+    for condition in ("room", "noise", "phone"):
+        assert 0.0 <= rows[f"svm @ {condition}"]["summary"]["quadrant_agreement"]["mean"] <= 1.0
+    assert report["train"]["air_copies"] == 1
+    cached = {p.name.split("-", 1)[-1] for p in (tmp_path / "cache").glob("*-*.npy")}
+    assert {"room.npy", "noise.npy", "phone.npy", "air-0.npy"} <= cached
+    unknown = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--conditions", "moon",
+                       "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert unknown.returncode == 2 and "moon" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: Path):
+    """mn04 through the real trainer: the whole network trains (the body's weights move), the run exports
+    with the AudioSet front end and MIT notice, and `label` reads the bundle."""
+    import torch
+
+    from mer_live.nn.mobilenet import load_weights
+
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    result = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"),
+                      "--arch", "mn04", "--finetune", "full", "--song-embedding", "--lr-warmup-epochs", "0.5",
+                      "--method", "naive", "--out", str(run), "--segment-seconds", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    pretrained = load_weights()["features.5.block.1.0.weight"]
+    assert not torch.equal(state["backbone.body.features.5.block.1.0.weight"], pretrained)
+    exported = mer_live("export", str(run), "--out", str(bundle), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["audio"]["sample_rate"] == 32000 and manifest["aggregator"]["embedding_dims"] == 384
+    assert manifest["model"]["pretrained"]["licence"].startswith("MIT")
+    clip = next((tmp_path / "synth").rglob("*.wav"))
+    labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
+    assert labeled.returncode == 0, labeled.stderr
+    assert json.loads(labeled.stdout)["files"][0]["quadrant"] in ("Q1", "Q2", "Q3", "Q4")

@@ -25,12 +25,13 @@ from torch import nn
 
 from mer_live import __version__
 from mer_live.atomic import atomic_file
-from mer_live.bundle import PICKLE, write_manifest
+from mer_live.bundle import PICKLE, sha256_file, write_manifest
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
 from mer_live.model import SegmentProbabilities, count_macs, count_parameters
-from mer_live.model_names import PRETRAINED
+from mer_live.model_names import AUDIOSET, PRETRAINED
 from mer_live.musicnn import NOTICE, WEIGHTS_DIR
+from mer_live.nn import mobilenet
 from mer_live.stats import feature_names
 from mer_live.train.rundir import AGGREGATOR, VERIFY_AUDIO, VERIFY_FEATURES, Run, open_run
 
@@ -86,7 +87,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 def _embedding_dims(run: Run, net: nn.Module) -> int:
     """Width of the segment embedding the run's aggregator summarises, 0 when it reads probabilities only."""
-    return net.backbone.top.embedding_dims if run.song.embedding else 0
+    return net.backbone.embedding_dims if run.song.embedding else 0
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -240,6 +241,17 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         model_record["pretrained"] = {
             "weights": f"{PRETRAINED[run.model_config.arch][0]} of the musicnn package 0.1.0 (Pons and Serra 2019)",
             "licence": "ISC; see NOTICE",
+        }
+    if run.model_config.audioset:
+        notice = mobilenet.WEIGHTS.parent / mobilenet.NOTICE
+        _write(out / mobilenet.NOTICE, notice.read_bytes())
+        files.append(mobilenet.NOTICE)
+        model_record["pretrained"] = {
+            "weights": f"{AUDIOSET[run.model_config.arch]} of EfficientAT (Schmid, Koutini and Widmer 2023), "
+                       "pretrained on AudioSet, converted by scripts/convert_mn04.py; "
+                       + ("fine-tuned end to end" if run.model_config.finetune == "full" else "body frozen"),
+            "weights_sha256": sha256_file(mobilenet.WEIGHTS),
+            "licence": f"MIT (Copyright (c) 2022 Florian Schmid); see {mobilenet.NOTICE}",
         }
     variant_info = {}
     for variant in variants:

@@ -54,24 +54,42 @@ def save_atomic(path: Path, array: np.ndarray) -> None:
 
 
 class LogMelCache:
-    """``get(path)`` -> float32 (n_mels, frames) log-mel of the whole (padded) clip, cached on disk."""
+    """``get(path)`` -> float32 (n_mels, frames) log-mel of the whole (padded) clip, cached on disk.
 
-    def __init__(self, cache_dir: str | os.PathLike, audio: AudioConfig) -> None:
+    With ``condition`` the clip is first played through it (``conditions.CONDITIONS``, or ``air-K``: the
+    K-th random recording chain for training), from a generator seeded by the file and the condition, so
+    the entry is the same on every run."""
+
+    def __init__(self, cache_dir: str | os.PathLike, audio: AudioConfig, condition: str | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.audio = audio
+        self.condition = condition
         self.logmel = LogMel(audio).eval()
         self.computed = 0
         self.loaded = 0
         self._count_lock = threading.Lock()
 
     def entry(self, path: str | os.PathLike) -> Path:
-        return self.cache_dir / f"{cache_key(path, self.audio)}.npy"
+        key = cache_key(path, self.audio)
+        return self.cache_dir / (f"{key}-{self.condition}.npy" if self.condition else f"{key}.npy")
 
     def compute(self, path: str | os.PathLike) -> np.ndarray:
-        samples = pad_to_segment(load_audio(path, self.audio.sample_rate), self.audio)
+        samples = load_audio(path, self.audio.sample_rate)
+        if self.condition:
+            samples = self._play_through(samples, cache_key(path, self.audio))
+        samples = pad_to_segment(samples, self.audio)
         with torch.no_grad():
             return self.logmel(torch.from_numpy(samples)[None])[0].numpy()
+
+    def _play_through(self, samples: np.ndarray, key: str) -> np.ndarray:
+        from mer_live.train import conditions
+
+        seed = int(hashlib.sha256(f"{key}:{self.condition}".encode()).hexdigest()[:16], 16)
+        rng = np.random.default_rng(seed)
+        if self.condition.startswith("air-"):
+            return conditions.through_the_air(samples, self.audio.sample_rate, rng)
+        return conditions.apply_condition(samples, self.audio.sample_rate, self.condition, rng)
 
     def get(self, path: str | os.PathLike) -> np.ndarray:
         """Load the cached log-mel or compute and store it; raises ``AudioError`` if undecodable."""

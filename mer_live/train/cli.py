@@ -51,10 +51,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", dest="model", choices=list(ARCH_CHOICES), default=argparse.SUPPRESS,
                        help=argparse.SUPPRESS)  # the old name of --arch
     model.add_argument("--arch", dest="model", choices=list(ARCH_CHOICES), default="compact",
-                       help="segment model: a pretrained music CNN (musicnn-msd, musicnn-mtt, vgg-msd, vgg-mtt; "
-                            "16 kHz front end) or one trained from scratch (compact, vgg16); default compact")
+                       help="segment model: a pretrained CNN (musicnn-msd, musicnn-mtt, vgg-msd, vgg-mtt, on music "
+                            "tagging; mn04, on AudioSet) or one trained from scratch (compact, vgg16); default compact")
     model.add_argument("--finetune", choices=list(FINETUNE), default="heads",
-                       help="pretrained models: train our heads only (heads) or also the tagging back end (top)")
+                       help="pretrained models: train our heads only (heads), also musicnn's tagging back end (top), "
+                            "or the whole AudioSet network (full, mn04)")
     model.add_argument("--loudness", choices=list(LOUDNESS), default="none",
                        help="pretrained models: 'segment' scales every segment to one loudness first (gain-proof)")
     model.add_argument("--dropout", type=float, default=argparse.SUPPRESS,
@@ -67,7 +68,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="segments per step (per process with --ddp)")
     opt.add_argument("--lr", type=float, default=D.lr)
     opt.add_argument("--backbone-lr-scale", type=float, default=D.backbone_lr_scale,
-                     help="learning rate of a fine-tuned pretrained back end, as a fraction of --lr")
+                     help="learning rate of a fine-tuned pretrained back end or body, as a fraction of --lr")
+    opt.add_argument("--lr-warmup-epochs", type=float, default=D.lr_warmup_epochs,
+                     help="> 0: warm the rate up linearly over this many epochs, then a cosine to 0, every step")
     opt.add_argument("--tau", type=float, default=D.tau, help="clean-probability threshold")
     opt.add_argument("--temperature", type=float, default=D.temperature, help="sharpening temperature T")
     opt.add_argument("--alpha", type=float, default=D.alpha, help="mixup Beta(alpha, alpha)")
@@ -80,6 +83,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      default=D.gain_augment_db,
                      help="also train on every clip as if recorded this many dB quieter or louder, e.g. -20,-10,6 "
                           "(a microphone's gain is arbitrary)")
+    opt.add_argument("--air-copies", type=int, default=D.air_copies, metavar="K",
+                     help="also train on K random recordings of every clip through the air (a room's reverb, noise "
+                          "at 5-30 dB SNR, band limits, a microphone's tilt, gain): for live microphone input")
     opt.add_argument("--song-embedding", action="store_true",
                      help="pretrained models: the song aggregator also reads the mean and std of the segment "
                           "embedding (penultimate layer and tags) over the song")
@@ -131,6 +137,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                              "e.g. 2,3 (segments a song really needs)")
     parser.add_argument("--gains", default="",
                         help="also test every fold's songs scaled by these gains in dB, e.g. -20,-10,6")
+    parser.add_argument("--conditions", default="",
+                        help="also test every fold's songs heard through the air: a comma list of room (highpass "
+                             "120 Hz + reverb), noise (pink, 15 dB SNR), phone (300-3400 Hz)")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -157,6 +166,7 @@ def _configs(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # near-silent inputs make denormal activations: several times slower on CPUs
     first = float(str(args.segment_seconds).split(",")[0])
     model = {"dropout": args.dropout} if hasattr(args, "dropout") else {}
     model_config = ModelConfig(arch=args.model, finetune=args.finetune, loudness=args.loudness, **model)
@@ -187,29 +197,36 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from mer_live.train.conditions import CONDITIONS
     from mer_live.train.evaluate import cross_validate, markdown_table, write_report
-    from mer_live.train.trainer import log_console, model_inputs, prepare_data
+    from mer_live.train.trainer import conditioned_logmels, log_console, model_inputs, prepare_data
 
     try:
         lengths = [float(s) for s in str(args.segment_seconds).split(",")]
         methods = tuple(m.strip() for m in args.methods.split(","))
         gains = tuple(float(g) for g in args.gains.split(",") if g.strip())
         strides = tuple(int(k) for k in args.strides.split(",") if k.strip())
+        conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
     except ValueError:
         raise MerLiveError(f"--segment-seconds takes numbers like 3 or 1,2,3: got {args.segment_seconds!r}") from None
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from {', '.join(METHODS)}")
+    unknown = set(conditions) - set(CONDITIONS)
+    if unknown:
+        raise MerLiveError(f"unknown conditions {sorted(unknown)}: choose from {', '.join(CONDITIONS)}")
     cfg, audio, model_config, song, data = _configs(args)
     dataset, clips, logmels = prepare_data(data, audio)
     console = log_console()
 
-    def inputs(seg_audio, gain_db: float):
-        return model_inputs(logmels, seg_audio, model_config, data.cache, gain_db, log=console.log,
+    def inputs(seg_audio, gain_db: float, condition: str | None = None):
+        heard = logmels if condition is None else conditioned_logmels(data, audio, clips, condition)
+        return model_inputs(heard, seg_audio, model_config, data.cache, gain_db, log=console.log,
                             threads=args.threads)
 
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
-                            log=console.log, max_folds=args.max_folds, gains=gains, strides=strides)
+                            log=console.log, max_folds=args.max_folds, gains=gains, strides=strides,
+                            conditions=conditions)
     report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
     command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     json_path, md_path = write_report(report, Path(args.out), command)

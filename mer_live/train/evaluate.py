@@ -71,6 +71,7 @@ def cross_validate(
     max_folds: int = 0,
     gains: tuple[float, ...] = (),
     strides: tuple[int, ...] = (),
+    conditions: tuple[str, ...] = (),
 ) -> dict:
     """Run every (segment length, method) on every fold (or the first ``max_folds``); returns the report.
 
@@ -79,7 +80,10 @@ def cross_validate(
     recorded that many dB quieter or louder: rows "svm @ -10 dB" etc., plus the share of songs
     whose quadrant stays what it was at 0 dB. With ``strides`` (pretrained models) the test songs are
     also predicted from every k-th segment only: how many segments a song really needs (batch labeling
-    at a larger hop costs that much less).
+    at a larger hop costs that much less). With ``conditions`` (``inputs(audio, 0, condition)``) the test
+    songs are also heard through a room, noise or a telephone band: rows "svm @ room" etc., with the share
+    of songs whose quadrant stays what it was on the clean input. ``cfg.air_copies`` adds that many random
+    recordings of every training song (``inputs(audio, 0, "air-K")``) to the training set.
     """
     if strides and not model_config.pretrained:
         raise MerLiveError("--strides needs a pretrained model (its inputs are one row per segment)")
@@ -91,7 +95,9 @@ def cross_validate(
         seg_audio = audio.replace(segment_seconds=seconds)
         clip_inputs = inputs(seg_audio, 0.0)
         augmented = [inputs(seg_audio, g) for g in cfg.gain_augment_db]
+        augmented += [inputs(seg_audio, 0.0, f"air-{k}") for k in range(cfg.air_copies)]
         gained = {g: inputs(seg_audio, g) for g in gains}
+        heard = {c: inputs(seg_audio, 0.0, c) for c in conditions}
         for method in methods:
             if method == "clip" and seconds != segment_seconds[0]:
                 continue  # the clip-level baseline does not depend on the segment length
@@ -112,6 +118,8 @@ def cross_validate(
                             for k in strides]
                 variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
                              for gain, per_clip in gained.items()]
+                variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
+                             for condition, per_clip in heard.items()]
                 for suffix, test_inputs in variants:
                     for aggregation, probs in predict_songs(fitted, test_inputs, song).items():
                         fold_metrics = song_metrics(truth, probs)

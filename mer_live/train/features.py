@@ -34,6 +34,9 @@ def apply_gain(logmel: np.ndarray, gain_db: float, audio: AudioConfig) -> np.nda
     """The log-mel of the same audio scaled by ``gain_db`` (power scales by 10^(dB/10)); no clipping."""
     if gain_db == 0:
         return logmel
+    if audio.log_offset:  # ln(mel + floor): scale the mel power under the offset
+        power = np.maximum(np.exp(logmel) - np.float32(audio.log_floor), 0.0)
+        return np.log(power * np.float32(10 ** (gain_db / 10)) + np.float32(audio.log_floor)).astype(np.float32)
     return np.maximum(logmel + np.float32(gain_db * math.log(10) / 10), np.float32(math.log(audio.log_floor)))
 
 

@@ -30,6 +30,10 @@ class TrainConfig:
     batch_size: int = 64  # per process under data-parallel training
     lr: float = 1e-3  # Adam; from scratch on a small CNN [inferred]
     backbone_lr_scale: float = 0.1  # pretrained back end, when fine-tuned: a tenth of the heads' rate [inferred]
+    # > 0: the rate rises linearly over this many epochs, then follows a cosine to 0, set every step (fine-tuning
+    # a whole pretrained network: large early steps on a random head would wreck the body) [inferred]; 0: a
+    # cosine over epochs, stepped once per epoch
+    lr_warmup_epochs: float = 0.0
     weight_decay: float = 1e-4
     tau: float = 0.5  # clean threshold (DivideMix p_threshold)
     temperature: float = 0.5  # sharpening T
@@ -51,6 +55,7 @@ class TrainConfig:
     time_mask: int = 12  # and one time mask of up to this many frames
     segments_per_epoch: int = 0  # 0 = every segment each epoch; else a fresh random subset
     gain_augment_db: tuple[float, ...] = ()  # also train on every clip as if recorded at these gains [inferred]
+    air_copies: int = 0  # also train on this many random room / noise / band / gain recordings of every clip
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

@@ -9,6 +9,7 @@ epoch, validates, keeps the best epoch and saves a checkpoint. The segments come
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,19 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(requested)
+
+
+def warmup_cosine(warmup_epochs: float, epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """Learning-rate factor per optimizer step: linear from 1/steps up to 1 over the warm-up, then a cosine to 0."""
+    warm = max(1, round(warmup_epochs * steps_per_epoch))
+    total = max(warm + 1, epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
+
+    return factor
 
 
 def song_accuracy(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int],
@@ -97,7 +111,14 @@ def train(
     model = comm.wrap(backbone) if comm is not None else backbone
     tasks = model_config.tasks
     optimizer = torch.optim.Adam(param_groups(backbone, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
+    world = comm.world_size if comm is not None else 1
+    per_step = cfg.lr_warmup_epochs > 0
+    if per_step:
+        steps = max(1, min(len(train_set), cfg.segments_per_epoch or len(train_set)) // world // cfg.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.lr_warmup_epochs, cfg.epochs, steps))
+        optimizer.register_step_post_hook(lambda *_: scheduler.step())
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     history: list[dict] = []
     gmm_records: dict[int, dict] = {}
@@ -124,7 +145,8 @@ def train(
                          progress=progress, comm=comm, keep_note=keep_note)
         if done.record is not None and epoch in gmm_plot_epochs:
             gmm_records[epoch] = done.record
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         if comm is not None:
             comm.same_buffers(backbone)  # batch-norm statistics as the first process has them
         val = song_accuracy(backbone, val_set, tasks, device)

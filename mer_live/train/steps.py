@@ -158,8 +158,9 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
 
 
 def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """A pretrained back end being fine-tuned learns at ``backbone_lr_scale`` of the heads' rate."""
-    backend = getattr(trainable, "backend", None)
+    """A pretrained back end (musicnn) or body (AudioSet MobileNet) being fine-tuned learns at
+    ``backbone_lr_scale`` of the heads' rate."""
+    backend = getattr(trainable, "backend", None) or getattr(trainable, "body", None)
     tuned = [p for p in backend.parameters() if p.requires_grad] if backend is not None else []
     ids = {id(p) for p in tuned}
     rest = [p for p in trainable.parameters() if id(p) not in ids and p.requires_grad]

@@ -82,7 +82,7 @@ def make_tiny_run(run_dir: str | Path, segment_seconds: float = 3.0, seed: int =
     model_config = ModelConfig(arch=arch, tasks={task: 2 for task in SONG.tasks})
     audio = model_config.default_audio().replace(segment_seconds=segment_seconds)
     net = SegmentNet(audio, model_config).eval()
-    if not model_config.pretrained:
+    if not (model_config.pretrained or model_config.audioset):
         net = spread(net, verify_audio(audio, rng))
     features, labels = song_statistics(rng)
     with warnings.catch_warnings():  # sklearn 1.9 deprecates SVC(probability=True); the aggregator uses it

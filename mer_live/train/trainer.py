@@ -23,7 +23,7 @@ from mer_live.aggregate import SongAggregator, mean_probabilities
 from mer_live.audio import AudioError, cut_segments, load_audio
 from mer_live.config import DEFAULT_SONG, TASKS, AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig, SegmentNet
+from mer_live.model import ModelConfig, SegmentNet, split_logits
 from mer_live.stats import song_vector
 from mer_live.train import rundir
 from mer_live.train.cache import LogMelCache
@@ -33,7 +33,6 @@ from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import METHODS, NAIVE_OVERRIDES, DataConfig, RunSettings, TrainConfig
 from mer_live.train.splits import train_val_split
 from mer_live.train.sssl import pick_device, train
-from mer_live.train.steps import predict
 from mer_live.train.synth import make_synth_corpus
 
 if TYPE_CHECKING:
@@ -118,29 +117,38 @@ def _segments(fitted: Fitted, logmels: list[np.ndarray]) -> SegmentSet:
     return segment_set(logmels, dummy, fitted.audio, fitted.net.config)
 
 
+@torch.no_grad()
+def song_outputs(fitted: Fitted, logmels: list[np.ndarray], embedding: bool = False, batch_size: int = 256
+                 ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Per song, (segments, tasks) probability of "high" and, with ``embedding``, (segments, dims) what
+    the heads read; one pass of the segment model over every segment."""
+    segments = _segments(fitted, logmels)
+    net = fitted.net.trainable.eval()
+    tasks = fitted.net.config.tasks
+    probs, embeddings = [], []
+    for s in range(0, len(segments), batch_size):
+        x = torch.from_numpy(segments.batch(np.arange(s, min(s + batch_size, len(segments)))))
+        if embedding:
+            embeddings.append(net.embed(x))
+            logits = net.classify(embeddings[-1])
+        else:
+            logits = net(x)
+        probs.append(torch.stack([torch.softmax(v.float(), dim=1)[:, 1] for v in split_logits(logits, tasks).values()],
+                                 dim=1))
+    high = torch.cat(probs).numpy() if probs else np.zeros((0, len(tasks)), np.float32)
+    emb = torch.cat(embeddings).numpy() if embeddings else None
+    per_song = [segments.clip_of == c for c in range(len(logmels))]
+    return [high[m] for m in per_song], [None if emb is None else emb[m] for m in per_song]
+
+
 def song_probabilities(fitted: Fitted, logmels: list[np.ndarray]) -> list[np.ndarray]:
     """Per song, (segments, tasks) probability of "high" from the segment model."""
-    segments = _segments(fitted, logmels)
-    probs = predict(fitted.net.trainable, segments, fitted.net.config.tasks, torch.device("cpu"))
-    high = np.stack([probs[t][:, 1] for t in TASKS], axis=1)
-    return [high[segments.clip_of == c] for c in range(len(logmels))]
-
-
-@torch.no_grad()
-def song_embeddings(fitted: Fitted, logmels: list[np.ndarray], batch_size: int = 512) -> list[np.ndarray]:
-    """Per song, (segments, dims) embedding the heads read (pretrained models only)."""
-    segments = _segments(fitted, logmels)
-    top = fitted.net.trainable.eval()
-    parts = [top.embed(torch.from_numpy(segments.batch(np.arange(s, min(s + batch_size, len(segments))))))
-             for s in range(0, len(segments), batch_size)]
-    embeddings = torch.cat(parts).numpy()
-    return [embeddings[segments.clip_of == c] for c in range(len(logmels))]
+    return song_outputs(fitted, logmels)[0]
 
 
 def song_features(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig) -> np.ndarray:
     """The aggregator's input per song (``stats.song_vector``)."""
-    probs = song_probabilities(fitted, logmels)
-    embeddings = song_embeddings(fitted, logmels) if song.embedding else [None] * len(probs)
+    probs, embeddings = song_outputs(fitted, logmels, song.embedding)
     return np.stack([song_vector(p, e, song.theta) for p, e in zip(probs, embeddings)])
 
 
@@ -168,8 +176,8 @@ def fit(
     validation uses the originals only. Under data-parallel training (``comm``) only the first
     process fits the SVM; the others return the segment model alone."""
     cfg = method_config(method, cfg, model_config)
-    if song.embedding and not model_config.pretrained:
-        raise MerLiveError("song-level embedding statistics need a pretrained model (--model musicnn-msd, ...)")
+    if song.embedding and not model_config.has_embedding:
+        raise MerLiveError("song-level embedding statistics need a pretrained model (--arch musicnn-msd, mn04, ...)")
     train_idx, val_idx = train_val_split(indices, clips, cfg.val_fraction, cfg.seed)
 
     def mels(idx: list[int]) -> list[np.ndarray]:
@@ -252,6 +260,21 @@ def prepare_data(data: DataConfig, audio: AudioConfig, quiet: bool = False
     return dataset, clips, logmels
 
 
+def conditioned_logmels(data: DataConfig, audio: AudioConfig, clips: list[Clip], condition: str,
+                        quiet: bool = False) -> dict[Path, np.ndarray]:
+    """Every clip's log-mel heard through ``condition`` (``LogMelCache``), cached like the clean ones."""
+    from rich.progress import Progress
+
+    cache = LogMelCache(data.cache, audio, condition)
+    with Progress(console=log_console(quiet), transient=True) as bar:
+        task = bar.add_task(f"log-mel cache, {condition} ({len(clips)} clips)", total=len(clips))
+        logmels, failures = cache.build(clips, workers=data.workers,
+                                        progress=lambda done, total: bar.update(task, completed=done))
+    if failures:
+        raise MerLiveError(f"{failures[0][0]}: decoded clean but not for {condition}: {failures[0][1]}")
+    return logmels
+
+
 def song_horizon(logmels: dict[Path, np.ndarray], audio: AudioConfig) -> float:
     """The median clip length in seconds (to 0.01 s): what the song aggregator is fit on."""
     frames = float(np.median([m.shape[1] for m in logmels.values()]))
@@ -296,6 +319,8 @@ def train_run(run: RunSettings, data: DataConfig, cfg: TrainConfig, audio: Audio
     with comm.first_then_rest() if comm is not None else contextlib.nullcontext():
         inputs = model_inputs(logmels, audio, model_config, data.cache, log=log)
         augment = [model_inputs(logmels, audio, model_config, data.cache, g, log=log) for g in cfg.gain_augment_db]
+        augment += [model_inputs(conditioned_logmels(data, audio, clips, f"air-{k}"), audio, model_config, data.cache,
+                                 log=log) for k in range(cfg.air_copies)]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=not first) as bar:
         task = bar.add_task("epoch steps", total=1)
