@@ -37,6 +37,14 @@ def packaged() -> Bundle | None:
     return load_bundle() if (DEFAULT_BUNDLE / "bundle.json").is_file() else None
 
 
+def tiers(exclude: str = "") -> dict[str, Bundle]:
+    """The packaged model tiers present in this checkout (``fast``, ``default``), by name."""
+    from mer_live.bundle import PACKAGED
+
+    return {name: load_bundle(name) for name in ("fast", "default")
+            if name != exclude and name in PACKAGED and (PACKAGED[name] / "bundle.json").is_file()}
+
+
 def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:
     """An exported, verified bundle of an untrained ``arch`` model for ``seconds``-long segments."""
     out = workdir / f"{arch}-{seconds:g}s"

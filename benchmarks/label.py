@@ -123,7 +123,7 @@ def run_pipelines(files: list[str], bundle, tmp: Path, workers: int | None, with
         row["files_per_s"] = round(row["files_ok"] / row["wall_s"], 2)
         row["mer_live_speedup"] = round(row["wall_s"] / base["wall_s"], 2)
     for row in rows[1:]:
-        if row["pipeline"] != "vibenet":  # vibenet's scales are its own
+        if row["pipeline"] != "vibenet" and row["pipeline"] in outputs:  # vibenet's scales are its own
             row["agreement_with_mer_live"] = agreement(outputs["mer-live label"], outputs[row["pipeline"]])
     return rows, note, audio_s
 
@@ -185,10 +185,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     rows, note, audio_s, long = [], "", 0.0, None
     with bundles.workdir(args.cache) as work, tempfile.TemporaryDirectory(prefix="mer-live-label-") as tmp:
         bundle = bundles.one(args, work)
-        common.console.print(f"model: {bundles.describe(bundle)}", highlight=False)
+        others = {} if args.bundle is not None else bundles.tiers(exclude="default")
+        common.console.print(f"model: {bundles.describe(bundle)}"
+                             + "".join(f"; {n}: {bundles.describe(b)}" for n, b in others.items()), highlight=False)
         if files:
             common.console.print(f"labeling {len(files)} MP3s with each pipeline", highlight=False)
-            rows, note, audio_s = run_pipelines(files, bundle, Path(tmp), args.workers, not args.no_peers)
+            rows, note, audio_s = run_pipelines(files, bundle, Path(tmp), args.workers, not args.no_peers, others)
         else:
             note = f"no 4Q MP3s found (set ${DATA_ENV} or --data); throughput not measured"
             common.console.print(note)

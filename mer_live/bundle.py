@@ -27,7 +27,7 @@ PICKLE = "aggregator.pkl"
 REQUIRED_FILES = ("segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx")
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
 # bundles shipped in the package, by name: the default (pretrained musicnn) and the fastest (compact)
-PACKAGED = {"default": DEFAULT_BUNDLE, "compact": DEFAULT_BUNDLE.parent / "compact"}
+PACKAGED = {"default": DEFAULT_BUNDLE, "fast": DEFAULT_BUNDLE.parent / "fast", "compact": DEFAULT_BUNDLE.parent / "compact"}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
