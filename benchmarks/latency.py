@@ -17,8 +17,8 @@ import numpy as np
 
 from benchmarks import bundles, common
 from mer_live.api import Model
-from mer_live.bundle import Bundle
-from mer_live.realtime.sessions import CUDA, open_session
+from mer_live.runtime.bundle import Bundle
+from mer_live.runtime.sessions import CUDA, open_session
 
 TARGET_P99_MS = 20.0
 RUNTIMES = ("ort-incremental", "ort-full", "torch-eager")
@@ -58,7 +58,7 @@ class TorchModel(Model):
     def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
         import torch
 
-        from mer_live.model import ModelConfig, SegmentNet, SegmentProbabilities
+        from mer_live.nn.model import ModelConfig, SegmentNet, SegmentProbabilities
 
         super().__init__(bundle, provider="cpu", threads=1)
         self.torch, self.device = torch, torch.device(device)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from benchmarks import bundles, common
 from mer_live.api import Model
-from mer_live.realtime.monitor import run as monitor_run
-from mer_live.realtime.sources import FILE_BLOCK_SECONDS, FileSource
+from mer_live.live.monitor import run as monitor_run
+from mer_live.live.sources import FILE_BLOCK_SECONDS, FileSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

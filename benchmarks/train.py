@@ -79,7 +79,7 @@ def epoch(backbone, segments, labels, tasks, cfg, device, phase: str, max_steps:
 def measure(arch: str, device_name: str, mels, audio, args, max_steps: int) -> list[dict]:
     import torch
 
-    from mer_live.model import ModelConfig, SegmentNet
+    from mer_live.nn.model import ModelConfig, SegmentNet
     from mer_live.train.segments import SegmentSet
     from mer_live.train.settings import TrainConfig
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 __all__ = ["load", "Model", "SongResult", "Stream", "Update", "Song", "AudioError", "MerLiveError"]
 
-_HOMES = {"load": "mer_live.api", "Model": "mer_live.api", "SongResult": "mer_live.realtime.results",
-          "Update": "mer_live.realtime.results", "Song": "mer_live.realtime.results",
-          "Stream": "mer_live.realtime.stream", "AudioError": "mer_live.errors", "MerLiveError": "mer_live.errors"}
+_HOMES = {"load": "mer_live.api", "Model": "mer_live.api", "SongResult": "mer_live.api", "Update": "mer_live.api",
+          "Song": "mer_live.api", "Stream": "mer_live.api", "AudioError": "mer_live.errors",
+          "MerLiveError": "mer_live.errors"}
 
 
 def __getattr__(name: str):

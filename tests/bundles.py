@@ -1,12 +1,12 @@
 """Real training runs and bundles without training, for tests (a helper module, not a test file).
 
-The builders live in the package (``mer_live.train.tiny``) so the benchmarks' stand-in models use
+The builders live in the package (``harness.tiny``) so the benchmarks' stand-in models use
 them too; this module keeps the names the tests import.
 """
 
 from __future__ import annotations
 
-from mer_live.train.tiny import SONG, make_tiny_bundle, make_tiny_run, verify_audio
+from harness.tiny import SONG, make_tiny_bundle, make_tiny_run, verify_audio
 
 TASKS = list(SONG.tasks)
 

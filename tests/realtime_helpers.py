@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mer_live.bundle import Bundle, load_bundle
+from mer_live.runtime.bundle import Bundle, load_bundle
 
 _ROOT = Path(tempfile.mkdtemp(prefix="mer-live-realtime-tests-"))
 
@@ -29,7 +29,7 @@ def _tiny_bundle(segment_seconds: float) -> Bundle:
 @cache
 def music_wav(seconds: float = 14.0, sr: int = 44100) -> Path:
     """A stereo 44.1 kHz WAV of the generated demo music (so reading it resamples and downmixes)."""
-    from mer_live.realtime.demo import synthesize
+    from mer_live.live.demo import synthesize
 
     mono = synthesize(sr, seconds=seconds, pause=1.0)
     stereo = np.stack([mono, 0.5 * np.roll(mono, 100)], axis=1)

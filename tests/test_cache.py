@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from mer_live.audio import cut_segments, load_audio
+from mer_live.audio.read import load_audio
+from mer_live.audio.samples import cut_segments
 from mer_live.config import AudioConfig
-from mer_live.mel import n_frames
+from mer_live.nn.mel import n_frames
 from mer_live.train.cache import LogMelCache, cache_key, segment_frame_starts
 from tests.conftest import tone
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mer_live.audio import load_audio
+from mer_live.audio.read import load_audio
 from mer_live.errors import MerLiveError
 from mer_live.train.datasets import load_dataset, quadrant_of
 

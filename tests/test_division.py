@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig, SegmentNet
+from mer_live.nn.model import ModelConfig, SegmentNet
 from mer_live.train.division import divide_losses, normalise_losses
 from mer_live.train.plots import gmm_separation
 from mer_live.train.sssl import SegmentSet, clip_relative, divide

@@ -17,10 +17,10 @@ import soundfile as sf
 from rich.console import Console
 
 from mer_live.api import Model
-from mer_live.audio import AUDIO_EXTENSIONS, audio_duration, iter_audio_blocks, load_audio
+from mer_live.audio.library import collect
+from mer_live.audio.read import AUDIO_EXTENSIONS, audio_duration, iter_audio_blocks, load_audio
 from mer_live.errors import MerLiveError
-from mer_live.realtime.label import label_files, print_table, shorten
-from mer_live.realtime.library import collect
+from mer_live.label.batch import label_files, print_table, shorten
 from tests.realtime_helpers import tiny_bundle
 
 SR = 44100

@@ -9,10 +9,10 @@ import numpy as np
 from rich.console import Console
 
 from mer_live.api import Model
-from mer_live.realtime.demo import synthesize
-from mer_live.realtime.label import label_files
-from mer_live.realtime.monitor import Dashboard, run, summary
-from mer_live.realtime.sources import ArraySource
+from mer_live.label.batch import label_files
+from mer_live.live.demo import synthesize
+from mer_live.live.monitor import Dashboard, run, summary
+from mer_live.live.sources import ArraySource
 from mer_live.stats import QUADRANTS
 from tests.conftest import REPO
 from tests.realtime_helpers import music_wav, tiny_bundle
@@ -181,8 +181,8 @@ def test_one_flag_name_one_meaning_old_spellings_still_parse_and_ignored_flags_a
 def test_demo_caption_promises_nothing_the_packaged_model_may_not_do():
     """Whatever load_bundle() ships, the demo's two pieces end as two songs with their own estimates, and
     the caption names what the audio is (synthetic) without promising an emotion for either piece."""
-    from mer_live.realtime.demo import CAPTION
-    from mer_live.realtime.sources import has_input_device
+    from mer_live.live.demo import CAPTION
+    from mer_live.live.sources import has_input_device
 
     if has_input_device():
         import pytest

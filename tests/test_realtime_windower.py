@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mer_live.audio import cut_segments
+from mer_live.audio.samples import cut_segments
 from mer_live.config import AudioConfig
-from mer_live.realtime.windower import Windower
+from mer_live.runtime.windower import Windower
 
 CONFIG = AudioConfig(segment_seconds=1.0, segment_hop_seconds=0.5)
 

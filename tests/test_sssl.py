@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from mer_live.config import AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig
+from mer_live.nn.model import ModelConfig
 from mer_live.train.cache import LogMelCache
 from mer_live.train.datasets import load_dataset
 from mer_live.train.evaluate import song_metrics

@@ -8,11 +8,12 @@ import pytest
 
 import mer_live
 from mer_live.api import Model
-from mer_live.audio import AudioError, cut_segments, load_audio
-from mer_live.errors import MerLiveError
-from mer_live.realtime import frames as frames_module
-from mer_live.realtime.label import label_files
-from mer_live.realtime.sources import FileSource
+from mer_live.audio.read import load_audio
+from mer_live.audio.samples import cut_segments
+from mer_live.errors import AudioError, MerLiveError
+from mer_live.label.batch import label_files
+from mer_live.live.sources import FileSource
+from mer_live.runtime import frames as frames_module
 from mer_live.stats import segment_statistics
 from tests.realtime_helpers import music_wav, tiny_bundle
 

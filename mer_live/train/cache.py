@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from mer_live.atomic import atomic_file
-from mer_live.audio import AudioError, load_audio, pad_to_segment
+from mer_live.audio.read import load_audio
+from mer_live.audio.samples import pad_to_segment
 from mer_live.config import FRONTEND_FIELDS, AudioConfig
-from mer_live.frontend import LogMel
+from mer_live.errors import AudioError
+from mer_live.nn.frontend import LogMel
 from mer_live.train.datasets import Clip
 from mer_live.train.segments import segment_frame_starts
 

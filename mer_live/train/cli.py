@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mer_live.config import DEFAULT_SONG, TASKS
 from mer_live.errors import MerLiveError
-from mer_live.model_names import ARCH_CHOICES, FINETUNE, LOUDNESS
+from mer_live.nn.names import ARCH_CHOICES, FINETUNE, LOUDNESS
 from mer_live.train.settings import (
     COMPUTE,
     DATA_DEFAULTS,
@@ -153,7 +153,7 @@ def _configs(args: argparse.Namespace):
     import torch
 
     from mer_live.config import SongConfig
-    from mer_live.model import ModelConfig
+    from mer_live.nn.model import ModelConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)

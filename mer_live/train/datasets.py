@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mer_live.audio import AUDIO_EXTENSIONS
+from mer_live.audio.read import AUDIO_EXTENSIONS
 from mer_live.errors import MerLiveError
 from mer_live.train.labels import (
     QUADRANT_LABELS,

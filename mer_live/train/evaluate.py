@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from mer_live.config import DEFAULT_SONG, TASKS, AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig
+from mer_live.nn.model import ModelConfig
 from mer_live.stats import quadrant
 from mer_live.train.datasets import Clip
 from mer_live.train.settings import TrainConfig

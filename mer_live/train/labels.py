@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mer_live.audio import AUDIO_EXTENSIONS
+from mer_live.audio.read import AUDIO_EXTENSIONS
 from mer_live.config import TASKS
 from mer_live.errors import MerLiveError
 from mer_live.stats import QUADRANTS as QUADRANT_NAMES

@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig, SegmentNet
+from mer_live.nn.model import ModelConfig, SegmentNet
 from mer_live.train.rundir import save_checkpoint
 from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import GMM_INPUTS, NAIVE_OVERRIDES, TrainConfig

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mer_live.errors import MerLiveError
-from mer_live.model import split_logits
+from mer_live.nn.model import split_logits
 from mer_live.train import losses
 from mer_live.train.division import divide_losses
 from mer_live.train.segments import SegmentSet

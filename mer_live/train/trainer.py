@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from mer_live.aggregate import SongAggregator, mean_probabilities
-from mer_live.audio import AudioError, cut_segments, load_audio
+from mer_live.audio.read import load_audio
+from mer_live.audio.samples import cut_segments
 from mer_live.config import DEFAULT_SONG, TASKS, AudioConfig, SongConfig
-from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig, SegmentNet
+from mer_live.errors import AudioError, MerLiveError
+from mer_live.nn.model import ModelConfig, SegmentNet
 from mer_live.stats import song_vector
 from mer_live.train import rundir
 from mer_live.train.cache import LogMelCache

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mer_live.api import Model
-from mer_live.audio import AUDIO_EXTENSIONS, describe_messages
+from mer_live.audio.library import Found, collect, passed_over
+from mer_live.audio.read import AUDIO_EXTENSIONS, describe_messages
 from mer_live.errors import MerLiveError
-from mer_live.realtime.library import Found, collect, passed_over
-from mer_live.realtime.results import SongResult
-from mer_live.realtime.rows import SCALE, check_output, format_rows, output_format, result_row, resumed_rows, write_rows
+from mer_live.label.rows import SCALE, check_output, format_rows, output_format, result_row, resumed_rows, write_rows
+from mer_live.runtime.engine import Model
+from mer_live.runtime.results import SongResult
 
 SAVE_SECONDS = 2.0  # a killed run loses at most this much labeling (--save-every)
 PROGRESS_SECONDS = 10.0  # a plain progress line this often when stderr is not a terminal (--progress-every)

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
-from mer_live.audio import AUDIO_EXTENSIONS
+from mer_live.audio.read import AUDIO_EXTENSIONS
 
 
 @dataclass

@@ -11,9 +11,9 @@ import os
 import numpy as np
 import onnxruntime as ort
 
-from mer_live.bundle import Bundle, load_aggregator_pickle
 from mer_live.errors import MerLiveError
-from mer_live.realtime.choices import AGGREGATORS, PROVIDERS
+from mer_live.runtime.bundle import Bundle, load_aggregator_pickle
+from mer_live.runtime.choices import AGGREGATORS, PROVIDERS
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"

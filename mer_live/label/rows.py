@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from mer_live.atomic import atomic_file, atomic_write_text
+from mer_live.audio.library import real_path
 from mer_live.errors import MerLiveError
-from mer_live.realtime.library import real_path
-from mer_live.realtime.results import SongResult, high_low
+from mer_live.runtime.results import SongResult, high_low
 
 COLUMNS = ["path", "duration_s", "segments", "valence", "arousal", "valence_label", "arousal_label",
            "quadrant", "quadrant_name", "error"]

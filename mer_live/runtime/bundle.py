@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
 PICKLE = "aggregator.pkl"
 REQUIRED_FILES = ("segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx")
-DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+DEFAULT_BUNDLE = Path(__file__).parents[1] / "models" / "default"
 # bundles shipped in the package, by name: the default (pretrained musicnn) and the fastest (compact)
 PACKAGED = {"default": DEFAULT_BUNDLE, "compact": DEFAULT_BUNDLE.parent / "compact"}
 

@@ -106,7 +106,7 @@ def clip_frames(frames: FrameStream, blocks: Iterable[np.ndarray], expected_samp
     """(n_mels, frames) log-mel of every frame a whole clip's segments use, from its audio blocks, and
     the clip's length in samples.
 
-    A clip shorter than one segment is zero-padded to one, as ``audio.cut_segments`` does. Frames go
+    A clip shorter than one segment is zero-padded to one, as ``audio.samples.cut_segments`` does. Frames go
     into one array sized for ``expected_samples`` (a header's count) and grown if need be; only the
     audio of frames still to come is held, never the clip.
     """

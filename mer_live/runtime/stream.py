@@ -15,22 +15,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mer_live.audio.samples import StreamResampler
 from mer_live.errors import MerLiveError
-from mer_live.realtime.choices import MODES
-from mer_live.realtime.frames import segment_windows
-from mer_live.realtime.results import Meter, Song, Update
-from mer_live.realtime.running import RunningStatistics, SilenceGate, dbfs, rms
-from mer_live.realtime.sources import StreamResampler
-from mer_live.realtime.windower import Windower, Windows
+from mer_live.runtime.choices import MODES
+from mer_live.runtime.frames import segment_windows
+from mer_live.runtime.results import Meter, Song, Update
+from mer_live.runtime.running import RunningStatistics, SilenceGate, dbfs, rms
+from mer_live.runtime.windower import Windower, Windows
 
 if TYPE_CHECKING:
-    from mer_live.api import Model
+    from mer_live.runtime.stages import Stages
 
 
 class FrameSegments:
     """Incremental segments: each log-mel frame computed once (``FrameStream``), windows cut from them."""
 
-    def __init__(self, model: Model, max_batch: int) -> None:
+    def __init__(self, model: Stages, max_batch: int) -> None:
         self.model, self.config, self.max_batch = model, model.audio, max_batch
         self.frames = model.frames()
         self.emitted = 0  # windows completed (run, or skipped in silence)
@@ -82,7 +82,7 @@ class FrameSegments:
 class WindowSegments:
     """The reference: ``segment.onnx`` (raw audio to outputs, one graph) on every window's audio."""
 
-    def __init__(self, model: Model, graph) -> None:
+    def __init__(self, model: Stages, graph) -> None:
         self.graph = graph
         self.windower = Windower(model.audio)
         self._windows: Windows | None = None  # the windows the last push completed
@@ -119,7 +119,7 @@ class Stream:
     length the aggregator was fit on). ``silence_reset``: sustained silence ends a song.
     """
 
-    def __init__(self, model: Model, horizon: float | None = None, silence_reset: bool = True,
+    def __init__(self, model: Stages, horizon: float | None = None, silence_reset: bool = True,
                  silence_seconds: float = 3.0, mode: str = "incremental", max_batch: int = 16) -> None:
         if mode not in MODES:
             raise MerLiveError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")

@@ -1,6 +1,6 @@
 """Overlapping segment windows from a stream of audio blocks of any size.
 
-The windower is the streaming twin of ``audio.segment_starts``/``cut_segments``: fed a clip in
+The windower is the streaming twin of ``AudioConfig.segment_starts``/``audio.samples.cut_segments``: fed a clip in
 blocks of any sizes it emits exactly the offline segments, in order, with their start samples.
 State is explicit (buffer, samples seen, next window start) and the buffer holds exactly one
 segment; each sample is copied once in and once per window out, with no per-sample Python loop.

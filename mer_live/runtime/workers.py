@@ -18,19 +18,17 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from functools import lru_cache
 from multiprocessing import get_context
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mer_live.realtime.results import SongResult
-
-if TYPE_CHECKING:
-    from mer_live.api import Decoded, Model
+from mer_live.runtime.bundle import load_bundle
+from mer_live.runtime.results import SongResult
+from mer_live.runtime.stages import Decoded, Stages
 
 PARENT_POLL_SECONDS = 1.0
 
 
-def predict_in_processes(model: Model, paths: list[str], workers: int) -> Iterator[SongResult]:
+def predict_in_processes(model: Stages, paths: list[str], workers: int) -> Iterator[SongResult]:
     """``model.predict_many`` with ``workers`` processes."""
     with_backbone = model.provider == "CPU"  # on CUDA the GPU in this process runs the segment model
     settings = (str(model.bundle.path), model.stride, with_backbone)
@@ -61,10 +59,8 @@ def _init_worker(parent: int) -> None:
 
 
 @lru_cache(maxsize=1)
-def _worker_model(bundle_path: str, stride: int) -> Model:
-    from mer_live.api import load
-
-    return load(bundle_path, provider="cpu", threads=1, stride=stride)
+def _worker_model(bundle_path: str, stride: int) -> Stages:
+    return Stages(load_bundle(bundle_path), provider="cpu", threads=1, stride=stride)
 
 
 def _label_file(settings: tuple[str, int, bool], path: str) -> tuple[Decoded, np.ndarray | None]:

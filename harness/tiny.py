@@ -19,7 +19,7 @@ import torch
 
 from mer_live.aggregate import SongAggregator
 from mer_live.config import AudioConfig, SongConfig
-from mer_live.model import ModelConfig, SegmentNet
+from mer_live.nn.model import ModelConfig, SegmentNet
 from mer_live.stats import segment_statistics
 from mer_live.train import rundir
 
@@ -89,7 +89,7 @@ def make_tiny_run(run_dir: str | Path, segment_seconds: float = 3.0, seed: int =
         warnings.simplefilter("ignore", FutureWarning)
         aggregator = SongAggregator(list(SONG.tasks), seed=seed).fit(features, labels)
     config = rundir.run_config(
-        audio, model_config, {"epochs": 0, "seed": seed, "note": "mer_live.train.tiny: random weights, not trained"},
+        audio, model_config, {"epochs": 0, "seed": seed, "note": "harness.tiny: random weights, not trained"},
         SONG, dataset={"name": "synthetic", "root": None, "binarization": "song mean > 0.5"})
     return rundir.write_run(run_dir, config, aggregator,
                             {"protocol": "none (synthetic test run)", "accuracy": None},

@@ -23,9 +23,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mer_live.audio import describe_messages
-from mer_live.realtime.results import Song, Update, high_low
-from mer_live.realtime.stream import Stream
+from mer_live.audio.read import describe_messages
+from mer_live.runtime.results import Song, Update, high_low
+from mer_live.runtime.stream import Stream
 from mer_live.stats import QUADRANTS
 
 REDRAW_SECONDS = 0.1

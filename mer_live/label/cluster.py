@@ -37,8 +37,8 @@ import numpy as np
 from mer_live.errors import MerLiveError, one_line
 
 if TYPE_CHECKING:
-    from mer_live.api import Model
-    from mer_live.realtime.results import SongResult
+    from mer_live.runtime.engine import Model
+    from mer_live.runtime.results import SongResult
 
 INSTALL_HINT = "--ray needs Ray, an optional extra this install lacks: pip install 'mer-live[ray]'"
 MAX_BLOCKS = 10_000  # decode tasks per run at most: past it, a task decodes several files in turn
@@ -219,7 +219,7 @@ class RayRunner:
                                "with --out, the rows saved so far stay and --resume continues") from exc
 
     def result(self, row: dict) -> SongResult:
-        from mer_live.realtime.results import SongResult
+        from mer_live.runtime.results import SongResult
 
         model = self.model
         messages = tuple(json.loads(row["messages"]))
@@ -241,7 +241,7 @@ def worker_model(spec: Spec, provider: str, threads: int) -> Model:
 
 @lru_cache(maxsize=2)
 def _worker_model(spec: Spec, provider: str, threads: int) -> Model:
-    from mer_live.api import load
+    from mer_live.runtime.engine import load
 
     return load(local_bundle(spec), provider=provider, threads=threads, stride=spec.stride,
                 aggregator=spec.aggregator)
@@ -290,7 +290,7 @@ class SegmentModel:
         self.model = worker_model(spec, provider, threads)
 
     def __call__(self, row: dict) -> dict:
-        from mer_live.api import Decoded
+        from mer_live.runtime.stages import Decoded
 
         messages = json.loads(row["messages"])
         out = {"i": row["i"], "path": row["path"], "duration": float(row["duration"]), "error": row["error"],

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mer_live.model_names import PRETRAINED
+from mer_live.nn.names import PRETRAINED
 
-WEIGHTS_DIR = Path(__file__).parent / "models" / "pretrained"
+WEIGHTS_DIR = Path(__file__).parents[1] / "models" / "pretrained"
 NOTICE = "NOTICE"  # the musicnn package's ISC licence, kept beside the weights and copied into bundles
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 N_TAGS = 50

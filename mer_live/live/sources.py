@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 
-from mer_live.audio import decoder_messages, is_stream, iter_audio_blocks, sanitize, to_mono
+from mer_live.audio.read import decoder_messages, is_stream, iter_audio_blocks
+from mer_live.audio.samples import StreamResampler
 from mer_live.errors import MerLiveError
 
 QUEUE_BLOCKS = 4096  # bounded: ~10 s or more of PortAudio blocks
@@ -32,19 +32,6 @@ class Block:
 
     samples: np.ndarray
     arrival: float
-
-
-class StreamResampler:
-    """Any rate and channel count -> mono float32 at ``out_rate``, one soxr stream across blocks."""
-
-    def __init__(self, in_rate: int, out_rate: int) -> None:
-        self.in_rate, self.out_rate = int(in_rate), int(out_rate)
-        self._stream = None if self.in_rate == self.out_rate else soxr.ResampleStream(
-            self.in_rate, self.out_rate, 1, dtype="float32", quality="HQ")
-
-    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
-        mono = sanitize(to_mono(block))
-        return mono if self._stream is None else self._stream.resample_chunk(mono, last=last)
 
 
 def _sounddevice():

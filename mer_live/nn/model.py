@@ -2,7 +2,7 @@
 
 Two families share one seam. From scratch: ``vgg16`` (the 13-conv VGG16 layout with batch
 norm on one input channel, as SSSL uses) and ``compact`` (one conv per stage at an eighth of
-the width, for laptop CPUs and live use). Pretrained on music tagging (``mer_live.musicnn``):
+the width, for laptop CPUs and live use). Pretrained on music tagging (``mer_live.nn.musicnn``):
 ``musicnn-msd``, ``musicnn-mtt``, ``vgg-msd``, ``vgg-mtt``, a frozen body plus a ``top`` that
 SSSL fine-tunes. The front end sits inside the module so one graph runs from samples to
 logits; ``backbone`` alone takes log-mel, and ``trainable`` is the part training updates
@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from mer_live import musicnn
 from mer_live.config import FRONTEND_FIELDS, MUSICNN_AUDIO, AudioConfig
-from mer_live.frontend import LogMel
-from mer_live.model_names import ARCH_CHOICES, FINETUNE, LOUDNESS, PRETRAINED
+from mer_live.nn import musicnn
+from mer_live.nn.frontend import LogMel
+from mer_live.nn.names import ARCH_CHOICES, FINETUNE, LOUDNESS, PRETRAINED
 
 ARCHITECTURES: dict[str, tuple[int | str, ...]] = {
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),

@@ -1,4 +1,4 @@
-"""Audio I/O and segmentation: decode with libsndfile or FFmpeg (PyAV), downmix, resample with soxr.
+"""Reading audio files: decode with libsndfile or FFmpeg (PyAV), downmix, resample with soxr.
 
 libsndfile reads WAV-family files, AIFF, Ogg (Vorbis, Opus) and MP3; PyAV reads FLAC and what a
 music library holds besides (AAC and ALAC in .m4a/.mp4, WebM/Matroska, WMA, AC-3, MP2), and any
@@ -21,8 +21,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from mer_live.config import AudioConfig
-from mer_live.decode import STDIN, AvReader
+from mer_live.audio.decode import STDIN, AvReader
+from mer_live.audio.samples import StreamResampler, sanitize, to_mono
 from mer_live.errors import AudioError
 
 BLOCK_SECONDS = 10.0
@@ -158,26 +158,6 @@ def describe_messages(lines: list[str]) -> str:
     return f"{len(lines)} decoder message{'s' * (len(lines) != 1)} (damaged data?), first: {first[:120]}"
 
 
-def to_mono(block: np.ndarray) -> np.ndarray:
-    """Average channels; ``block`` is (frames,) or (frames, channels). float32, C-contiguous."""
-    if block.ndim == 2:
-        channels = block.shape[1]
-        if channels == 1:
-            block = block[:, 0]
-        elif channels == 2:  # a matrix product or mean over axis 1 is several times slower for stereo
-            block = (block[:, 0] + block[:, 1]) * np.float32(0.5)
-        else:
-            block = block @ np.full(channels, 1 / channels, np.float32)
-    return np.ascontiguousarray(block, dtype=np.float32)
-
-
-def sanitize(samples: np.ndarray) -> np.ndarray:
-    """Replace NaN and infinities by zeros and clip to [-1, 1]: float files may hold either."""
-    if not np.isfinite(samples).all():
-        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(samples, -1.0, 1.0, out=samples)
-
-
 def iter_audio_blocks(
     path: str | os.PathLike, sr: int, block_seconds: float = BLOCK_SECONDS
 ) -> Iterator[np.ndarray]:
@@ -187,20 +167,17 @@ def iter_audio_blocks(
     ``load_audio(path, sr)`` up to soxr's streaming/one-shot rounding.
     """
     with _open(path) as reader:
-        native = reader.samplerate
-        resampler = None if native == sr else soxr.ResampleStream(native, sr, 1, dtype="float32")
+        resample = StreamResampler(reader.samplerate, sr)
         produced = 0
-        for block in reader.blocks(max(1, int(block_seconds * native))):
-            mono = sanitize(to_mono(block))
-            out = mono if resampler is None else resampler.resample_chunk(mono)
+        for block in reader.blocks(max(1, int(block_seconds * reader.samplerate))):
+            out = resample(block)
             produced += len(out)
             if len(out):
                 yield out
-        if resampler is not None:
-            out = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            produced += len(out)
-            if len(out):
-                yield out
+        out = resample(np.zeros(0, np.float32), last=True)
+        produced += len(out)
+        if len(out):
+            yield out
         if produced == 0:
             raise AudioError(path, "no audio samples in file")
 
@@ -238,21 +215,3 @@ def audio_duration(path: str | os.PathLike) -> float:
     """Duration in seconds from the header (cheap, no decoding); 0 when the file does not state it."""
     with _open(path) as reader:
         return reader.frames / reader.samplerate
-
-
-def pad_to_segment(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
-    """Zero-pad a clip shorter than one segment to exactly one segment."""
-    short = config.segment_samples - len(samples)
-    if short <= 0:
-        return samples
-    return np.concatenate([samples, np.zeros(short, dtype=samples.dtype)])
-
-
-def cut_segments(samples: np.ndarray, config: AudioConfig) -> np.ndarray:
-    """All segments of a clip as a (n_segments, segment_samples) float32 array."""
-    samples = pad_to_segment(samples, config)
-    starts = config.segment_starts(len(samples))
-    out = np.empty((len(starts), config.segment_samples), dtype=np.float32)
-    for i, start in enumerate(starts):
-        out[i] = samples[start : start + config.segment_samples]
-    return out

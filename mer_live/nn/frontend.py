@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mer_live.config import AudioConfig
-from mer_live.mel import hann_window, mel_filterbank
+from mer_live.nn.mel import hann_window, mel_filterbank
 
 
 def stft_kernels(config: AudioConfig) -> np.ndarray:
