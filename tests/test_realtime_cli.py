@@ -89,16 +89,18 @@ def test_silence_starts_a_new_song_and_reset_key_path():
     pipeline.silence_seconds = 2.0
     pipeline.reset()
     audio = synthesize(sr, seconds=20.0, pause=4.0)
-    updates = []
+    updates, ended = [], []
     for i in range(0, len(audio), 2048):
-        updates += pipeline.feed(audio[i : i + 2048])
-    counts = [u.segments for u in updates]
-    assert pipeline.meter.songs == 2
+        fed = pipeline.feed(audio[i : i + 2048])
+        updates += fed
+        ended += [fed.song_end] if fed.song_end is not None else []
+    counts = [u.song.n_segments for u in updates]
+    assert pipeline.song_number == 2 and ended == pipeline.songs  # feed returned the song silence ended
     assert counts.index(1, 1) > 0  # the count restarted after the pause
     assert [u.song_number for u in updates] == [1] * counts.index(1, 1) + [2] * (len(updates) - counts.index(1, 1))
     first = pipeline.songs[0]  # the finished song is kept, not dropped
-    assert first.number == 1 and first.segments == counts.index(1, 1) and first.end <= updates[-1].start
-    pipeline.new_song()
+    assert first.number == 1 and first.n_segments == counts.index(1, 1) and first.end <= updates[-1].start
+    assert pipeline.new_song() is pipeline.songs[-1]
     assert len(pipeline.stats) == 0 and pipeline.latest is None
     assert [s.number for s in pipeline.songs] == [1, 2]
     text = summary(pipeline, ArraySource(audio, sr, "x"))

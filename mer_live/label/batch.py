@@ -22,6 +22,7 @@ from mer_live.errors import MerLiveError
 from mer_live.label.rows import SCALE, check_output, format_rows, output_format, result_row, resumed_rows, write_rows
 from mer_live.runtime.engine import Model
 from mer_live.runtime.results import SongResult
+from mer_live.runtime.workers import default_workers
 
 SAVE_SECONDS = 2.0  # a killed run loses at most this much labeling (--save-every)
 PROGRESS_SECONDS = 10.0  # a plain progress line this often when stderr is not a terminal (--progress-every)
@@ -115,8 +116,9 @@ def label_files(model: Model, paths: list[str], *, recursive: bool = False, patt
     """Label every file; write the output; return 0, 1 when any file failed, 130 when interrupted
     (Ctrl-C or SIGTERM: the rows labeled so far are written first).
 
-    ``runner`` labels the files (default: ``model.predict_many`` with ``workers`` processes; the Ray
-    path gives its own), ``where`` names where they ran for the summary (default: the model's provider)."""
+    ``runner`` labels the files (default: ``model.predict_many`` with ``workers`` processes, by default
+    ``default_workers()``; the Ray path gives its own), ``where`` names where they ran for the summary
+    (default: the model's provider)."""
     from rich.console import Console
 
     stdout = stdout or sys.stdout
@@ -124,8 +126,10 @@ def label_files(model: Model, paths: list[str], *, recursive: bool = False, patt
         # soft wrap: each message stays one line
         err = Console(file=stderr or stack.enter_context(_own_stderr()), soft_wrap=True)
         if runner is None:
+            processes = default_workers() if workers is None else workers
+
             def runner(todo: list[str]) -> Iterator[SongResult]:
-                return model.predict_many(todo, workers)
+                return model.predict_many(todo, processes)
 
         return _label(model, paths, err, stdout, runner, where or model.provider, recursive=recursive,
                       pattern=pattern, out=out, fmt=fmt, segments=segments, strict=strict, resume=resume,

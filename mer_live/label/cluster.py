@@ -164,7 +164,7 @@ def bundle_spec(ray, model: Model) -> Spec:
     manifest = (folder / "bundle.json").read_bytes()
     names = ["bundle.json", *sorted(model.bundle.manifest["files"])]
     files = ray.put({name: (folder / name).read_bytes() for name in names})
-    return Spec(str(folder.resolve()), hashlib.sha256(manifest).hexdigest(), model.stride, model.aggregator_kind,
+    return Spec(str(folder.resolve()), hashlib.sha256(manifest).hexdigest(), model.stride, model.stages.aggregator_kind,
                 files)
 
 
@@ -221,15 +221,16 @@ class RayRunner:
     def result(self, row: dict) -> SongResult:
         from mer_live.runtime.results import SongResult
 
-        model = self.model
+        stages = self.model.stages
         messages = tuple(json.loads(row["messages"]))
         if row["error"]:
-            return model.failed(row["path"], row["error"], messages)
-        n_tasks = len(model.tasks)
+            return stages.failed(row["path"], row["error"], messages)
+        n_tasks = len(stages.tasks)
         segments = np.frombuffer(row["segments"], dtype=row["dtype"]).reshape(-1, n_tasks)
         song = {k: float(v) for k, v in json.loads(row["song"]).items()}
-        return SongResult(row["path"], float(row["duration"]), tuple(model.tasks), song, segments.copy(),
-                          model.segment_times(len(segments)), messages=messages)
+        return SongResult(song, len(segments), path=row["path"], duration=float(row["duration"]),
+                          tasks=tuple(stages.tasks), segments=segments.copy(),
+                          starts=stages.segment_times(len(segments)), messages=messages)
 
 
 # ---- on the workers
@@ -276,7 +277,7 @@ def local_bundle(spec: Spec) -> str:
 def decode_row(row: dict, spec: Spec) -> dict:
     """The CPU stage: decode one file and run the front end; a failure is the row's ``error``."""
     model = worker_model(spec, "cpu", 1)
-    item = model.decode(row["path"])
+    item = model.stages.decode(row["path"])
     logmel = item.logmel if item.logmel is not None else np.zeros((0, 0), np.float32)
     return {"i": row["i"], "path": row["path"], "duration": float(item.duration), "error": item.error,
             "messages": json.dumps(list(item.messages)), "logmel": logmel.tobytes(),
@@ -299,11 +300,11 @@ class SegmentModel:
             return out
         logmel = np.frombuffer(row["logmel"], dtype=row["dtype"]).reshape(int(row["rows"]), int(row["cols"]))
         try:
-            result = self.model.finish(Decoded(row["path"], float(row["duration"]), logmel, "", messages))
+            result = self.model.stages.finish(Decoded(row["path"], float(row["duration"]), logmel, "", messages))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
             out["error"] = one_line(exc)
             return out
-        out.update(duration=float(result.duration), error=result.error, song=json.dumps(result.song),
+        out.update(duration=float(result.duration), error=result.error, song=json.dumps(dict(result.probs)),
                    segments=np.ascontiguousarray(result.segments).tobytes(), dtype=str(result.segments.dtype))
         return out
 

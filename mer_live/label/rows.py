@@ -17,7 +17,7 @@ from pathlib import Path
 from mer_live.atomic import atomic_file, atomic_write_text
 from mer_live.audio.library import real_path
 from mer_live.errors import MerLiveError
-from mer_live.runtime.results import SongResult, high_low
+from mer_live.runtime.results import SongResult
 
 COLUMNS = ["path", "duration_s", "segments", "valence", "arousal", "valence_label", "arousal_label",
            "quadrant", "quadrant_name", "error"]
@@ -35,13 +35,13 @@ def result_row(result: SongResult, segments: bool = False) -> dict:
     row.update(path=result.path, error=result.error or "")
     if result.error:
         return row
-    v, a = result.valence, result.arousal
-    row.update(duration_s=round(result.duration, 3), segments=len(result.segments), valence=round(v, 6),
-               arousal=round(a, 6), valence_label=high_low(v), arousal_label=high_low(a), quadrant=result.quadrant,
-               quadrant_name=result.quadrant_name)
+    labels = result.labels
+    row.update(duration_s=round(result.duration, 3), segments=result.n_segments, valence=round(result.valence, 6),
+               arousal=round(result.arousal, 6), valence_label=labels["valence"], arousal_label=labels["arousal"],
+               quadrant=result.quadrant, quadrant_name=result.quadrant_name)
     if segments:
-        row["segment_valence"] = [round(float(p), 6) for p in result.segment("valence")]
-        row["segment_arousal"] = [round(float(p), 6) for p in result.segment("arousal")]
+        row["segment_valence"] = [round(float(p), 6) for p in result.timeline("valence")]
+        row["segment_arousal"] = [round(float(p), 6) for p in result.timeline("arousal")]
     return row
 
 

@@ -26,7 +26,6 @@ from rich.text import Text
 from mer_live.audio.read import describe_messages
 from mer_live.runtime.results import Song, Update, high_low
 from mer_live.runtime.stream import Stream
-from mer_live.stats import QUADRANTS
 
 REDRAW_SECONDS = 0.1
 TIMELINE = 48
@@ -119,18 +118,18 @@ class Dashboard:
                 grid.add_row(f"  {task}", _bar(p) + Text(f" {p:.2f} {high_low(p)}"))
             grid.add_row("", "")
             grid.add_row(Text("song", style="bold underline"),
-                         Text(f"over the last {latest.segments} segments (horizon "
+                         Text(f"over the last {latest.song.n_segments} segments (horizon "
                               f"{stream.horizon:.0f} s, {stream.stats.capacity} segments)", style="dim"))
             for task in ("valence", "arousal"):
-                p = latest.song[task]
+                p = latest.song.probs[task]
                 grid.add_row(f"  {task}", _bar(p) + Text(f" {p:.2f} {high_low(p)}", style="bold"))
-            q = latest.quadrant
-            grid.add_row("  quadrant", Text(f"{q} {QUADRANTS[q]}", style=QUADRANT_STYLE[q]))
+            q = latest.song.quadrant
+            grid.add_row("  quadrant", Text(f"{q} {latest.song.quadrant_name}", style=QUADRANT_STYLE[q]))
         for song in stream.songs[-SONGS_SHOWN:]:
             grid.add_row(f"  song #{song.number}",
-                         Text(f"{song.start:.0f}-{song.end:.0f} s  valence {song.song['valence']:.2f}  arousal "
-                              f"{song.song['arousal']:.2f}  ", style="dim")
-                         + Text(f"{song.quadrant} {QUADRANTS[song.quadrant]}", style=QUADRANT_STYLE[song.quadrant]))
+                         Text(f"{song.start:.0f}-{song.end:.0f} s  valence {song.valence:.2f}  arousal "
+                              f"{song.arousal:.2f}  ", style="dim")
+                         + Text(f"{song.quadrant} {song.quadrant_name}", style=QUADRANT_STYLE[song.quadrant]))
         grid.add_row("", "")
         grid.add_row("timeline valence", _spark(u.segment["valence"] for u in self.timeline))
         grid.add_row("timeline arousal", _spark(u.segment["arousal"] for u in self.timeline))
@@ -141,7 +140,7 @@ class Dashboard:
                                           f"(compute p50 {c50:.1f} ms  p95 {c95:.1f} ms)")
         grid.add_row("updates", timing)
         grid.add_row("status", f"provider {stream.provider}  audio {stream.time:.1f} s  "
-                               f"song #{meter.songs}  overflows {self.source.overflows}  "
+                               f"song #{stream.song_number}  overflows {self.source.overflows}  "
                                f"drops {self.source.drops}")
         return Panel(grid, title=Text(f"mer-live: {self.source_name}"),  # Text: a name is never markup
                      subtitle="r: new song  q / Ctrl-C: quit", border_style="blue")
@@ -198,15 +197,12 @@ def run(stream: Stream, source, sink, stop: threading.Event, duration: float | N
     """
     wall_limit = None if duration is None else time.perf_counter() + 2 * duration + 10
     ended = True
-    reported = len(stream.songs)
     for block in source:
         if keys is not None and keys.reset_requested.is_set():
             keys.reset_requested.clear()
-            stream.new_song()
+            _song_ended(sink, stream.new_song())
         updates = stream.feed(block.samples, arrival=block.arrival)
-        for song in stream.songs[reported:]:  # silence or `r` ended one
-            _song_ended(sink, song)
-        reported = len(stream.songs)
+        _song_ended(sink, updates.song_end)  # silence ended one
         if updates:
             sink.updates(updates, stream)
         else:
@@ -222,15 +218,13 @@ def run(stream: Stream, source, sink, stop: threading.Event, duration: float | N
 
 def end_stream(stream: Stream, sink) -> None:
     """The stream is over: its last song ends too, with its whole-song estimate."""
-    song = stream.end_song()
-    if song is not None:
-        _song_ended(sink, song)
+    _song_ended(sink, stream.end_song())
 
 
-def _song_ended(sink, song: Song) -> None:
+def _song_ended(sink, song: Song | None) -> None:
     """Sinks written before songs were events (the benchmarks' own) may not take them."""
     ended = getattr(sink, "song_ended", None)
-    if ended is not None:
+    if song is not None and ended is not None:
         ended(song)
 
 
@@ -244,10 +238,8 @@ def summary(stream: Stream, source, whole_file: bool = False) -> str:
     parts.append(f"overflows {source.overflows} drops {source.drops}")
     text = "mer-live: " + ", ".join(parts)
     if latest is not None:
-        q = latest.quadrant
-        text += (f"\nsong estimate: valence {latest.song['valence']:.2f} ({high_low(latest.song['valence'])}), "
-                 f"arousal {latest.song['arousal']:.2f} ({high_low(latest.song['arousal'])}), "
-                 f"{q} {QUADRANTS[q]} over {latest.segments} segments (the last {stream.horizon:.0f} s)")
+        text += (f"\nsong estimate: {latest.song.describe()} over {latest.song.n_segments} segments "
+                 f"(the last {stream.horizon:.0f} s)")
     messages = getattr(source, "messages", None)
     if messages:
         text += f"\nwarning: {source.name}: {describe_messages(messages)}"

@@ -107,9 +107,9 @@ class Stages:
                ) -> SongResult:
         """The song estimate from a clip's segment outputs."""
         song = self.song_probs(self.bundle.song_vector(outputs))[0]
-        return SongResult(path, duration, tuple(self.tasks), dict(zip(self.tasks, map(float, song))),
-                          np.ascontiguousarray(outputs[:, : len(self.tasks)]), self.segment_times(len(outputs)),
-                          messages=tuple(messages))
+        return SongResult(dict(zip(self.tasks, map(float, song))), len(outputs), path=path, duration=duration,
+                          tasks=tuple(self.tasks), segments=np.ascontiguousarray(outputs[:, : len(self.tasks)]),
+                          starts=self.segment_times(len(outputs)), messages=tuple(messages))
 
     def segment_times(self, n_segments: int) -> np.ndarray:
         """First second of each of a clip's ``n_segments`` segments."""

@@ -11,6 +11,7 @@ over a whole file, so the stream's whole-song estimate is ``predict``'s.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +20,7 @@ from mer_live.audio.samples import StreamResampler
 from mer_live.errors import MerLiveError
 from mer_live.runtime.choices import MODES
 from mer_live.runtime.frames import segment_windows
-from mer_live.runtime.results import Meter, Song, Update
+from mer_live.runtime.results import Meter, Song, SongEstimate, Update
 from mer_live.runtime.running import RunningStatistics, SilenceGate, dbfs, rms
 from mer_live.runtime.windower import Windower, Windows
 
@@ -110,6 +111,15 @@ class WindowSegments:
         pass
 
 
+class Updates(list):
+    """What one ``feed`` gives: an ``Update`` per segment it completed (iterate it), and ``song_end``, the
+    ``Song`` that sustained silence ended meanwhile (None when none did), before those segments."""
+
+    def __init__(self, updates: Iterable[Update] = (), song_end: Song | None = None) -> None:
+        super().__init__(updates)
+        self.song_end = song_end
+
+
 class Stream:
     """Streams audio through a model and keeps the running song estimate.
 
@@ -123,6 +133,7 @@ class Stream:
                  silence_seconds: float = 3.0, mode: str = "incremental", max_batch: int = 16) -> None:
         if mode not in MODES:
             raise MerLiveError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        model = getattr(model, "stages", model)  # a Model, or its stages
         self.model = model
         self.config = model.audio
         self.tasks = model.tasks
@@ -154,9 +165,11 @@ class Stream:
         self.gate = None if self.silence_seconds is None else SilenceGate(self.config.sample_rate, self.silence_seconds)
         self.meter = Meter()
         self.latest: Update | None = None
+        self.song_number = 1  # the current song's, from 1 (silence or ``new_song`` starts the next)
         self.songs: list[Song] = []  # finished songs, oldest first
         self._song_outputs: list[np.ndarray] = []  # every segment of the current song (2 floats a second)
         self._song_start = 0.0
+        self._song: Song | None = None  # ``song``, computed on first read after a change
 
     @property
     def time(self) -> float:
@@ -166,19 +179,21 @@ class Stream:
     @property
     def song(self) -> Song | None:
         """The current song over all its segments so far (the horizon estimate reads its last part)."""
-        if not self._song_outputs or self.latest is None:
-            return None
-        outputs = np.stack(self._song_outputs)
-        probs = self.model.song_probs(self.model.bundle.song_vector(outputs))[0]
-        return Song(self.meter.songs, self._song_start, self.latest.t, len(outputs),
-                    dict(zip(self.tasks, map(float, probs))))
+        if self._song is None and self._song_outputs and self.latest is not None:
+            outputs = np.stack(self._song_outputs)
+            probs = self.model.song_probs(self.model.bundle.song_vector(outputs))[0]
+            self._song = Song(dict(zip(self.tasks, map(float, probs))), len(outputs), number=self.song_number,
+                              start=self._song_start, end=self.latest.t)
+        return self._song
 
-    def new_song(self) -> None:
-        """End the current song (key `r`, or sustained silence) and start the next; the stream goes on."""
-        self.end_song()
+    def new_song(self) -> Song | None:
+        """End the current song (key `r`, or sustained silence) and start the next; the stream goes on.
+        Returns the song that ended (None when it had no segment)."""
+        song = self.end_song()
         self.stats.reset()
         self.latest = None
-        self.meter.songs += 1
+        self.song_number += 1
+        return song
 
     def end_song(self) -> Song | None:
         """Close the current song: it joins ``songs`` (returned), and its segments are let go."""
@@ -186,33 +201,38 @@ class Stream:
         if song is not None:
             self.songs.append(song)
         self._song_outputs = []
+        self._song = None
         return song
 
-    def feed(self, samples: np.ndarray, sr: int | None = None, arrival: float | None = None) -> list[Update]:
+    def feed(self, samples: np.ndarray, sr: int | None = None, arrival: float | None = None) -> Updates:
         """Add mono (or (frames, channels)) samples at ``sr`` (default: the model's rate); return an update
-        for every segment they completed. ``arrival``: when they arrived (perf_counter), for latency."""
+        for every segment they completed, and as ``song_end`` the song that silence ended meanwhile.
+        ``arrival``: when they arrived (perf_counter), for latency."""
         arrival = time.perf_counter() if arrival is None else arrival
         samples = self._resample(samples, sr)
         if len(samples):
             self.meter.level_db = dbfs(rms(samples))
+        song_end = None
         if self.gate is not None:
             if self.gate.push(samples) and len(self.stats):
-                self.new_song()
+                song_end = self.new_song()
             self.meter.silent = self.gate.silent
         self.n_samples += len(samples)
-        return self._run(self._segments.push(samples), arrival)
+        return Updates(self._run(self._segments.push(samples), arrival), song_end)
 
-    def finish(self) -> list[Update]:
-        """End of stream: a stream shorter than one segment still gets one (zero-padded) segment."""
-        updates = []
+    def finish(self) -> Updates:
+        """End of stream: a stream shorter than one segment still gets one (zero-padded) segment. The song
+        goes on (``end_song`` closes it)."""
+        updates = Updates()
         if self._resampler is not None:  # the resampler's last samples
             tail = self._resampler(np.zeros(0, np.float32), last=True)
             self.n_samples += len(tail)
-            updates = self._run(self._segments.push(tail), time.perf_counter())
+            updates += self._run(self._segments.push(tail), time.perf_counter())
         if self.segments_emitted or self.n_samples == 0:
             return updates
         padding = np.zeros(max(0, self.config.segment_samples - self._segments.fed), np.float32)
-        return updates + self._run(self._segments.push(padding), time.perf_counter())
+        updates += self._run(self._segments.push(padding), time.perf_counter())
+        return updates
 
     # ---- internals
 
@@ -235,6 +255,7 @@ class Stream:
         if not self._song_outputs:
             self._song_start = self.config.seconds(int(starts[0]))
         self._song_outputs.extend(np.array(outputs, dtype=np.float32))
+        self._song = None
         n_before = len(self.stats)
         features = []
         for row in outputs:
@@ -248,11 +269,11 @@ class Stream:
                 t=c.seconds(int(start) + c.segment_samples),
                 start=c.seconds(int(start)),
                 segment=dict(zip(self.tasks, map(float, outputs[i]))),
-                song=dict(zip(self.tasks, map(float, song[i]))),
-                segments=min(self.stats.capacity, n_before + i + 1),
+                song=SongEstimate(dict(zip(self.tasks, map(float, song[i]))),
+                                  min(self.stats.capacity, n_before + i + 1)),
                 latency_ms=(done - arrival) * 1e3,
                 compute_ms=(done - begin) * 1e3,
-                song_number=self.meter.songs,
+                song_number=self.song_number,
             )
             for i, start in enumerate(starts)
         ]

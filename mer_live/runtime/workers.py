@@ -28,6 +28,11 @@ from mer_live.runtime.stages import Decoded, Stages
 PARENT_POLL_SECONDS = 1.0
 
 
+def default_workers() -> int:
+    """Decoding processes ``mer-live label`` starts unless told: the CPUs, at most 4."""
+    return min(4, os.cpu_count() or 1)
+
+
 def predict_in_processes(model: Stages, paths: list[str], workers: int) -> Iterator[SongResult]:
     """``model.predict_many`` with ``workers`` processes."""
     with_backbone = model.provider == "CPU"  # on CUDA the GPU in this process runs the segment model
