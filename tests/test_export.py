@@ -186,8 +186,8 @@ def test_a_run_of_the_real_trainer_exports_loads_and_labels(tmp_path: Path) -> N
     import mer_live
     from mer_live.config import AudioConfig, SongConfig
     from mer_live.nn.model import ModelConfig
+    from mer_live.train.command import prepare_data, train_run
     from mer_live.train.settings import DataConfig, RunSettings, TrainConfig
-    from mer_live.train.trainer import prepare_data, train_run
 
     torch.set_num_threads(2)
     audio = AudioConfig(segment_seconds=2.0)

@@ -9,7 +9,7 @@ import numpy as np
 from rich.console import Console
 
 from mer_live.api import Model
-from mer_live.label.batch import label_files
+from mer_live.label.batch import LabelOptions, label_files
 from mer_live.live.demo import synthesize
 from mer_live.live.monitor import Dashboard, run, summary
 from mer_live.live.sources import ArraySource
@@ -50,7 +50,8 @@ def test_file_longer_than_the_horizon_ends_with_the_whole_file_estimate_label_gi
     assert end["event"] == "song_end" and end["segments"] == 11 and end["start"] == 0.0
     out = io.StringIO()
     model = Model(bundle, provider="cpu")
-    assert label_files(model, [str(music_wav())], fmt="jsonl", workers=0, stdout=out, stderr=io.StringIO()) == 0
+    options = LabelOptions(fmt="jsonl", workers=0)
+    assert label_files(model, [str(music_wav())], options, stdout=out, stderr=io.StringIO()) == 0
     row = json.loads(out.getvalue())
     assert abs(end["valence"] - row["valence"]) < 1e-4 and abs(end["arousal"] - row["arousal"]) < 1e-4
     assert end["quadrant"] == row["quadrant"]

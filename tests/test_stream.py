@@ -11,7 +11,7 @@ from mer_live.api import Model
 from mer_live.audio.read import load_audio
 from mer_live.audio.samples import cut_segments
 from mer_live.errors import AudioError, MerLiveError
-from mer_live.label.batch import label_files
+from mer_live.label.batch import LabelOptions, label_files
 from mer_live.live.sources import FileSource
 from mer_live.runtime import frames as frames_module
 from mer_live.stats import segment_statistics
@@ -103,7 +103,7 @@ def test_provider_is_reported_and_cuda_refused_clearly_without_it():
 
 def _label(path, model) -> dict:
     out = io.StringIO()
-    assert label_files(model, [str(path)], fmt="jsonl", segments=True, workers=0, stdout=out,
+    assert label_files(model, [str(path)], LabelOptions(fmt="jsonl", segments=True, workers=0), stdout=out,
                        stderr=io.StringIO()) == 0
     return json.loads(out.getvalue())
 

@@ -108,17 +108,35 @@ class Tally:
 Runner = Callable[[list[str]], Iterator[SongResult]]  # paths -> their results, in the same order
 
 
-def label_files(model: Model, paths: list[str], *, recursive: bool = False, pattern: str | None = None,
-                out: str | None = None, fmt: str | None = None, segments: bool = False, workers: int | None = None,
-                strict: bool = False, resume: bool = False, save_every: float = SAVE_SECONDS, hidden: bool = False,
-                progress_every: float = PROGRESS_SECONDS, runner: Runner | None = None, where: str | None = None,
-                stdout=None, stderr=None) -> int:
+@dataclass(frozen=True)
+class LabelOptions:
+    """What `mer-live label` is asked: which files of the folders (``recursive``, ``pattern``, ``hidden``),
+    where the rows go (``out``, ``fmt``, ``segments``) and how the run goes (``workers``: decoding processes,
+    default ``default_workers()``; ``strict``, ``resume``, ``save_every``, ``progress_every``)."""
+
+    recursive: bool = False
+    pattern: str | None = None
+    hidden: bool = False
+    out: str | None = None
+    fmt: str | None = None
+    segments: bool = False
+    workers: int | None = None
+    strict: bool = False
+    resume: bool = False
+    save_every: float = SAVE_SECONDS
+    progress_every: float = PROGRESS_SECONDS
+
+
+DEFAULT_OPTIONS = LabelOptions()
+
+
+def label_files(model: Model, paths: list[str], options: LabelOptions = DEFAULT_OPTIONS, *,
+                runner: Runner | None = None, where: str | None = None, stdout=None, stderr=None) -> int:
     """Label every file; write the output; return 0, 1 when any file failed, 130 when interrupted
     (Ctrl-C or SIGTERM: the rows labeled so far are written first).
 
-    ``runner`` labels the files (default: ``model.predict_many`` with ``workers`` processes, by default
-    ``default_workers()``; the Ray path gives its own), ``where`` names where they ran for the summary
-    (default: the model's provider)."""
+    ``runner`` labels the files (default: ``model.predict_many`` with ``options.workers`` processes; the
+    Ray path gives its own), ``where`` names where they ran for the summary (default: the model's provider)."""
     from rich.console import Console
 
     stdout = stdout or sys.stdout
@@ -126,14 +144,12 @@ def label_files(model: Model, paths: list[str], *, recursive: bool = False, patt
         # soft wrap: each message stays one line
         err = Console(file=stderr or stack.enter_context(_own_stderr()), soft_wrap=True)
         if runner is None:
-            processes = default_workers() if workers is None else workers
+            processes = default_workers() if options.workers is None else options.workers
 
             def runner(todo: list[str]) -> Iterator[SongResult]:
                 return model.predict_many(todo, processes)
 
-        return _label(model, paths, err, stdout, runner, where or model.provider, recursive=recursive,
-                      pattern=pattern, out=out, fmt=fmt, segments=segments, strict=strict, resume=resume,
-                      save_every=save_every, hidden=hidden, progress_every=progress_every)
+        return _label(model, paths, options, err, stdout, runner, where or model.provider)
 
 
 @contextlib.contextmanager
@@ -149,17 +165,16 @@ def _own_stderr():
         yield stream
 
 
-def _label(model: Model, paths: list[str], err, stdout, runner: Runner, where: str, *, recursive: bool,
-           pattern: str | None, out: str | None, fmt: str | None, segments: bool, strict: bool, resume: bool,
-           save_every: float, hidden: bool, progress_every: float) -> int:
+def _label(model: Model, paths: list[str], options: LabelOptions, err, stdout, runner: Runner, where: str) -> int:
     from rich.console import Console
 
+    out, segments, resume = options.out, options.segments, options.resume
     if resume and out is None:
         raise MerLiveError("--resume needs --out FILE (the earlier output to continue)")
     if out is not None:
         check_output(out)
-    fmt = output_format(fmt, out)
-    found = collect(paths, recursive, pattern, hidden)
+    fmt = output_format(options.fmt, out)
+    found = collect(paths, options.recursive, options.pattern, options.hidden)
     if not found.files:
         raise MerLiveError(f"no audio files found in {', '.join(paths)} (extensions: {' '.join(AUDIO_EXTENSIONS)})"
                            + passed_over(found))
@@ -183,7 +198,7 @@ def _label(model: Model, paths: list[str], err, stdout, runner: Runner, where: s
     if kept:
         err.print(f"mer-live: resuming: {len(kept)} files already labeled in {out}, {len(todo)} to go",
                   markup=False, highlight=False)
-    tally = _run(runner, todo, rows, segments, strict, save, save_every, err, progress_every)
+    tally = _run(runner, todo, rows, options, save, err)
     save()
     if out is None:  # an interrupted run prints the rows it has: nothing labeled is lost
         if fmt == "table":
@@ -191,20 +206,20 @@ def _label(model: Model, paths: list[str], err, stdout, runner: Runner, where: s
         else:
             stdout.write(format_rows(ordered(), fmt, segments, name))
             stdout.flush()
-    report(err, tally, len(todo), time.perf_counter() - begin, where, out, strict, found)
+    report(err, tally, len(todo), time.perf_counter() - begin, where, out, options.strict, found)
     if tally.interrupted:
         return 130
     return 1 if tally.failed else 0
 
 
-def _run(runner: Runner, todo: list[tuple[str, str]], rows: dict[str, dict], segments: bool, strict: bool, save,
-         save_every: float, err, progress_every: float) -> Tally:
-    """Label ``todo`` into ``rows``, saving every ``save_every`` s; Ctrl-C/SIGTERM ends it with a tally."""
+def _run(runner: Runner, todo: list[tuple[str, str]], rows: dict[str, dict], options: LabelOptions, save, err
+         ) -> Tally:
+    """Label ``todo`` into ``rows``, saving every ``options.save_every`` s; Ctrl-C/SIGTERM ends it with a tally."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     tally = Tally()
     last_save = time.perf_counter()
-    plain = None if err.is_terminal else PlainProgress(err, len(todo), progress_every)
+    plain = None if err.is_terminal else PlainProgress(err, len(todo), options.progress_every)
     progress = Progress(TextColumn("labeling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         TextColumn("{task.fields[name]}", markup=False), console=err, disable=plain is not None,
                         transient=True)
@@ -212,7 +227,7 @@ def _run(runner: Runner, todo: list[tuple[str, str]], rows: dict[str, dict], seg
         with progress, contextlib.closing(runner([p for _, p in todo])) as results:
             task = progress.add_task("label", total=len(todo), name="")
             for (key, _), item in zip(todo, results):
-                row = result_row(item, segments)
+                row = result_row(item, options.segments)
                 rows[key] = row
                 tally.processed += 1
                 if item.messages:
@@ -224,9 +239,9 @@ def _run(runner: Runner, todo: list[tuple[str, str]], rows: dict[str, dict], seg
                 progress.update(task, advance=1, name=os.path.basename(item.path)[-40:])
                 if plain is not None:
                     plain.advance(tally.processed)
-                if strict and row["error"]:
+                if options.strict and row["error"]:
                     break
-                if time.perf_counter() - last_save >= save_every:
+                if time.perf_counter() - last_save >= options.save_every:
                     save()
                     last_save = time.perf_counter()
     except KeyboardInterrupt:

@@ -68,7 +68,7 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_label(args: argparse.Namespace) -> int:
     from mer_live.audio.manifest import expand
-    from mer_live.label.batch import PROGRESS_SECONDS, SAVE_SECONDS, label_files
+    from mer_live.label.batch import PROGRESS_SECONDS, SAVE_SECONDS, LabelOptions, label_files
 
     if args.workers is not None and args.workers < 0:
         raise MerLiveError("--workers must be 0 or more")
@@ -80,13 +80,13 @@ def run_label(args: argparse.Namespace) -> int:
     if ray_address is not None and args.workers is not None:
         raise MerLiveError("--workers sets local decoding processes: with --ray the cluster decodes "
                            "(--ray-actors sizes its segment-model pool)")
-    options = dict(recursive=args.recursive, pattern=args.glob, out=args.out, fmt=args.format,
-                   segments=args.segments, strict=args.strict, resume=args.resume,
-                   save_every=args.save_every or SAVE_SECONDS, hidden=args.hidden,
-                   progress_every=args.progress_every or PROGRESS_SECONDS)
+    options = LabelOptions(recursive=args.recursive, pattern=args.glob, hidden=args.hidden, out=args.out,
+                           fmt=args.format, segments=args.segments, workers=args.workers, strict=args.strict,
+                           resume=args.resume, save_every=args.save_every or SAVE_SECONDS,
+                           progress_every=args.progress_every or PROGRESS_SECONDS)
     paths = expand(args.paths)
     if ray_address is None:
-        return label_files(open_model(args, args.stride), paths, workers=args.workers, **options)
+        return label_files(open_model(args, args.stride), paths, options)
     from mer_live.label.cluster import import_ray, ray_runner
 
     import_ray()  # one line naming the extra before any model loads
@@ -95,4 +95,4 @@ def run_label(args: argparse.Namespace) -> int:
 
     model = load(args.model, provider="cpu", aggregator=args.aggregator, stride=args.stride, threads=1)
     with ray_runner(model, ray_address, args.provider, args.ray_gpus, args.ray_actors) as (runner, where):
-        return label_files(model, paths, runner=runner, where=where, **options)
+        return label_files(model, paths, options, runner=runner, where=where)

@@ -167,7 +167,7 @@ def _configs(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     from mer_live.train import rundir
-    from mer_live.train.trainer import prepare_data, run_record, train_run
+    from mer_live.train.command import prepare_data, run_record, train_run
 
     cfg, audio, model_config, song, data = _configs(args)
     run = RunSettings(out=args.out, method=args.method, resume=args.resume)
@@ -187,8 +187,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from mer_live.train.command import log_console, prepare_data
     from mer_live.train.evaluate import cross_validate, markdown_table, write_report
-    from mer_live.train.trainer import log_console, model_inputs, prepare_data
+    from mer_live.train.trainer import model_inputs
 
     try:
         lengths = [float(s) for s in str(args.segment_seconds).split(",")]
