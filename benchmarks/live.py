@@ -71,6 +71,9 @@ class Sink:
             self.compute.append(update.compute_ms)
             self.wall.append(now - start)
 
+    def song_ended(self, song) -> None:
+        pass  # one file, one song: the measurement is per segment
+
     def tick(self, stream) -> None:
         pass
 

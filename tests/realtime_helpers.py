@@ -15,13 +15,13 @@ _ROOT = Path(tempfile.mkdtemp(prefix="mer-live-realtime-tests-"))
 
 
 def tiny_bundle(segment_seconds: float = 3.0) -> Bundle:
-    """A real exported bundle of an untrained model (tests/bundles.py), built once per session."""
+    """A real exported bundle of an untrained model (harness/tiny.py), built once per session."""
     return _tiny_bundle(float(segment_seconds))
 
 
 @cache
 def _tiny_bundle(segment_seconds: float) -> Bundle:
-    from tests.bundles import make_tiny_bundle
+    from harness.tiny import make_tiny_bundle
 
     return load_bundle(make_tiny_bundle(_ROOT / f"bundle-{segment_seconds}", segment_seconds))
 

@@ -16,6 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from harness.tiny import make_tiny_run
 from mer_live.aggregate import SongAggregator
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
@@ -24,7 +25,6 @@ from mer_live.nn.model import SegmentProbabilities
 from mer_live.runtime.bundle import load_aggregator_pickle, load_bundle
 from mer_live.stats import feature_names
 from mer_live.train.rundir import open_run
-from tests.bundles import make_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 

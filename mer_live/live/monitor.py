@@ -202,7 +202,7 @@ def run(stream: Stream, source, sink, stop: threading.Event, duration: float | N
             keys.reset_requested.clear()
             _song_ended(sink, stream.new_song())
         updates = stream.feed(block.samples, arrival=block.arrival)
-        _song_ended(sink, updates.song_end)  # silence ended one
+        _song_ended(sink, updates.song_end)  # silence ended one (or None)
         if updates:
             sink.updates(updates, stream)
         else:
@@ -222,10 +222,8 @@ def end_stream(stream: Stream, sink) -> None:
 
 
 def _song_ended(sink, song: Song | None) -> None:
-    """Sinks written before songs were events (the benchmarks' own) may not take them."""
-    ended = getattr(sink, "song_ended", None)
-    if song is not None and ended is not None:
-        ended(song)
+    if song is not None:
+        sink.song_ended(song)
 
 
 def summary(stream: Stream, source, whole_file: bool = False) -> str:

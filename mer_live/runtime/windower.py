@@ -43,11 +43,6 @@ class Windower:
         self.next_start = 0  # stream index of the next window's first sample (= _buffer[0])
         self.windows_emitted = 0
 
-    @property
-    def time(self) -> float:
-        """Seconds of audio seen so far."""
-        return self.samples_seen / self.config.sample_rate
-
     def push(self, block: np.ndarray) -> Windows:
         """Add a block; return the windows it completed (possibly none)."""
         block = np.asarray(block, dtype=np.float32).reshape(-1)
@@ -71,12 +66,3 @@ class Windower:
     def _windows(self, windows: list[np.ndarray], starts: list[int]) -> Windows:
         audio = np.stack(windows) if windows else np.empty((0, self.size), dtype=np.float32)
         return Windows(audio, np.asarray(starts, dtype=np.int64))
-
-    def flush(self) -> Windows:
-        """End of stream: a clip shorter than one window gives one zero-padded window, as offline."""
-        if self.windows_emitted or self.samples_seen == 0:
-            return self._windows([], [])
-        padded = np.zeros(self.size, dtype=np.float32)
-        padded[: self._filled] = self._buffer[: self._filled]
-        self.windows_emitted += 1
-        return self._windows([padded], [0])

@@ -27,9 +27,6 @@ from mer_live.config import FRONTEND_FIELDS, AudioConfig
 from mer_live.errors import AudioError
 from mer_live.nn.frontend import LogMel
 from mer_live.train.datasets import Clip
-from mer_live.train.segments import segment_frame_starts
-
-__all__ = ["LogMelCache", "cache_key", "frontend_fingerprint", "save_atomic", "segment_frame_starts"]
 
 CACHE_VERSION = 1
 HASH_CHUNK = 1 << 20

@@ -38,10 +38,6 @@ from mer_live.train.labels import (
 )
 from mer_live.train.settings import DATASET_NAMES
 
-__all__ = ["DATASET_NAMES", "MANIFEST", "QUADRANTS", "QUADRANT_LABELS", "TASKS", "Clip", "Dataset", "load_dataset",
-           "make_clip", "quadrant_of"]
-
-
 FOURQ_ANNOTATIONS = "panda_dataset_taffc_annotations.csv"
 PMEMO_STATIC = "static_annotations.csv"
 DEAM_STATIC = (

@@ -26,8 +26,6 @@ QUADRANTS = tuple(QUADRANT_NAMES)  # Q1-Q4
 _BY_QUADRANT = {quadrant(bool(v), bool(a)): {"valence": v, "arousal": a} for v in (1, 0) for a in (1, 0)}
 QUADRANT_LABELS = {q: _BY_QUADRANT[q] for q in QUADRANTS}
 
-__all__ = ["QUADRANTS", "QUADRANT_LABELS", "TASKS"]
-
 
 def quadrant_of(labels: dict[str, int] | None) -> str | None:
     """Russell quadrant of binary labels, or None unless both valence and arousal are known."""
