@@ -8,8 +8,8 @@ demo: setup
 	.venv/bin/mer-live --demo
 
 test: setup
-	.venv/bin/python -m ruff check mer_live tests benchmarks
+	.venv/bin/python -m ruff check mer_live tests benchmarks harness
 	.venv/bin/python -m pytest -q
 
 lint: setup
-	.venv/bin/python -m ruff check mer_live tests benchmarks
+	.venv/bin/python -m ruff check mer_live tests benchmarks harness

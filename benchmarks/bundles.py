@@ -2,7 +2,7 @@
 
 The packaged bundle has one segment length and one architecture, but the sweep needs 1-5 s for
 compact and VGG16. Compute does not depend on the weights, so a stand-in is a randomly
-initialised model of the same architecture put through the real exporter (``mer_live.train.tiny``
+initialised model of the same architecture put through the real exporter (``harness.tiny``
 makes the run), giving the same ONNX graphs a trained model has.
 """
 
@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from mer_live.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
+from mer_live.runtime.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
 
 
 def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def packaged() -> Bundle | None:
 
 def tiers(exclude: str = "") -> dict[str, Bundle]:
     """The packaged model tiers present in this checkout (``fast``, ``default``), by name."""
-    from mer_live.bundle import PACKAGED
+    from mer_live.runtime.bundle import PACKAGED
 
     return {name: load_bundle(name) for name in ("fast", "default")
             if name != exclude and name in PACKAGED and (PACKAGED[name] / "bundle.json").is_file()}
@@ -50,7 +50,7 @@ def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:
     out = workdir / f"{arch}-{seconds:g}s"
     if (out / "bundle.json").is_file():
         return load_bundle(out)
-    from mer_live.train.tiny import make_tiny_bundle
+    from harness.tiny import make_tiny_bundle
 
     return load_bundle(make_tiny_bundle(out, seconds, arch=arch))
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks import bundles, common, peers
-from mer_live.audio import audio_duration
+from mer_live.audio.read import audio_duration
 
 TARGET_X_REALTIME = 500.0
 TARGET_LONG_FILE_MB = 400.0

@@ -16,9 +16,10 @@ import time
 import numpy as np
 
 from benchmarks import bundles, common
-from mer_live.api import Model
-from mer_live.bundle import Bundle
-from mer_live.realtime.sessions import CUDA, open_session
+from mer_live.api import Model, Stream
+from mer_live.runtime.bundle import Bundle
+from mer_live.runtime.sessions import CUDA, open_session
+from mer_live.runtime.stages import Stages
 
 TARGET_P99_MS = 20.0
 RUNTIMES = ("ort-incremental", "ort-full", "torch-eager")
@@ -50,15 +51,15 @@ class Timed:
         return out
 
 
-class TorchModel(Model):
-    """A ``Model`` whose one-graph segment path is PyTorch eager SegmentNet: streamed in ``full`` mode it
+class TorchStages(Stages):
+    """``Stages`` whose one-graph segment path is PyTorch eager SegmentNet: streamed in ``full`` mode it
     runs on each window with the same statistics and aggregator graph, so the two runtimes are timed
     through identical code."""
 
     def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
         import torch
 
-        from mer_live.model import ModelConfig, SegmentNet, SegmentProbabilities
+        from mer_live.nn.model import ModelConfig, SegmentNet, SegmentProbabilities
 
         super().__init__(bundle, provider="cpu", threads=1)
         self.torch, self.device = torch, torch.device(device)
@@ -84,17 +85,17 @@ class TorchModel(Model):
             segment(np.zeros((1, self.audio.segment_samples), np.float32))
 
 
-def measure(model: Model, mode: str, audio: np.ndarray, repeats: int, warmup: int) -> dict:
+def measure(stages: Stages, mode: str, audio: np.ndarray, repeats: int, warmup: int) -> dict:
     """Feed one hop at a time through a Stream; time each update and its graph parts."""
-    timers = {name: Timed(getattr(model, name)) for name in ("frontend", "backbone", "aggregator")}
+    timers = {name: Timed(getattr(stages, name)) for name in ("frontend", "backbone", "aggregator")}
     for name, timer in timers.items():
-        setattr(model, name, timer)
+        setattr(stages, name, timer)
     if mode == "full":
         del timers["frontend"], timers["backbone"]
-        reference = model.reference
-        model.reference = lambda: timers.setdefault("segment", Timed(reference()))
-    stream = model.stream(silence_reset=False, mode=mode)
-    c = model.audio
+        reference = stages.reference
+        stages.reference = lambda: timers.setdefault("segment", Timed(reference()))
+    stream = Stream(stages, silence_reset=False, mode=mode)
+    c = stages.audio
     pos = c.segment_samples - c.hop_samples
     stream.feed(audio[:pos])
     totals: list[float] = []
@@ -136,13 +137,13 @@ def cpu_rows(bundle: Bundle, arch: str, threads: int, audio: np.ndarray, repeats
         model = Model(bundle, provider="cpu", threads=threads)
         model.warm_up()
         rows.append(_row(bundle, arch, f"ort-{mode}", threads, model.provider,
-                         measure(model, mode, audio, repeats, warmup)))
+                         measure(model.stages, mode, audio, repeats, warmup)))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        model = TorchModel(bundle)
-        model.warm_up()
-        rows.append(_row(bundle, arch, "torch-eager", threads, "CPU", measure(model, "full", audio, repeats, warmup)))
+        stages = TorchStages(bundle)
+        stages.warm_up()
+        rows.append(_row(bundle, arch, "torch-eager", threads, "CPU", measure(stages, "full", audio, repeats, warmup)))
     finally:
         torch.set_num_threads(previous)
     return rows
@@ -157,7 +158,7 @@ def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup
         model = Model(bundle, provider="cuda")
         model.warm_up()
         rows.append(_row(bundle, arch, "ort-incremental", None, model.provider,
-                         measure(model, "incremental", audio, repeats, warmup)))
+                         measure(model.stages, "incremental", audio, repeats, warmup)))
         rows.append(iobinding_row(bundle, arch, repeats))
     else:
         notes.append("onnxruntime has no CUDAExecutionProvider here")
@@ -165,9 +166,10 @@ def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup
         import torch
 
         if torch.cuda.is_available():
-            model = TorchModel(bundle, "cuda")
-            model.warm_up()
-            rows.append(_row(bundle, arch, "torch-eager", None, "CUDA", measure(model, "full", audio, repeats, warmup)))
+            stages = TorchStages(bundle, "cuda")
+            stages.warm_up()
+            timed = measure(stages, "full", audio, repeats, warmup)
+            rows.append(_row(bundle, arch, "torch-eager", None, "CUDA", timed))
         else:
             notes.append("torch sees no CUDA GPU")
     except ImportError:

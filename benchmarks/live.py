@@ -19,8 +19,8 @@ from pathlib import Path
 
 from benchmarks import bundles, common
 from mer_live.api import Model
-from mer_live.realtime.monitor import run as monitor_run
-from mer_live.realtime.sources import FILE_BLOCK_SECONDS, FileSource
+from mer_live.live.monitor import run as monitor_run
+from mer_live.live.sources import FILE_BLOCK_SECONDS, FileSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +70,9 @@ class Sink:
             self.from_due.append((now - (start + update.t)) * 1e3)
             self.compute.append(update.compute_ms)
             self.wall.append(now - start)
+
+    def song_ended(self, song) -> None:
+        pass  # one file, one song: the measurement is per segment
 
     def tick(self, stream) -> None:
         pass

@@ -3,7 +3,7 @@
 Both run as subprocesses on the same files, timed from start to exit (interpreter start, model
 load and, for Ray, joining the cluster and starting the actors count, as they do for a user). The
 cluster is real: ``ray start --head`` plus ``ray start --address`` per extra node on this machine,
-the cores split between the nodes (``mer_live.scale.local_cluster``); its own start is timed apart.
+the cores split between the nodes (``harness.local_cluster``); its own start is timed apart.
 A small untimed Ray job first warms the fresh cluster (its time is recorded as ``first_job_s``); a
 small timed one after the full run (``--probe`` files) measures the fixed cost of a Ray run, so the
 steady rate (what a long run on a cluster converges to) is (N - probe) files / (wall - probe wall).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import bundles, common
 from benchmarks.label import DATA_ENV, DEFAULT_DATA, timed
-from mer_live.audio import audio_duration
+from mer_live.audio.read import audio_duration
 
 MILLION = 1_000_000
 TRACK_SECONDS = 240.0  # a 4-minute track
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     except ImportError:
         common.console.print("ray_label: Ray is not installed: pip install '.[ray]'")
         return 1
-    from mer_live.scale.local_cluster import LocalCluster
+    from harness.local_cluster import LocalCluster
 
     files = data_files(args)
     if not files:

@@ -1,6 +1,6 @@
 """Training throughput: segments per second per epoch, data loading timed apart from compute.
 
-One epoch of each phase runs the trainer's own epoch, ``mer_live.train.steps.run_epoch``, with
+One epoch of each phase runs the trainer's own epoch, ``mer_live.train.sssl.run_epoch``, with
 its timers on: ``SegmentSet.batch`` (cache slicing, time shift and SpecAugment; two views in the
 SSSL phase) is the data loading; ``warmup_step`` or ``sssl_step`` with the backward pass and the
 optimizer step is the compute; the SSSL phase's per-epoch GMM division (``divide``) is timed on
@@ -57,14 +57,15 @@ def epoch(backbone, segments, labels, tasks, cfg, device, phase: str, max_steps:
 
     import torch
 
-    from mer_live.train.steps import run_epoch
+    from mer_live.train.comm import Solo
+    from mer_live.train.sssl import Training, run_epoch
 
     optimizer = torch.optim.Adam(backbone.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     # epoch 0 of a run without warm-up is an SSSL epoch; with warm-up throughout it is a warm-up one
     cfg = dataclasses.replace(cfg, warmup_epochs=0 if phase == "sssl" else 1)
-    done = run_epoch(backbone, segments, labels, tasks, cfg, device, 0, rng, optimizer, scaler,
-                     max_steps=max_steps, timed=True)
+    run = Training(backbone, segments, labels, tasks, cfg, optimizer, scaler, Solo(device))
+    done = run_epoch(run, 0, rng, max_steps=max_steps, timed=True)
     n = done.steps * cfg.batch_size
     load, compute, division = done.load_s, done.compute_s, done.division_s
     full_steps = max(1, done.segments // cfg.batch_size)
@@ -79,7 +80,7 @@ def epoch(backbone, segments, labels, tasks, cfg, device, phase: str, max_steps:
 def measure(arch: str, device_name: str, mels, audio, args, max_steps: int) -> list[dict]:
     import torch
 
-    from mer_live.model import ModelConfig, SegmentNet
+    from mer_live.nn.model import ModelConfig, SegmentNet
     from mer_live.train.segments import SegmentSet
     from mer_live.train.settings import TrainConfig
 

@@ -4,18 +4,17 @@
     model = mer_live.load()
     print(model.predict("song.mp3").quadrant)
 
-The API (``load``, ``Model``, ``SongResult``, ``Stream``, ``Update``) loads on first use, so the
+The API (``load``, ``Model``, ``SongEstimate``, ``SongResult``, ``Stream``, ``Update``) loads on first use, so the
 command line starts without ONNX Runtime.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["load", "Model", "SongResult", "Stream", "Update", "Song", "AudioError", "MerLiveError"]
+__all__ = ["load", "Model", "SongEstimate", "SongResult", "Stream", "Update", "Song", "AudioError", "MerLiveError"]
 
-_HOMES = {"load": "mer_live.api", "Model": "mer_live.api", "SongResult": "mer_live.realtime.results",
-          "Update": "mer_live.realtime.results", "Song": "mer_live.realtime.results",
-          "Stream": "mer_live.realtime.stream", "AudioError": "mer_live.errors", "MerLiveError": "mer_live.errors"}
+_HOMES = {name: "mer_live.api" for name in __all__} | {"AudioError": "mer_live.errors",
+                                                        "MerLiveError": "mer_live.errors"}
 
 
 def __getattr__(name: str):

@@ -17,7 +17,8 @@ from mer_live.errors import MerLiveError
 
 def build_parser() -> argparse.ArgumentParser:
     from mer_live.export import cli as export_cli
-    from mer_live.realtime import cli as realtime_cli
+    from mer_live.label import cli as label_cli
+    from mer_live.live import cli as live_cli
     from mer_live.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
@@ -28,13 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mer-live {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    realtime_cli.add_live_arguments(parser)
-    parser.set_defaults(run=realtime_cli.run_live)
+    live_cli.add_live_arguments(parser)
+    parser.set_defaults(run=live_cli.run_live)
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = [
         ("label", "label audio files and folders with song-level valence, arousal and quadrant",
-         realtime_cli.add_label_arguments, realtime_cli.run_label),
+         label_cli.add_label_arguments, label_cli.run_label),
         ("train", "train a segment model with SSSL and fit the song-level SVM",
          train_cli.add_train_arguments, train_cli.run_train),
         ("evaluate", "cross-validated evaluation: SSSL vs baselines, segment-length sweep",

@@ -223,9 +223,6 @@ class SongConfig:
         """Length of the aggregator's input vector."""
         return len(self.tasks) * len(self.statistics) + (2 * embedding_dims if self.embedding else 0)
 
-    def task_index(self, task: str) -> int:
-        return self.tasks.index(task)
-
     def replace(self, **changes: object) -> SongConfig:
         return SongConfig(**{**asdict(self), **changes})
 

@@ -7,7 +7,7 @@ Runs in its own environment (TensorFlow is never a mer-live dependency), which
 
 For each of MSD_musicnn, MTT_musicnn, MSD_vgg and MTT_vgg it reads the checkpoint out of the
 installed ``musicnn`` wheel, renames and transposes every variable to mer-live's PyTorch layout
-(``mer_live/musicnn.py``) and writes ``mer_live/models/pretrained/<name>.safetensors`` beside the
+(``mer_live/nn/musicnn.py``) and writes ``mer_live/models/pretrained/<name>.safetensors`` beside the
 package's ISC notice. It then builds the original graph with the package's own ``models.py``
 (``is_training=False``), runs it on a few generated clips through mer-live's NumPy log-mel
 reference and stores the outputs in ``tests/golden/musicnn.npz``: the test suite checks the
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the torch-free modules of mer_live: config, mel, audio
 
 from mer_live.config import MUSICNN_AUDIO  # noqa: E402
-from mer_live.mel import log_mel_reference  # noqa: E402
+from mer_live.nn.mel import log_mel_reference  # noqa: E402
 
 OUT = ROOT / "mer_live" / "models" / "pretrained"
 GOLDEN = ROOT / "tests" / "golden"
@@ -191,7 +191,7 @@ def real_clips(folder: Path, count: int) -> None:
     """TF outputs for the first segment of ``count`` real files (outputs only), and the float16 effect."""
     import librosa
 
-    from mer_live.audio import load_audio
+    from mer_live.audio.read import load_audio
 
     files = sorted(p for p in folder.rglob("*.mp3"))[:: max(1, len(list(folder.rglob("*.mp3"))) // count)][:count]
     segments = np.stack([load_audio(f, MUSICNN_AUDIO.sample_rate)[: MUSICNN_AUDIO.segment_samples] for f in files])

@@ -9,19 +9,19 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mer_live.bundle import Bundle, load_bundle
+from mer_live.runtime.bundle import Bundle, load_bundle
 
 _ROOT = Path(tempfile.mkdtemp(prefix="mer-live-realtime-tests-"))
 
 
 def tiny_bundle(segment_seconds: float = 3.0) -> Bundle:
-    """A real exported bundle of an untrained model (tests/bundles.py), built once per session."""
+    """A real exported bundle of an untrained model (harness/tiny.py), built once per session."""
     return _tiny_bundle(float(segment_seconds))
 
 
 @cache
 def _tiny_bundle(segment_seconds: float) -> Bundle:
-    from tests.bundles import make_tiny_bundle
+    from harness.tiny import make_tiny_bundle
 
     return load_bundle(make_tiny_bundle(_ROOT / f"bundle-{segment_seconds}", segment_seconds))
 
@@ -29,7 +29,7 @@ def _tiny_bundle(segment_seconds: float) -> Bundle:
 @cache
 def music_wav(seconds: float = 14.0, sr: int = 44100) -> Path:
     """A stereo 44.1 kHz WAV of the generated demo music (so reading it resamples and downmixes)."""
-    from mer_live.realtime.demo import synthesize
+    from mer_live.live.demo import synthesize
 
     mono = synthesize(sr, seconds=seconds, pause=1.0)
     stereo = np.stack([mono, 0.5 * np.roll(mono, 100)], axis=1)

@@ -3,8 +3,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer_live.audio import AudioError, cut_segments, iter_audio_blocks, load_audio
+from mer_live.audio.read import iter_audio_blocks, load_audio
+from mer_live.audio.samples import cut_segments
 from mer_live.config import AudioConfig
+from mer_live.errors import AudioError
 from tests.conftest import tone
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer_live.bundle import MANIFEST, PICKLE, load_aggregator_pickle, load_bundle
+from harness.tiny import make_tiny_bundle
 from mer_live.errors import BundleError
-from tests.bundles import make_tiny_bundle
+from mer_live.runtime.bundle import MANIFEST, PICKLE, load_aggregator_pickle, load_bundle
 
 
 @pytest.fixture(scope="module")

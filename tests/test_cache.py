@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from mer_live.audio import cut_segments, load_audio
+from mer_live.audio.read import load_audio
+from mer_live.audio.samples import cut_segments
 from mer_live.config import AudioConfig
-from mer_live.mel import n_frames
-from mer_live.train.cache import LogMelCache, cache_key, segment_frame_starts
+from mer_live.nn.mel import n_frames
+from mer_live.train.cache import LogMelCache, cache_key
+from mer_live.train.segments import segment_frame_starts
 from tests.conftest import tone
 
 AUDIO = AudioConfig()

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mer_live.audio import load_audio
+from mer_live.audio.read import load_audio
 from mer_live.errors import MerLiveError
-from mer_live.train.datasets import load_dataset, quadrant_of
+from mer_live.train.datasets import load_dataset
+from mer_live.train.labels import quadrant_of
 
 
 def write_clip(path: Path, sr: int = 22050, channels: int = 1, seconds: float = 0.5, fmt: str | None = None) -> Path:

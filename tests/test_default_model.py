@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mer_live.bundle import DEFAULT_BUNDLE, load_bundle
+from mer_live.runtime.bundle import DEFAULT_BUNDLE, load_bundle
 from tests.conftest import REPO
 
 

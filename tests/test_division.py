@@ -9,10 +9,12 @@ from sklearn.metrics import roc_auc_score
 
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig, SegmentNet
+from mer_live.nn.model import ModelConfig, SegmentNet
+from mer_live.train.comm import Solo
 from mer_live.train.division import divide_losses, normalise_losses
 from mer_live.train.plots import gmm_separation
-from mer_live.train.sssl import SegmentSet, clip_relative, divide
+from mer_live.train.segments import SegmentSet
+from mer_live.train.sssl import clip_relative, divide
 
 
 def _losses(rng: np.random.Generator, clean_mean: float, noisy_mean: float, n: int, noisy_share: float):
@@ -82,7 +84,7 @@ def test_unknown_gmm_input_is_a_clear_error():
     segments = SegmentSet.from_clips([np.zeros((audio.n_mels, 100), np.float32)], np.array([[0, 1]]), audio)
     net = SegmentNet(audio, model)
     with pytest.raises(MerLiveError, match="unknown GMM input"):
-        divide(net.backbone, segments, model.tasks, torch.device("cpu"), seed=0, gmm_input="nope")
+        divide(net.backbone, segments, model.tasks, Solo(torch.device("cpu")), seed=0, gmm_input="nope")
 
 
 def test_gmm_plot_draws_a_row_per_class(tmp_path):

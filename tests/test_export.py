@@ -16,15 +16,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from harness.tiny import make_tiny_run
 from mer_live.aggregate import SongAggregator
-from mer_live.bundle import load_aggregator_pickle, load_bundle
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
 from mer_live.export.exporter import export_run
-from mer_live.model import SegmentProbabilities
+from mer_live.nn.model import SegmentProbabilities
+from mer_live.runtime.bundle import load_aggregator_pickle, load_bundle
 from mer_live.stats import feature_names
 from mer_live.train.rundir import open_run
-from tests.bundles import make_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,9 +185,9 @@ def test_a_run_of_the_real_trainer_exports_loads_and_labels(tmp_path: Path) -> N
     """`mer-live train`'s own code path on a tiny synthetic corpus, then export, load_bundle and a prediction."""
     import mer_live
     from mer_live.config import AudioConfig, SongConfig
-    from mer_live.model import ModelConfig
+    from mer_live.nn.model import ModelConfig
+    from mer_live.train.command import prepare_data, train_run
     from mer_live.train.settings import DataConfig, RunSettings, TrainConfig
-    from mer_live.train.trainer import prepare_data, train_run
 
     torch.set_num_threads(2)
     audio = AudioConfig(segment_seconds=2.0)

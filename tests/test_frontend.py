@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from mer_live.audio import load_audio
+from mer_live.audio.read import load_audio
 from mer_live.config import AudioConfig
-from mer_live.frontend import LogMel
-from mer_live.mel import log_mel_reference, mel_filterbank
+from mer_live.nn.frontend import LogMel
+from mer_live.nn.mel import log_mel_reference, mel_filterbank
 
 CONFIG = AudioConfig()
 

@@ -208,7 +208,7 @@ def test_unreadable_file_is_reported(public_dir: Path) -> None:
 
 STREAM = """
 import resource, sys
-from mer_live.realtime.sources import FileSource
+from mer_live.live.sources import FileSource
 n = sum(len(b.samples) for b in FileSource(sys.argv[1], 22050, fast=True))
 print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mer_live.bundle import MANIFEST, PICKLE, load_aggregator_pickle, load_bundle
+from mer_live.runtime.bundle import MANIFEST, PICKLE, load_aggregator_pickle, load_bundle
 from tests.conftest import REPO
 from tests.realtime_helpers import music_wav, tiny_bundle
 from tests.test_bundle import Marker

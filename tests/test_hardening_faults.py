@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from mer_live.realtime.rows import COLUMNS
+from mer_live.label.rows import COLUMNS
 from mer_live.train.synth import make_synth_corpus
 from tests.conftest import REPO
 from tests.realtime_helpers import tiny_bundle

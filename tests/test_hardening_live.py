@@ -54,10 +54,10 @@ CALLBACK = """
 import io, json, queue, sys
 import numpy as np, sounddevice as sd
 from rich.console import Console
-from mer_live.bundle import load_bundle
+from mer_live.runtime.bundle import load_bundle
 from mer_live.api import Model
-from mer_live.realtime.monitor import Dashboard, summary
-from mer_live.realtime.sources import MicSource
+from mer_live.live.monitor import Dashboard, summary
+from mer_live.live.sources import MicSource
 
 bundle = load_bundle(sys.argv[1])
 source = MicSource(bundle.audio.sample_rate, "pulse")  # a real PortAudio stream, not started

@@ -17,10 +17,10 @@ import soundfile as sf
 from rich.console import Console
 
 from mer_live.api import Model
-from mer_live.audio import AUDIO_EXTENSIONS, audio_duration, iter_audio_blocks, load_audio
+from mer_live.audio.library import collect
+from mer_live.audio.read import AUDIO_EXTENSIONS, audio_duration, iter_audio_blocks, load_audio
 from mer_live.errors import MerLiveError
-from mer_live.realtime.label import label_files, print_table, shorten
-from mer_live.realtime.library import collect
+from mer_live.label.batch import LabelOptions, label_files, print_table, shorten
 from tests.realtime_helpers import tiny_bundle
 
 SR = 44100
@@ -130,8 +130,8 @@ def test_flac_without_a_length_decodes_fully_and_a_cut_one_in_part(library: Path
 def label(paths, **kwargs) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     kwargs.setdefault("fmt", "jsonl")
-    status = label_files(Model(tiny_bundle(), provider="cpu"), [str(p) for p in paths], workers=0, stdout=out,
-                         stderr=err, **kwargs)
+    status = label_files(Model(tiny_bundle(), provider="cpu"), [str(p) for p in paths],
+                         LabelOptions(workers=0, **kwargs), stdout=out, stderr=err)
     return status, out.getvalue(), err.getvalue()
 
 

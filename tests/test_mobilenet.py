@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from mer_live.config import AUDIOSET_AUDIO
-from mer_live.frontend import LogMel
-from mer_live.mel import log_mel_reference
 from mer_live.nn import mobilenet
+from mer_live.nn.frontend import LogMel
+from mer_live.nn.mel import log_mel_reference
 
 GOLDEN = Path(__file__).parent / "golden" / "mn04_as.npz"
 TOLERANCE = 1e-4
@@ -86,7 +86,7 @@ def test_numpy_reference_matches_the_graph(golden):
 
 
 def test_kaldi_filterbank_facts():
-    from mer_live.mel import mel_filterbank
+    from mer_live.nn.mel import mel_filterbank
 
     bank = mel_filterbank(AUDIOSET_AUDIO)
     assert bank.shape == (128, 513)
@@ -123,7 +123,7 @@ def test_export_runs_in_onnx_runtime_as_in_pytorch(tmp_path):
     import json
 
     import mer_live
-    from tests.bundles import make_tiny_bundle
+    from harness.tiny import make_tiny_bundle
 
     bundle = make_tiny_bundle(tmp_path / "mn04", arch="mn04")
     manifest = json.loads((bundle / "bundle.json").read_text())

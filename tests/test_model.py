@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mer_live.config import AudioConfig
-from mer_live.model import ModelConfig, SegmentNet, SegmentProbabilities, count_macs, count_parameters
+from mer_live.nn.model import ModelConfig, SegmentNet, SegmentProbabilities, count_macs, count_parameters
 
 
 def test_vgg16_has_13_convs_and_five_pools():

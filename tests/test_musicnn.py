@@ -16,12 +16,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from mer_live.audio import load_audio
+from mer_live.audio.read import load_audio
 from mer_live.config import MUSICNN_AUDIO
-from mer_live.frontend import LogMel
-from mer_live.model import ModelConfig, SegmentNet
-from mer_live.model_names import PRETRAINED
-from mer_live.musicnn import MusicnnBody, Tagger, weights_path
+from mer_live.nn.frontend import LogMel
+from mer_live.nn.model import ModelConfig, SegmentNet
+from mer_live.nn.musicnn import MusicnnBody, Tagger, weights_path
+from mer_live.nn.names import PRETRAINED
 
 GOLDEN = Path(__file__).parent / "golden"
 TOLERANCE = 1e-4

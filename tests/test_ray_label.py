@@ -66,7 +66,7 @@ def test_ray_without_ray_says_which_extra(tmp_path):
 
 def test_ray_address_where_no_cluster_answers(tmp_path):
     pytest.importorskip("ray")
-    from mer_live.scale.local_cluster import free_port
+    from harness.local_cluster import free_port
 
     begin = time.monotonic()
     result = mer_live("label", music_wav(), "--model", tiny_bundle().path, "--ray", f"127.0.0.1:{free_port()}",
@@ -90,7 +90,7 @@ def test_local_path_does_not_import_ray(tmp_path):
 
 
 def test_manifest_lists_files(tmp_path):
-    from mer_live.scale.manifest import expand
+    from mer_live.audio.manifest import expand
 
     (tmp_path / "m.txt").write_text("# a comment\n\na.wav\n/abs/b.mp3\n")
     (tmp_path / "m.csv").write_text("path,artist\nc.wav,x\n")
@@ -125,7 +125,7 @@ class FakeRay:
 def test_plan_sizes_the_actor_pool():
     """CPU clusters: an actor per CPU, decoders always fit beside; GPU clusters: an actor per GPU share."""
     from mer_live.errors import MerLiveError
-    from mer_live.scale.ray_label import plan
+    from mer_live.label.cluster import plan
 
     cpu = plan(FakeRay(2, nodes=2), "h:1", "auto", None, None)
     assert (cpu.actors, cpu.gpus_per_actor, cpu.nodes) == (2, 0.0, 2)
@@ -185,7 +185,7 @@ def cluster():
         if os.environ.get("CI"):
             pytest.fail("the ray extra is missing: scripts/setup.sh installs it (pip install '.[ray]')")
         pytest.skip("Ray is not installed (pip install '.[ray]'); or skip with -m 'not ray'")
-    from mer_live.scale.local_cluster import LocalCluster
+    from harness.local_cluster import LocalCluster
 
     # `ray start --head --num-cpus 1` and `ray start --address ... --num-cpus 1`, each with its own temp dir
     # and process group; the teardown kills both groups, also when the test fails

@@ -9,10 +9,10 @@ import numpy as np
 from rich.console import Console
 
 from mer_live.api import Model
-from mer_live.realtime.demo import synthesize
-from mer_live.realtime.label import label_files
-from mer_live.realtime.monitor import Dashboard, run, summary
-from mer_live.realtime.sources import ArraySource
+from mer_live.label.batch import LabelOptions, label_files
+from mer_live.live.demo import synthesize
+from mer_live.live.monitor import Dashboard, run, summary
+from mer_live.live.sources import ArraySource
 from mer_live.stats import QUADRANTS
 from tests.conftest import REPO
 from tests.realtime_helpers import music_wav, tiny_bundle
@@ -50,7 +50,8 @@ def test_file_longer_than_the_horizon_ends_with_the_whole_file_estimate_label_gi
     assert end["event"] == "song_end" and end["segments"] == 11 and end["start"] == 0.0
     out = io.StringIO()
     model = Model(bundle, provider="cpu")
-    assert label_files(model, [str(music_wav())], fmt="jsonl", workers=0, stdout=out, stderr=io.StringIO()) == 0
+    options = LabelOptions(fmt="jsonl", workers=0)
+    assert label_files(model, [str(music_wav())], options, stdout=out, stderr=io.StringIO()) == 0
     row = json.loads(out.getvalue())
     assert abs(end["valence"] - row["valence"]) < 1e-4 and abs(end["arousal"] - row["arousal"]) < 1e-4
     assert end["quadrant"] == row["quadrant"]
@@ -89,16 +90,18 @@ def test_silence_starts_a_new_song_and_reset_key_path():
     pipeline.silence_seconds = 2.0
     pipeline.reset()
     audio = synthesize(sr, seconds=20.0, pause=4.0)
-    updates = []
+    updates, ended = [], []
     for i in range(0, len(audio), 2048):
-        updates += pipeline.feed(audio[i : i + 2048])
-    counts = [u.segments for u in updates]
-    assert pipeline.meter.songs == 2
+        fed = pipeline.feed(audio[i : i + 2048])
+        updates += fed
+        ended += [fed.song_end] if fed.song_end is not None else []
+    counts = [u.song.n_segments for u in updates]
+    assert pipeline.song_number == 2 and ended == pipeline.songs  # feed returned the song silence ended
     assert counts.index(1, 1) > 0  # the count restarted after the pause
     assert [u.song_number for u in updates] == [1] * counts.index(1, 1) + [2] * (len(updates) - counts.index(1, 1))
     first = pipeline.songs[0]  # the finished song is kept, not dropped
-    assert first.number == 1 and first.segments == counts.index(1, 1) and first.end <= updates[-1].start
-    pipeline.new_song()
+    assert first.number == 1 and first.n_segments == counts.index(1, 1) and first.end <= updates[-1].start
+    assert pipeline.new_song() is pipeline.songs[-1]
     assert len(pipeline.stats) == 0 and pipeline.latest is None
     assert [s.number for s in pipeline.songs] == [1, 2]
     text = summary(pipeline, ArraySource(audio, sr, "x"))
@@ -181,8 +184,8 @@ def test_one_flag_name_one_meaning_old_spellings_still_parse_and_ignored_flags_a
 def test_demo_caption_promises_nothing_the_packaged_model_may_not_do():
     """Whatever load_bundle() ships, the demo's two pieces end as two songs with their own estimates, and
     the caption names what the audio is (synthetic) without promising an emotion for either piece."""
-    from mer_live.realtime.demo import CAPTION
-    from mer_live.realtime.sources import has_input_device
+    from mer_live.live.demo import CAPTION
+    from mer_live.live.sources import has_input_device
 
     if has_input_device():
         import pytest

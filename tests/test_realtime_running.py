@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mer_live.config import AudioConfig
-from mer_live.realtime.running import RunningStatistics, SilenceGate
+from mer_live.runtime.running import RunningStatistics, SilenceGate
 from mer_live.stats import segment_statistics, song_vector
 
 

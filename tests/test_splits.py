@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mer_live.errors import MerLiveError
-from mer_live.train.datasets import QUADRANT_LABELS, QUADRANTS, Clip, make_clip
+from mer_live.train.datasets import Clip, make_clip
+from mer_live.train.labels import QUADRANT_LABELS, QUADRANTS
 from mer_live.train.splits import song_folds, train_val_split
 
 

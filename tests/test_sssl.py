@@ -12,18 +12,23 @@ from sklearn.metrics import roc_auc_score
 
 from mer_live.config import AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig
+from mer_live.nn.model import ModelConfig
 from mer_live.train.cache import LogMelCache
+from mer_live.train.comm import Solo
 from mer_live.train.datasets import load_dataset
 from mer_live.train.evaluate import song_metrics
+from mer_live.train.loop import LoopOptions, train
+from mer_live.train.segments import SegmentSet
+from mer_live.train.settings import TrainConfig
 from mer_live.train.splits import song_folds
-from mer_live.train.sssl import SegmentSet, TrainConfig, divide, train
+from mer_live.train.sssl import Diverged, divide
 from mer_live.train.synth import make_synth_corpus
-from mer_live.train.trainer import clip_labels, fit, predict_songs
+from mer_live.train.trainer import Recipe, clip_labels, fit, predict_songs
 
 AUDIO = AudioConfig(segment_seconds=2.0)
 MODEL = ModelConfig(arch="compact")
 FAST = TrainConfig(epochs=6, warmup_epochs=3, batch_size=32, lr=2e-3, seed=0)
+QUIET = LoopOptions(log=lambda s: None)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,7 @@ def test_sssl_learns_well_above_chance_on_held_out_songs(synth):
     clips, logmels = synth
     train_idx, test_idx = song_folds(clips, 4, seed=0)[0]
     train_mels = {clips[i].path: logmels[clips[i].path] for i in train_idx}  # held-out songs absent
-    fitted = fit(clips, train_mels, train_idx, AUDIO, MODEL, FAST, "sssl", log=lambda s: None)
+    fitted = fit(clips, train_mels, train_idx, Recipe(AUDIO, MODEL, FAST, "sssl"), QUIET)
     preds = predict_songs(fitted, [logmels[clips[i].path] for i in test_idx], SongConfig())
     metrics = song_metrics(clip_labels(clips, test_idx), preds["svm"])
     assert metrics["arousal_acc"] >= 0.8
@@ -59,8 +64,8 @@ def test_gmm_gives_planted_noisy_segments_lower_clean_probability(synth):
     noisy[flipped, 1] ^= 1  # plant arousal label noise on a quarter of the clips
     segments = SegmentSet.from_clips([logmels[c.path] for c in clips], noisy, AUDIO)
     cfg = dataclasses.replace(FAST, epochs=4, warmup_epochs=4)
-    net, _, _ = train(segments, segments, AUDIO, MODEL, cfg, log=lambda s: None)
-    clean, record = divide(net.backbone, segments, MODEL.tasks, torch.device("cpu"), seed=0)
+    net, _, _ = train(segments, segments, AUDIO, MODEL, cfg, QUIET)
+    clean, record = divide(net.backbone, segments, MODEL.tasks, Solo(torch.device("cpu")), seed=0)
     is_noisy = np.isin(segments.clip_of, flipped)
     auc = roc_auc_score(~is_noisy, clean[:, 1])
     assert auc > 0.8, auc
@@ -74,8 +79,8 @@ def test_held_out_songs_never_reach_training(synth):
     train_idx, test_idx = song_folds(clips, 4, seed=1)[0]
     only_train = {clips[i].path: logmels[clips[i].path] for i in train_idx}
     with pytest.raises(KeyError):  # fit touches nothing but the songs it is given
-        fit(clips, only_train, train_idx + test_idx[:1], AUDIO, MODEL,
-            dataclasses.replace(FAST, epochs=1, warmup_epochs=1), "sssl", log=lambda s: None)
+        fit(clips, only_train, train_idx + test_idx[:1],
+            Recipe(AUDIO, MODEL, dataclasses.replace(FAST, epochs=1, warmup_epochs=1), "sssl"), QUIET)
 
 
 def test_checkpoint_resume_and_reproducibility(synth, tmp_path: Path):
@@ -84,8 +89,8 @@ def test_checkpoint_resume_and_reproducibility(synth, tmp_path: Path):
                                      AUDIO)
     cfg = dataclasses.replace(FAST, epochs=3, warmup_epochs=1, segments_per_epoch=64)
     ckpt = tmp_path / "checkpoint.pt"
-    full, history, _ = train(segments, segments, AUDIO, MODEL, cfg, log=lambda s: None)
-    again, _, _ = train(segments, segments, AUDIO, MODEL, cfg, log=lambda s: None)
+    full, history, _ = train(segments, segments, AUDIO, MODEL, cfg, QUIET)
+    again, _, _ = train(segments, segments, AUDIO, MODEL, cfg, QUIET)
     for a, b in zip(full.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)  # seeded CPU training is reproducible
     calls = 0
@@ -97,10 +102,9 @@ def test_checkpoint_resume_and_reproducibility(synth, tmp_path: Path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(segments, segments, AUDIO, MODEL, cfg, checkpoint=ckpt, log=lambda s: None, progress=killed_in_epoch_3)
+        train(segments, segments, AUDIO, MODEL, cfg, LoopOptions(ckpt, log=lambda s: None, progress=killed_in_epoch_3))
     lines: list[str] = []
-    resumed, resumed_history, _ = train(segments, segments, AUDIO, MODEL, cfg, checkpoint=ckpt, resume=True,
-                                        log=lines.append)
+    resumed, resumed_history, _ = train(segments, segments, AUDIO, MODEL, cfg, LoopOptions(ckpt, True, lines.append))
     assert any("resumed" in line for line in lines)
     assert [r["epoch"] for r in resumed_history] == [1, 2, 3]
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
@@ -112,13 +116,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth, tmp_path: Path):
     segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:8]], clip_labels(clips, list(range(8))), AUDIO)
     ckpt = tmp_path / "checkpoint.pt"
     cfg = dataclasses.replace(FAST, epochs=1, warmup_epochs=1, segments_per_epoch=64)
-    train(segments, segments, AUDIO, MODEL, cfg, checkpoint=ckpt, log=lambda s: None)
+    train(segments, segments, AUDIO, MODEL, cfg, LoopOptions(ckpt, log=lambda s: None))
     good = ckpt.read_bytes()
     segments.logmels[0][:] = np.nan
-    with pytest.raises(MerLiveError, match="non-finite loss"):
-        train(segments, segments, AUDIO, MODEL, dataclasses.replace(cfg, epochs=2), checkpoint=ckpt, resume=True,
-              log=lambda s: None)
-    assert ckpt.read_bytes() == good
+    with pytest.raises(Diverged, match="epoch 2, step 1; the last good checkpoint is kept at") as info:
+        train(segments, segments, AUDIO, MODEL, dataclasses.replace(cfg, epochs=2), LoopOptions(ckpt, True, QUIET.log))
+    assert (info.value.epoch, info.value.step, info.value.checkpoint) == (2, 1, ckpt)
+    assert isinstance(info.value, MerLiveError) and ckpt.read_bytes() == good
 
 
 def test_segment_sets_cut_clips_as_the_audio_config_frames_them(synth):

@@ -8,11 +8,12 @@ import pytest
 
 import mer_live
 from mer_live.api import Model
-from mer_live.audio import AudioError, cut_segments, load_audio
-from mer_live.errors import MerLiveError
-from mer_live.realtime import frames as frames_module
-from mer_live.realtime.label import label_files
-from mer_live.realtime.sources import FileSource
+from mer_live.audio.read import load_audio
+from mer_live.audio.samples import cut_segments
+from mer_live.errors import AudioError, MerLiveError
+from mer_live.label.batch import LabelOptions, label_files
+from mer_live.live.sources import FileSource
+from mer_live.runtime import frames as frames_module
 from mer_live.stats import segment_statistics
 from tests.realtime_helpers import music_wav, tiny_bundle
 
@@ -43,7 +44,7 @@ def test_incremental_stream_equals_the_segment_graph(segment_seconds, block):
     model = Model(tiny_bundle(segment_seconds), provider="cpu")
     audio = noise_music(12.0, model.audio.sample_rate)
     got = segment_probs(streamed(model.stream(silence_reset=False), audio, block))
-    reference = model.reference()(cut_segments(audio, model.audio))
+    reference = model.stages.reference()(cut_segments(audio, model.audio))
     assert got.shape == reference.shape
     assert np.abs(got - reference).max() <= TOL
     assert reference.std(axis=0).min() > 1e-3  # the tiny model's outputs really vary
@@ -52,14 +53,14 @@ def test_incremental_stream_equals_the_segment_graph(segment_seconds, block):
 def test_full_mode_and_predict_equal_the_reference():
     model = Model(tiny_bundle(), provider="cpu")
     audio = noise_music(9.5, model.audio.sample_rate)
-    reference = model.reference()(cut_segments(audio, model.audio))
+    reference = model.stages.reference()(cut_segments(audio, model.audio))
     full = segment_probs(streamed(model.stream(silence_reset=False, mode="full"), audio, 5000))
     assert np.abs(full - reference).max() <= TOL
     assert np.abs(model.predict(audio, model.audio.sample_rate).segments - reference).max() <= TOL
     short = audio[:5000]  # shorter than a segment: zero-padded, as offline
     one = model.predict(short, model.audio.sample_rate)
     assert one.segments.shape == (1, 2) and one.duration == pytest.approx(5000 / model.audio.sample_rate)
-    assert np.abs(one.segments - model.reference()(cut_segments(short, model.audio))).max() <= TOL
+    assert np.abs(one.segments - model.stages.reference()(cut_segments(short, model.audio))).max() <= TOL
     short_stream = streamed(model.stream(silence_reset=False), short, 1000)
     assert len(short_stream) == 1 and np.abs(segment_probs(short_stream) - one.segments).max() <= TOL
 
@@ -73,18 +74,18 @@ def test_clip_frames_equal_one_front_end_run_over_the_clip(monkeypatch):
     for n in (5000, c.segment_samples, 600 * 512 + 512, 601 * 512 + 512, 780 * 512 + 700, len(audio)):
         padded = np.concatenate([audio[:n], np.zeros(max(0, c.segment_samples - n), np.float32)])
         n_frames = c.segment_frames_span(c.n_segments(len(padded)))
-        reference = model.frontend(padded[None])[0, :, :n_frames]
+        reference = model.stages.frontend(padded[None])[0, :, :n_frames]
         for block, expected in ((777, 0), (c.sample_rate + 7, n), (10**6, n // 2)):
             blocks = [audio[i : min(n, i + block)] for i in range(0, n, block)]
-            logmel, n_samples = model.logmel(blocks, expected)
+            logmel, n_samples = model.stages.logmel(blocks, expected)
             assert np.abs(logmel - reference).max() <= 1e-4, (n, block)
             assert n_samples == n
 
 
 def test_pickle_and_onnx_aggregators_agree():
     features = segment_statistics(np.random.default_rng(0).random((20, 2)))
-    onnx = Model(tiny_bundle(), provider="cpu").song_probs(features)
-    pickle = Model(tiny_bundle(), provider="cpu", aggregator="pickle").song_probs(features)
+    onnx = Model(tiny_bundle(), provider="cpu").stages.song_probs(features)
+    pickle = Model(tiny_bundle(), provider="cpu", aggregator="pickle").stages.song_probs(features)
     assert onnx.shape == (1, 2)
     assert np.abs(onnx - pickle).max() < 1e-5
 
@@ -102,7 +103,7 @@ def test_provider_is_reported_and_cuda_refused_clearly_without_it():
 
 def _label(path, model) -> dict:
     out = io.StringIO()
-    assert label_files(model, [str(path)], fmt="jsonl", segments=True, workers=0, stdout=out,
+    assert label_files(model, [str(path)], LabelOptions(fmt="jsonl", segments=True, workers=0), stdout=out,
                        stderr=io.StringIO()) == 0
     return json.loads(out.getvalue())
 
@@ -123,9 +124,10 @@ def _check_stream_equals_predict(path, model, blocks):
         assert np.abs(segment_probs(updates) - result.segments).max() <= TOL
         assert np.allclose([u.start for u in updates], result.starts)
         song = stream.song  # the whole-song estimate, as predict gives it
-        assert song.song["valence"] == pytest.approx(result.valence, abs=TOL)
-        assert song.song["arousal"] == pytest.approx(result.arousal, abs=TOL)
-        assert updates[-1].quadrant == song.quadrant == result.quadrant
+        assert song.valence == pytest.approx(result.valence, abs=TOL)
+        assert song.arousal == pytest.approx(result.arousal, abs=TOL)
+        assert song.n_segments == result.n_segments == len(result.segments)
+        assert updates[-1].song.quadrant == song.quadrant == result.quadrant
 
 
 def test_streaming_a_file_equals_predicting_it():
@@ -150,7 +152,7 @@ def test_predict_takes_arrays_at_any_rate_and_the_stream_resamples_too():
     stream = model.stream(horizon=3600, silence_reset=False)
     updates = streamed(stream, at_44k, 4410, sr=44100)
     assert len(updates) == len(b.segments)
-    assert stream.song.song["valence"] == pytest.approx(b.valence, abs=1e-3)
+    assert stream.song.valence == pytest.approx(b.valence, abs=1e-3)
     stereo = np.stack([at_44k, at_44k], axis=1)
     assert model.predict(stereo, 44100).valence == pytest.approx(b.valence, abs=1e-5)
     with pytest.raises(MerLiveError, match="needs sr"):

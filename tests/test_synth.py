@@ -8,8 +8,9 @@ from collections import Counter
 import numpy as np
 import soundfile as sf
 
-from mer_live.mel import hann_window
-from mer_live.train.datasets import QUADRANTS, load_dataset
+from mer_live.nn.mel import hann_window
+from mer_live.train.datasets import load_dataset
+from mer_live.train.labels import QUADRANTS
 from mer_live.train.synth import make_synth_corpus, segment_quadrants, synth_clip
 
 SR = 22050

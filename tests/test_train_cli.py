@@ -119,8 +119,8 @@ def test_option_defaults_are_the_train_config_defaults():
 def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
     from mer_live.train import rundir
     from mer_live.train.cli import _configs
+    from mer_live.train.command import run_record
     from mer_live.train.settings import RunSettings
-    from mer_live.train.trainer import run_record
 
     out = tmp_path / "run"
     args = [*TINY, "--root", str(tmp_path / "synth"), "--segment-seconds", "2"]

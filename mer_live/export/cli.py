@@ -19,8 +19,8 @@ def run_export(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from mer_live.bundle import load_bundle
     from mer_live.export.exporter import export_run
+    from mer_live.runtime.bundle import load_bundle
 
     console = Console()
     variants = [name for name in ("fp16", "int8") if getattr(args, name)]

@@ -1,4 +1,4 @@
-"""A training run -> a verified model bundle (see ``mer_live.bundle`` for the format).
+"""A training run -> a verified model bundle (see ``mer_live.runtime.bundle`` for the format).
 
 Every graph is checked with ONNX Runtime against the run's own PyTorch model and pickled
 aggregator on the run's real verification data before the bundle exists; a mismatch raises
@@ -25,13 +25,13 @@ from torch import nn
 
 from mer_live import __version__
 from mer_live.atomic import atomic_file
-from mer_live.bundle import PICKLE, sha256_file, write_manifest
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
-from mer_live.model import SegmentProbabilities, count_macs, count_parameters
-from mer_live.model_names import AUDIOSET, PRETRAINED
-from mer_live.musicnn import NOTICE, WEIGHTS_DIR
 from mer_live.nn import mobilenet
+from mer_live.nn.model import SegmentProbabilities, count_macs, count_parameters
+from mer_live.nn.musicnn import NOTICE, WEIGHTS_DIR
+from mer_live.nn.names import AUDIOSET, PRETRAINED
+from mer_live.runtime.bundle import PICKLE, sha256_file, write_manifest
 from mer_live.stats import feature_names
 from mer_live.train.rundir import AGGREGATOR, VERIFY_AUDIO, VERIFY_FEATURES, Run, open_run
 

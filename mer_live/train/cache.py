@@ -21,13 +21,12 @@ import numpy as np
 import torch
 
 from mer_live.atomic import atomic_file
-from mer_live.audio import AudioError, load_audio, pad_to_segment
+from mer_live.audio.read import load_audio
+from mer_live.audio.samples import pad_to_segment
 from mer_live.config import FRONTEND_FIELDS, AudioConfig
-from mer_live.frontend import LogMel
+from mer_live.errors import AudioError
+from mer_live.nn.frontend import LogMel
 from mer_live.train.datasets import Clip
-from mer_live.train.segments import segment_frame_starts
-
-__all__ = ["LogMelCache", "cache_key", "frontend_fingerprint", "save_atomic", "segment_frame_starts"]
 
 CACHE_VERSION = 1
 HASH_CHUNK = 1 << 20

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mer_live.config import DEFAULT_SONG, TASKS
 from mer_live.errors import MerLiveError
-from mer_live.model_names import ARCH_CHOICES, FINETUNE, LOUDNESS
+from mer_live.nn.names import ARCH_CHOICES, FINETUNE, LOUDNESS
 from mer_live.train.settings import (
     COMPUTE,
     DATA_DEFAULTS,
@@ -162,7 +162,7 @@ def _configs(args: argparse.Namespace):
     import torch
 
     from mer_live.config import SongConfig
-    from mer_live.model import ModelConfig
+    from mer_live.nn.model import ModelConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -177,7 +177,7 @@ def _configs(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     from mer_live.train import rundir
-    from mer_live.train.trainer import prepare_data, run_record, train_run
+    from mer_live.train.command import prepare_data, run_record, train_run
 
     cfg, audio, model_config, song, data = _configs(args)
     run = RunSettings(out=args.out, method=args.method, resume=args.resume)
@@ -197,9 +197,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from mer_live.train.command import conditioned_logmels, log_console, prepare_data
     from mer_live.train.conditions import CONDITIONS
     from mer_live.train.evaluate import cross_validate, markdown_table, write_report
-    from mer_live.train.trainer import conditioned_logmels, log_console, model_inputs, prepare_data
+    from mer_live.train.trainer import model_inputs
 
     try:
         lengths = [float(s) for s in str(args.segment_seconds).split(",")]

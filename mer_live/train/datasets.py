@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mer_live.audio import AUDIO_EXTENSIONS
+from mer_live.audio.read import AUDIO_EXTENSIONS
 from mer_live.errors import MerLiveError
 from mer_live.train.labels import (
     QUADRANT_LABELS,
@@ -37,10 +37,6 @@ from mer_live.train.labels import (
     threshold_record,
 )
 from mer_live.train.settings import DATASET_NAMES
-
-__all__ = ["DATASET_NAMES", "MANIFEST", "QUADRANTS", "QUADRANT_LABELS", "TASKS", "Clip", "Dataset", "load_dataset",
-           "make_clip", "quadrant_of"]
-
 
 FOURQ_ANNOTATIONS = "panda_dataset_taffc_annotations.csv"
 PMEMO_STATIC = "static_annotations.csv"

@@ -13,8 +13,8 @@
 - draws augmentation and dropout from a generator seeded per process and epoch, so a resumed run
   draws what an unbroken one would have.
 
-Only the first process writes the checkpoint, the run directory and the plots. The local,
-single-process path never imports this module.
+Only the first process writes the checkpoint, the run directory and the plots. A one-process run
+talks to ``comm.Solo`` instead and never imports this module.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def _free_port() -> int:
 
 
 class Comm:
-    """This process's place in the group and the few collective operations training needs."""
+    """This process's place in a group of several and the collective operations training needs
+    (``comm.Communicator``)."""
 
     def __init__(self, rank: int, world_size: int, local_rank: int, device: torch.device) -> None:
         self.rank = rank
@@ -104,12 +105,14 @@ class Comm:
         if self.is_first:
             dist.barrier()
 
-    def epoch_rng(self, seed: int, epoch: int) -> np.random.Generator:
-        """Augmentation and mixup draws of this process in this epoch; torch's (dropout) reseeded alike."""
+    def epoch_rng(self, seed: int, epoch: int, rng: np.random.Generator) -> np.random.Generator:
+        """Augmentation and mixup draws of this process in this epoch (not ``rng``, the run's: per process
+        and epoch, so a resumed run draws what an unbroken one would); torch's (dropout) reseeded alike."""
         torch.manual_seed(int(np.random.SeedSequence([seed, epoch, self.rank]).generate_state(1)[0]))
         return np.random.default_rng([seed, epoch, self.rank])
 
-    def epoch_order(self, n: int, epoch: int, seed: int, segments_per_epoch: int = 0) -> np.ndarray:
+    def epoch_order(self, n: int, epoch: int, seed: int, segments_per_epoch: int, rng: np.random.Generator
+                    ) -> np.ndarray:
         """This process's share of the epoch's permutation of ``n`` segments (a DistributedSampler's)."""
         sampler = DistributedSampler(range(n), num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=seed)
         sampler.set_epoch(epoch)
@@ -151,6 +154,10 @@ class Comm:
     def note_division(self, epoch: int, clean: np.ndarray) -> None:
         """Every process names the division it steps with: the same fingerprint on every process."""
         self.note(f"epoch {epoch + 1} GMM division of {len(clean)} segments: {digest(clean)}")
+
+    def describe(self) -> str:
+        """What the training log line adds after the device: ' x 2 processes'."""
+        return f" x {self.world_size} processes"
 
     def same_buffers(self, module: torch.nn.Module) -> None:
         """Every process takes the first one's buffers (batch-norm running statistics)."""

@@ -17,12 +17,13 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from mer_live.config import DEFAULT_SONG, TASKS, AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig
+from mer_live.nn.model import ModelConfig
 from mer_live.stats import quadrant
 from mer_live.train.datasets import Clip
+from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import TrainConfig
 from mer_live.train.splits import song_folds
-from mer_live.train.trainer import clip_labels, fit, predict_songs
+from mer_live.train.trainer import Recipe, clip_labels, fit, predict_songs
 
 QUADRANT_ORDER = ("Q1", "Q2", "Q3", "Q4")
 METRICS = ("valence_acc", "valence_f1", "arousal_acc", "arousal_f1", "quadrant_acc", "quadrant_f1")
@@ -109,8 +110,8 @@ def cross_validate(
                 # only the training songs' log-mels go in: held-out songs cannot reach the model, GMM or SVM
                 train_mels = {clips[i].path: clip_inputs[clips[i].path] for i in train_idx}
                 train_aug = [{clips[i].path: version[clips[i].path] for i in train_idx} for version in augmented]
-                fitted = fit(clips, train_mels, train_idx, seg_audio, model_config, cfg, method, song,
-                             log=lambda line: log("    " + line), augment=train_aug)
+                fitted = fit(clips, train_mels, train_idx, Recipe(seg_audio, model_config, cfg, method, song),
+                             LoopOptions(log=lambda line: log("    " + line)), train_aug)
                 preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], song)
                 truth = clip_labels(clips, test_idx)
                 # the same test songs from fewer segments, or at another input gain

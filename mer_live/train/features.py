@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_live import musicnn
 from mer_live.config import FRONTEND_FIELDS, AudioConfig
-from mer_live.model import ModelConfig
-from mer_live.train.cache import save_atomic, segment_frame_starts
+from mer_live.nn import musicnn
+from mer_live.nn.model import ModelConfig
+from mer_live.train.cache import save_atomic
+from mer_live.train.segments import segment_frame_starts
 
 CACHE_VERSION = 1
 BATCH = 32

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mer_live.audio import AUDIO_EXTENSIONS
+from mer_live.audio.read import AUDIO_EXTENSIONS
 from mer_live.config import TASKS
 from mer_live.errors import MerLiveError
 from mer_live.stats import QUADRANTS as QUADRANT_NAMES
@@ -25,8 +25,6 @@ QUADRANTS = tuple(QUADRANT_NAMES)  # Q1-Q4
 # each quadrant as binary labels, from stats.quadrant: Q1 = +V +A, Q2 = -V +A, Q3 = -V -A, Q4 = +V -A
 _BY_QUADRANT = {quadrant(bool(v), bool(a)): {"valence": v, "arousal": a} for v in (1, 0) for a in (1, 0)}
 QUADRANT_LABELS = {q: _BY_QUADRANT[q] for q in QUADRANTS}
-
-__all__ = ["QUADRANTS", "QUADRANT_LABELS", "TASKS"]
 
 
 def quadrant_of(labels: dict[str, int] | None) -> str | None:

@@ -30,7 +30,7 @@ from mer_live.aggregate import SongAggregator
 from mer_live.atomic import atomic_file, atomic_write_text
 from mer_live.config import AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig, SegmentNet
+from mer_live.nn.model import ModelConfig, SegmentNet
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"

@@ -1,184 +1,273 @@
-"""The SSSL training loop: warm-up epochs, then per-epoch GMM division, refinement, mixup, R-Drop.
+"""The SSSL maths, one epoch of it and its parts: prediction, the GMM division, a warm-up step, an SSSL step.
 
-Read top to bottom: ``train`` builds the network and optimizer, resumes from a checkpoint when
-asked, then runs ``run_epoch`` (``mer_live.train.steps``: the division and the steps) once per
-epoch, validates, keeps the best epoch and saves a checkpoint. The segments come from
-``mer_live.train.segments``, the hyperparameters from ``mer_live.train.settings``.
+``run_epoch`` is one epoch as the trainer (and the training benchmark) runs it: the per-epoch
+clean/noisy division (SSSL phase), then optimizer steps over the epoch's segments in batches.
+One network carries both heads, so the division is per task: every segment gets a clean
+probability for valence and one for arousal. In a batch, a segment whose valence clean
+probability exceeds tau is a *labeled* row for the valence head (soft cross-entropy on its
+refined label) and, independently, a labeled or *unlabeled* row for the arousal head (MSE on
+a sharpened pseudo-label). So a segment clean for valence and noisy for arousal keeps its
+valence label and has its arousal label replaced by the network's own sharpened guess.
+
+Every function runs on a ``comm`` (``mer_live.train.comm``): under data-parallel training it shards
+the work (each process predicts its share of the segments for the division, the GMM is fit once on
+all of them, each process steps on its share of every batch); for one process (``Solo``) each of
+those is the plain computation.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
+import torch.nn.functional as F
 
-from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
-from mer_live.model import ModelConfig, SegmentNet
-from mer_live.train.rundir import save_checkpoint
+from mer_live.nn.model import split_logits
+from mer_live.train import losses
+from mer_live.train.comm import Communicator
+from mer_live.train.division import divide_losses
 from mer_live.train.segments import SegmentSet
-from mer_live.train.settings import GMM_INPUTS, NAIVE_OVERRIDES, TrainConfig
-from mer_live.train.steps import Epoch, clip_relative, divide, param_groups, predict, run_epoch, sssl_step, warmup_step
+from mer_live.train.settings import GMM_INPUTS, TrainConfig
 
-if TYPE_CHECKING:
-    from mer_live.train.distributed import Comm
-
-__all__ = ["GMM_INPUTS", "NAIVE_OVERRIDES", "SegmentSet", "TrainConfig", "clip_relative", "divide", "param_groups",
-           "pick_device", "predict", "run_epoch", "song_accuracy", "sssl_step", "train", "warmup_step"]
-
-Log = Callable[[str], None]
+LOSS_PARTS = ("loss", "lx", "lu", "penalty", "kl")
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    """CUDA when available (or asked), else the CPU."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise MerLiveError("--device cuda asked for, but torch sees no CUDA GPU")
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(requested)
+@torch.no_grad()
+def predict(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int], device: torch.device,
+            idx: np.ndarray | None = None, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Eval-mode softmax per task for the given (default: all) segments."""
+    backbone.eval()
+    idx = np.arange(len(segments)) if idx is None else idx
+    out: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+    for s in range(0, len(idx), batch_size):
+        x = torch.from_numpy(segments.batch(idx[s : s + batch_size])).to(device)
+        for task, logits in split_logits(backbone(x).float(), tasks).items():
+            out[task].append(torch.softmax(logits, dim=1).cpu().numpy())
+    return {t: np.concatenate(v) if v else np.zeros((0, tasks[t])) for t, v in out.items()}
 
 
-def warmup_cosine(warmup_epochs: float, epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
-    """Learning-rate factor per optimizer step: linear from 1/steps up to 1 over the warm-up, then a cosine to 0."""
-    warm = max(1, round(warmup_epochs * steps_per_epoch))
-    total = max(warm + 1, epochs * steps_per_epoch)
+def clip_relative(losses: np.ndarray, clip_of: np.ndarray) -> np.ndarray:
+    """Each segment's loss minus the mean loss of its clip's segments.
 
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
-
-    return factor
-
-
-def song_accuracy(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int],
-                  device: torch.device) -> dict[str, float]:
-    """Segment accuracy, song accuracy and song ROC AUC (plain mean of segment probabilities) per task.
-
-    Model selection uses the AUC: mixup and soft targets pull probabilities towards 0.5, so a
-    small calibration shift flips accuracy at 0.5 while the ranking, which the song-level SVM
-    uses, is unchanged.
+    A segment's inherited label is wrong when the emotion moves away from the clip's within
+    the clip; a whole clip the network finds hard has high losses everywhere without any
+    segment being mislabeled. Relative to its clip, only the segments that disagree with
+    their own clip stand out.
     """
-    if len(segments) == 0:
-        return {}
-    probs = predict(backbone, segments, tasks, device)
-    labels = segments.segment_labels
-    result = {}
+    sums = np.bincount(clip_of, weights=losses)
+    counts = np.bincount(clip_of)
+    return losses - (sums / np.maximum(counts, 1))[clip_of]
+
+
+def divide(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int], comm: Communicator,
+           seed: int, per_class: bool = False, gmm_input: str = "loss") -> tuple[np.ndarray, dict[str, dict]]:
+    """Per-task clean probability of every segment from a GMM on its eval-mode CE loss.
+
+    ``gmm_input`` "loss" fits the GMM on the CE loss itself (DivideMix, the paper), and
+    "clip-relative" on the loss minus its clip's mean (see ``clip_relative``). Returns
+    (segments, tasks) clean probabilities and, per task and class, the normalised losses and
+    GMM parameters (for the "GMM separation" plots). Every process predicts its share of the
+    segments, the shares are gathered, and the GMM is fit once (first process) and the same
+    division sent to every process.
+    """
+    if gmm_input not in GMM_INPUTS:
+        raise MerLiveError(f"unknown GMM input {gmm_input!r}: choose from {', '.join(GMM_INPUTS)}")
+    probs = comm.gather_rows(lambda idx: predict(backbone, segments, tasks, comm.device, idx), len(segments))
+
+    def fit() -> tuple[np.ndarray, dict[str, dict]]:
+        labels = segments.segment_labels
+        clean = np.empty((len(segments), len(tasks)))
+        record = {}
+        for t, task in enumerate(tasks):
+            p = probs[task][np.arange(len(segments)), labels[:, t]]
+            ce = -np.log(np.clip(p, 1e-12, 1.0))
+            if gmm_input == "clip-relative":
+                ce = clip_relative(ce, segments.clip_of)
+            clean[:, t], record[task] = divide_losses(ce, labels[:, t] if per_class else None, seed)
+        return clean, record
+
+    return comm.from_first(fit)
+
+
+def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int]
+                ) -> torch.Tensor:
+    """Plain cross-entropy on inherited labels, both heads."""
+    logits = split_logits(backbone(x).float(), tasks)
+    return sum(F.cross_entropy(v, y[:, t]) for t, v in enumerate(logits.values()))
+
+
+def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor,
+              clean: torch.Tensor, tasks: dict[str, int], cfg: TrainConfig, lambda_u: float,
+              rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """One semi-supervised step on a batch; returns the loss and its parts for logging.
+
+    Targets come from both views (no grad, eval mode); the mixed batch is built from the
+    first view, then passed twice in train mode for R-Drop.
+    """
+    backbone.eval()
+    with torch.no_grad():
+        guess = split_logits(backbone(torch.cat([x1, x2])).float(), tasks)
+    backbone.train()
+    targets, labeled = {}, {}
     for t, task in enumerate(tasks):
-        p_high = probs[task][:, 1]
-        result[f"{task}_segment_acc"] = float(((p_high > 0.5) == labels[:, t]).mean())
-        song = np.array([p_high[segments.clip_of == c].mean() for c in range(len(segments.logmels))])
-        result[f"{task}_song_acc"] = float(((song > 0.5) == segments.labels[:, t]).mean())
-        both = len(np.unique(segments.labels[:, t])) == 2
-        result[f"{task}_song_auc"] = float(roc_auc_score(segments.labels[:, t], song)) if both else 0.5
-    result["song_acc"] = float(np.mean([result[f"{t}_song_acc"] for t in tasks]))
-    result["song_auc"] = float(np.mean([result[f"{t}_song_auc"] for t in tasks]))
+        mean_p = torch.softmax(guess[task], 1).view(2, len(x1), -1).mean(dim=0)
+        onehot = F.one_hot(y[:, t], tasks[task]).float()
+        labeled[task] = clean[:, t] > cfg.tau
+        refined = losses.refine_labels(onehot, clean[:, t], mean_p, cfg.temperature) if cfg.refine else onehot
+        guessed = losses.sharpen(mean_p, cfg.temperature)
+        targets[task] = torch.where(labeled[task].unsqueeze(1), refined, guessed)
+
+    inputs = x1
+    if cfg.mixup:
+        lam = losses.mixup_lambda(cfg.alpha, rng)
+        perm = torch.from_numpy(rng.permutation(len(x1))).to(x1.device)
+        inputs = lam * inputs + (1 - lam) * inputs[perm]
+        targets = {k: lam * v + (1 - lam) * v[perm] for k, v in targets.items()}
+
+    passes = 2 if cfg.rdrop else 1
+    logits = backbone(inputs.repeat(passes, 1, 1)).float()
+    per_pass = [split_logits(chunk, tasks) for chunk in logits.chunk(passes)]
+    total = torch.zeros((), device=x1.device)
+    parts = {"lx": 0.0, "lu": 0.0, "penalty": 0.0, "kl": 0.0}
+    for task in tasks:
+        rows, target = labeled[task], targets[task]
+        for out in per_pass:
+            lx = losses.soft_cross_entropy(out[task][rows], target[rows]) if rows.any() else total * 0
+            lu = losses.mse_probabilities(out[task][~rows], target[~rows]) if (~rows).any() else total * 0
+            penalty = losses.prior_penalty(out[task])
+            total = total + (lx + lambda_u * lu + penalty) / passes
+            parts["lx"] += lx.item() / passes
+            parts["lu"] += lu.item() / passes
+            parts["penalty"] += penalty.item() / passes
+        if cfg.rdrop:
+            kl = losses.symmetric_kl(per_pass[0][task], per_pass[1][task])
+            total = total + cfg.lambda_kl * kl
+            parts["kl"] += kl.item()
+    return total, parts
+
+
+def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """A pretrained back end (musicnn) or body (AudioSet MobileNet) being fine-tuned learns at
+    ``backbone_lr_scale`` of the heads' rate."""
+    backend = getattr(trainable, "backend", None) or getattr(trainable, "body", None)
+    tuned = [p for p in backend.parameters() if p.requires_grad] if backend is not None else []
+    ids = {id(p) for p in tuned}
+    rest = [p for p in trainable.parameters() if id(p) not in ids and p.requires_grad]
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if tuned:
+        groups.append({"params": tuned, "lr": cfg.lr * cfg.backbone_lr_scale})
+    return groups
+
+
+class Diverged(MerLiveError):
+    """A non-finite loss at ``epoch``, ``step`` (both from 1), caught before it reached the weights;
+    ``checkpoint``: the last good one, kept (the loop names it when it keeps one)."""
+
+    def __init__(self, epoch: int, step: int, checkpoint: Path | None = None) -> None:
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+        kept = f"the last good checkpoint is kept at {checkpoint}; " if checkpoint is not None else ""
+        super().__init__(f"training diverged: non-finite loss at epoch {epoch}, step {step}; {kept}"
+                         "lower --lr and resume with --resume")
+
+
+@dataclass
+class Training:
+    """What every epoch of one run steps with: the network (wrapped by ``comm`` for several processes),
+    the training segments and their labels, the settings, the optimizer and the process group."""
+
+    model: torch.nn.Module
+    segments: SegmentSet
+    labels: torch.Tensor
+    tasks: dict[str, int]
+    cfg: TrainConfig
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    comm: Communicator
+
+    @property
+    def device(self) -> torch.device:
+        return self.comm.device
+
+
+@dataclass
+class Epoch:
+    """What one epoch did: summed loss parts, steps, the division, and where the time went."""
+
+    phase: str  # "warmup" or "sssl"
+    steps: int
+    segments: int  # segments in the epoch's order, all processes together
+    clean: np.ndarray  # (train segments, tasks) clean probability (ones in warm-up or without the GMM)
+    record: dict | None = None  # the GMM record (plots); None without a division
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(LOSS_PARTS, 0.0))
+    load_s: float = 0.0  # building views and copying them to the device
+    compute_s: float = 0.0  # forward, backward, optimizer step
+    division_s: float = 0.0
+
+    @property
+    def means(self) -> dict[str, float]:
+        return {k: v / self.steps for k, v in self.sums.items()}
+
+
+def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps: int = 0,
+              progress: Callable[[int, int], None] | None = None, timed: bool = False) -> Epoch:
+    """One epoch: warm-up (plain CE on inherited labels) before ``cfg.warmup_epochs``, else the GMM
+    division of every segment then SSSL steps. ``max_steps`` cuts the epoch short (benchmarks);
+    ``timed`` waits for the device around each part so the times are real. A non-finite loss
+    raises ``Diverged`` before it reaches the weights."""
+    model, segments, tasks, cfg, comm, device = run.model, run.segments, run.tasks, run.cfg, run.comm, run.device
+    module = getattr(model, "module", model)  # the network itself under DistributedDataParallel
+    warm = epoch < cfg.warmup_epochs
+    result = Epoch("warmup" if warm else "sssl", 0, 0, np.ones((len(segments), len(tasks))))
+    if not warm and cfg.gmm:
+        started = time.perf_counter()
+        result.clean, result.record = divide(module, segments, tasks, comm, cfg.seed + epoch, cfg.gmm_per_class,
+                                             cfg.gmm_input)
+        comm.note_division(epoch, result.clean)
+        _sync(device, timed)
+        result.division_s = time.perf_counter() - started
+    order = comm.epoch_order(len(segments), epoch, cfg.seed, cfg.segments_per_epoch, rng)
+    steps = max(1, len(order) // cfg.batch_size)
+    result.steps = min(steps, max_steps) if max_steps else steps
+    use_amp = device.type == "cuda"
+    model.train()
+    for step in range(result.steps):
+        started = time.perf_counter()
+        idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        y = run.labels[idx].to(device)
+        views = [torch.from_numpy(segments.batch(idx, rng, cfg)).to(device) for _ in range(1 if warm else 2)]
+        _sync(device, timed)
+        loaded = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            if warm:
+                loss, parts = warmup_step(model, views[0], y, tasks), {}
+            else:
+                w = torch.from_numpy(result.clean[idx]).float().to(device)
+                lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
+                loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng)
+        if not comm.all_finite(loss):
+            raise Diverged(epoch + 1, step + 1)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        result.sums["loss"] += loss.item()
+        for k, v in parts.items():
+            result.sums[k] += v
+        _sync(device, timed)
+        result.load_s += loaded - started
+        result.compute_s += time.perf_counter() - loaded
+        if progress:
+            progress(step + 1, result.steps)
+    result.segments = len(order) * comm.world_size
+    result.sums = comm.mean(result.sums)
     return result
 
 
-def train(
-    train_set: SegmentSet,
-    val_set: SegmentSet,
-    audio: AudioConfig,
-    model_config: ModelConfig,
-    cfg: TrainConfig,
-    checkpoint: Path | None = None,
-    resume: bool = False,
-    log: Log = print,
-    progress: Callable[[int, int], None] | None = None,
-    comm: Comm | None = None,
-) -> tuple[SegmentNet, list[dict], dict]:
-    """Train a SegmentNet's backbone on cached log-mel; return the best net, history, GMM records.
-
-    The best epoch is chosen by validation song ROC AUC (plain mean aggregation). With
-    ``checkpoint`` every epoch is saved atomically; ``resume`` continues from it. A non-finite
-    loss stops the run with a MerLiveError and leaves the last good checkpoint in place. With
-    ``comm`` (data-parallel training) every process runs this loop on its share of each batch;
-    only the first one writes the checkpoint.
-    """
-    device = comm.device if comm is not None else pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    net = SegmentNet(audio, model_config)
-    backbone = net.trainable.to(device)
-    model = comm.wrap(backbone) if comm is not None else backbone
-    tasks = model_config.tasks
-    optimizer = torch.optim.Adam(param_groups(backbone, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    world = comm.world_size if comm is not None else 1
-    per_step = cfg.lr_warmup_epochs > 0
-    if per_step:
-        steps = max(1, min(len(train_set), cfg.segments_per_epoch or len(train_set)) // world // cfg.batch_size)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.lr_warmup_epochs, cfg.epochs, steps))
-        optimizer.register_step_post_hook(lambda *_: scheduler.step())
-    else:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    history: list[dict] = []
-    gmm_records: dict[int, dict] = {}
-    best = {"song_auc": -1.0, "state": copy.deepcopy(net.state_dict()), "epoch": -1}
-    start_epoch = 0
-    if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        net.load_state_dict(state["last"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        log(f"resumed from {checkpoint} at epoch {start_epoch}")
-    labels = torch.from_numpy(train_set.segment_labels.astype(np.int64))
-    gmm_plot_epochs = {cfg.warmup_epochs, (cfg.warmup_epochs + cfg.epochs) // 2, cfg.epochs - 1}
-    keep_note = f"the last good checkpoint is kept{f' at {checkpoint}' if checkpoint else ''}; "
-
-    for epoch in range(start_epoch, cfg.epochs):
-        started = time.perf_counter()
-        if comm is not None:  # per process and epoch, so a resumed run draws what an unbroken one would
-            rng = comm.epoch_rng(cfg.seed, epoch)
-        done = run_epoch(model, train_set, labels, tasks, cfg, device, epoch, rng, optimizer, scaler,
-                         progress=progress, comm=comm, keep_note=keep_note)
-        if done.record is not None and epoch in gmm_plot_epochs:
-            gmm_records[epoch] = done.record
-        if not per_step:
-            scheduler.step()
-        if comm is not None:
-            comm.same_buffers(backbone)  # batch-norm statistics as the first process has them
-        val = song_accuracy(backbone, val_set, tasks, device)
-        row = epoch_row(epoch, done, val, cfg, tasks, time.perf_counter() - started)
-        history.append(row)
-        if val.get("song_auc", 0.0) > best["song_auc"] or not val:
-            best = {"song_auc": val.get("song_auc", 0.0), "state": copy.deepcopy(net.state_dict()),
-                    "epoch": epoch + 1}
-        log(format_epoch(row, tasks))
-        if checkpoint is not None and (comm is None or comm.is_first):
-            save_checkpoint(checkpoint, {
-                "model": best["state"], "last": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "best": best,
-                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "train_config": cfg.to_dict(),
-            })
-    net.load_state_dict(best["state"])
-    return net.cpu().eval(), history, gmm_records
-
-
-def epoch_row(epoch: int, done: Epoch, val: dict[str, float], cfg: TrainConfig, tasks: dict[str, int],
-              seconds: float) -> dict:
-    """One line of the training history (metrics.json)."""
-    return {"epoch": epoch + 1, "phase": done.phase, **done.means,
-            **{f"clean_{task}": float((done.clean[:, t] > cfg.tau).mean()) for t, task in enumerate(tasks)},
-            **{f"val_{k}": v for k, v in val.items()},
-            "seconds": seconds, "segments": done.segments}
-
-
-def format_epoch(row: dict, tasks: dict[str, int]) -> str:
-    clean = " ".join(f"clean_{t[0]}={row[f'clean_{t}']:.2f}" for t in tasks)
-    val = " ".join(f"val_{t[0]} acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
-                   f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
-    return (f"epoch {row['epoch']:3d} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
-            f"lu={row['lu']:.4f} kl={row['kl']:.4f} {clean} {val} ({row['seconds']:.0f}s)")
+def _sync(device: torch.device, timed: bool) -> None:
+    if timed and device.type == "cuda":
+        torch.cuda.synchronize()

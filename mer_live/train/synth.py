@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mer_live.train.datasets import MANIFEST, QUADRANT_LABELS, QUADRANTS, Clip
+from mer_live.train.datasets import MANIFEST, Clip
+from mer_live.train.labels import QUADRANT_LABELS, QUADRANTS
 
 TABLE_SIZE = 4096
 CHANGE_RANGE = (0.5, 0.7)  # where a changing clip switches, as a fraction of its length

@@ -1,1 +1,0 @@
-"""Realtime: streams, windows, ONNX Runtime inference, running statistics, dashboard, labeling."""
