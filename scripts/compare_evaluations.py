@@ -3,12 +3,14 @@
     python scripts/compare_evaluations.py NEW.json:METHOD:AGGREGATION BASE.json:METHOD:AGGREGATION
 
 Prints, per metric, both means ± std and the mean of the per-fold differences (new minus base)
-with the folds won and lost. Refuses reports whose protocols (folds, seed) differ.
+with the folds won and lost. Refuses reports whose protocols (folds, seed) differ, except that a
+report of the first N folds (``evaluate --max-folds N``) is compared with the other's first N folds.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -26,15 +28,23 @@ def row(spec: str) -> tuple[dict, dict]:
     raise SystemExit(f"{path}: no row {method}/{aggregation}")
 
 
+def base_protocol(report: dict) -> str:
+    """The protocol without the "first N of the folds only" note."""
+    return re.sub(r", first \d+ of the \d+ folds only", "", report["protocol"])
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         raise SystemExit(__doc__)
     (new_report, new), (base_report, base) = row(argv[0]), row(argv[1])
-    if new_report["protocol"] != base_report["protocol"]:
+    if base_protocol(new_report) != base_protocol(base_report):
         raise SystemExit(f"different protocols: {new_report['protocol']!r} vs {base_report['protocol']!r}")
+    n = min(len(new["folds"]), len(base["folds"]))
+    if n < max(len(new["folds"]), len(base["folds"])):
+        print(f"on the first {n} folds of both")
     for key, name in METRICS:
-        a = np.array([f[key] for f in new["folds"]]) * 100
-        b = np.array([f[key] for f in base["folds"]]) * 100
+        a = np.array([f[key] for f in new["folds"][:n]]) * 100
+        b = np.array([f[key] for f in base["folds"][:n]]) * 100
         d = a - b
         print(f"{name}: {a.mean():.1f} ± {a.std():.1f} vs {b.mean():.1f} ± {b.std():.1f}; paired {d.mean():+.1f} "
               f"({int((d > 0).sum())} won, {int((d < 0).sum())} lost)")
