@@ -314,6 +314,7 @@ def count_macs(net: SegmentNet, seconds: float = 3.0) -> int:
     for hook in hooks:
         hook.remove()
     frames = audio.segment_frames
-    macs += frames * 2 * audio.n_freqs * audio.n_fft  # conv1d STFT
-    macs += frames * audio.n_mels * audio.n_freqs  # mel matmul
+    kernels = net.frontend.kernels.shape  # (2 * computed bins, 1, computed taps)
+    macs += frames * kernels[0] * kernels[2]  # conv1d STFT
+    macs += frames * audio.n_mels * net.frontend.n_freqs  # mel matmul
     return macs
