@@ -20,7 +20,7 @@ import librosa
 import numpy as np
 import onnxruntime as ort
 
-from mer_live.config import AudioConfig
+from mer_live.config import AudioConfig, SongConfig
 from mer_live.stats import song_vector
 
 _config: AudioConfig | None = None
@@ -57,7 +57,8 @@ def main() -> int:
     args = parser.parse_args()
     manifest = json.loads((args.bundle / "bundle.json").read_text())
     config = AudioConfig.from_dict(manifest["audio"])
-    tasks, theta = manifest["tasks"], float(manifest["aggregator"]["theta"])
+    song = SongConfig.from_record(manifest)
+    tasks, theta = list(song.tasks), song.theta
     dims = int(manifest["aggregator"].get("embedding_dims", 0))
     backbone, aggregator = session(args.bundle / "backbone.onnx"), session(args.bundle / "aggregator.onnx")
     rows = []

@@ -231,12 +231,27 @@ class SongConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> SongConfig:
-        """From ``to_dict`` output, or an older manifest's aggregator record (theta, song_seconds)."""
+        """From ``to_dict`` output."""
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        if "horizon" not in values and "song_seconds" in data:
-            values["horizon"] = float(data["song_seconds"])
-        return cls(**values)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_record(cls, document: dict) -> SongConfig:
+        """The song settings of a bundle's manifest or a run's config.json: its ``song`` record, or, written
+        before there was one (the packaged bundles), the same facts in ``aggregator`` (theta, song_seconds,
+        embedding or embedding_dims; tasks in it or beside it). The one reader of both."""
+        if "song" in document:
+            missing = {"tasks", "theta", "embedding", "horizon"} - set(document["song"])
+            if missing:
+                raise ValueError(f"song settings lack {', '.join(sorted(missing))}")
+            return cls.from_dict(document["song"])
+        record = document["aggregator"]
+        tasks = record.get("tasks", document.get("tasks"))
+        if not isinstance(tasks, list) or not tasks:
+            raise ValueError("no tasks")
+        embedding = bool(record.get("embedding", int(record.get("embedding_dims", 0)) > 0))
+        return cls(tasks=tuple(tasks), theta=float(record["theta"]), horizon=float(record["song_seconds"]),
+                   embedding=embedding)
 
 
 DEFAULT_SONG = SongConfig()

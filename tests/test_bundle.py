@@ -118,8 +118,13 @@ def test_missing_theta_is_refused(bundle_dir: Path) -> None:
 def test_song_settings_travel_in_the_manifest_and_older_bundles_still_load(bundle_dir: Path) -> None:
     bundle = load_bundle(bundle_dir)
     assert bundle.song.tasks == ("valence", "arousal") and bundle.song.theta == 0.5
-    # a bundle written before the song record: the same facts from its aggregator record and tasks
-    edit_manifest(bundle_dir, lambda m: m.pop("song", None))
+    assert "theta" not in bundle.manifest["aggregator"]  # the song record alone says it now
+
+    def older(manifest: dict) -> None:  # as written before the song record: its facts in the aggregator record
+        song = manifest.pop("song")
+        manifest["aggregator"].update(theta=song["theta"], song_seconds=song["horizon"])
+
+    edit_manifest(bundle_dir, older)
     assert load_bundle(bundle_dir).song == bundle.song
     assert load_bundle("compact").song.horizon == pytest.approx(30.0, abs=0.1)  # 4Q clips: 30 s
 

@@ -91,7 +91,7 @@ def test_manifest_describes_the_bundle(bundle_dir: Path) -> None:
     assert manifest["outputs"]["segment.onnx"]["outputs"][0]["columns"] == ["valence", "arousal"]
     assert "valence is high" in manifest["outputs"]["segment.onnx"]["outputs"][0]["meaning"]["valence"]
     aggregator = manifest["aggregator"]
-    assert (aggregator["theta"], aggregator["song_seconds"]) == (0.5, 30.0)
+    assert (manifest["song"]["theta"], manifest["song"]["horizon"]) == (0.5, 30.0)
     assert aggregator["feature_names"] == feature_names(["valence", "arousal"])
     assert set(aggregator["best_params"]) == {"valence", "arousal"}
     assert manifest["model"]["parameters"] > 0 and manifest["model"]["macs_per_segment"] > 0
@@ -178,7 +178,6 @@ def test_manifest_carries_the_run_song_config(run_dir: Path, bundle_dir: Path) -
     manifest = load_bundle(bundle_dir).manifest
     config = json.loads((run_dir / "config.json").read_text())
     assert manifest["song"] == open_run(run_dir).song.to_dict() == config["song"]
-    assert manifest["aggregator"]["song_seconds"] == manifest["song"]["horizon"]  # older readers keep working
 
 
 def test_a_run_of_the_real_trainer_exports_loads_and_labels(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -176,7 +177,7 @@ def test_parquet_output_and_resume(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     if os.environ.get("MER_LIVE_SKIP_RAY"):
         pytest.skip("MER_LIVE_SKIP_RAY is set")
     try:
@@ -188,8 +189,13 @@ def cluster():
     from harness.local_cluster import LocalCluster
 
     # `ray start --head --num-cpus 1` and `ray start --address ... --num-cpus 1`, each with its own temp dir
-    # and process group; the teardown kills both groups, also when the test fails
-    with LocalCluster(nodes=2, cpus=1) as cluster:
+    # and process group; the teardown kills both groups, also when the test fails. Its workers decode
+    # through tests/ray_crash_hook.py, which crashes them on a file named for it (and only on that).
+    hook = tmp_path_factory.mktemp("ray-hook")
+    shutil.copy(Path(__file__).with_name("ray_crash_hook.py"), hook / "sitecustomize.py")
+    cluster = LocalCluster(nodes=2, cpus=1)
+    cluster.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), cluster.env.get("PYTHONPATH")) if p)
+    with cluster:
         yield cluster
 
 
@@ -259,3 +265,19 @@ def test_two_node_cluster_matches_local_survives_node_loss_and_resumes(cluster, 
     assert resumed.returncode == 1, resumed.stderr
     assert f"{len(want) - 2 - 2} files already labeled" in resumed.stderr  # the 2 failed ones go again
     assert_same_rows(rows_of(out.read_text()), want)
+
+
+@pytest.mark.ray
+def test_a_file_that_crashes_its_decoder_is_retried_a_few_times_then_failed_alone(cluster, clips, tmp_path):
+    folder = tmp_path / "crash"
+    folder.mkdir()
+    for name, source in (("a.wav", "clip00.wav"), ("b-crashes-the-decoder.wav", "clip00.wav"), ("c.wav", "clip01.wav")):
+        shutil.copy(clips / source, folder / name)
+    run = mer_live("label", folder, "--model", tiny_bundle().path, "--format", "jsonl", "--ray", cluster.address,
+                   timeout=300)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    rows = rows_of(run.stdout)  # the rows alone: Ray's word of the dead workers went to stderr
+    assert [Path(r["path"]).name for r in rows] == ["a.wav", "b-crashes-the-decoder.wav", "c.wav"]
+    assert [bool(r["error"]) for r in rows] == [False, True, False], rows
+    assert "decoder process died 4 times" in rows[1]["error"]

@@ -266,9 +266,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         "tasks": task_names,
         "song": song_config.to_dict(),
         "outputs": _outputs(run, task_names, dims),
-        "aggregator": {  # theta and song_seconds repeat song's theta and horizon for readers older than "song"
-            "theta": song_config.theta,
-            "song_seconds": song_config.horizon,
+        "aggregator": {
             "feature_names": feature_names(task_names, dims),
             "embedding": bool(dims),
             "embedding_dims": dims,

@@ -6,6 +6,8 @@ Only argparse loads here; ONNX Runtime (and Ray, with ``--ray``) load when the c
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 
 from mer_live.errors import MerLiveError
 from mer_live.runtime.options import add_model_arguments, open_model, positive_seconds
@@ -94,5 +96,7 @@ def run_label(args: argparse.Namespace) -> int:
     from mer_live.runtime.engine import load
 
     model = load(args.model, provider="cpu", aggregator=args.aggregator, stride=args.stride, threads=1)
-    with ray_runner(model, ray_address, args.provider, args.ray_gpus, args.ray_actors) as (runner, where):
-        return label_files(model, paths, options, runner=runner, where=where)
+    rows = sys.stdout  # the rows' alone: what Ray prints meanwhile (a worker died, a task retried) goes to stderr
+    with contextlib.redirect_stdout(sys.stderr), \
+            ray_runner(model, ray_address, args.provider, args.ray_gpus, args.ray_actors) as (runner, where):
+        return label_files(model, paths, options, runner=runner, where=where, stdout=rows)

@@ -2,16 +2,18 @@
 
 The stages are the local path's, run apart:
 
-* decoding and the front end (``Model.decode``): Ray tasks on CPUs, one file per task (a block of
-  several files past ``MAX_BLOCKS`` files), each worker process opening the model once;
-* the segment model and the song aggregation (``Model.finish``): an actor pool, each actor opening
+* decoding and the front end (``Stages.decode``): Ray tasks on CPUs, one file per task (a block of
+  several files past ``MAX_BLOCKS`` files), each worker process opening the stages once
+  (``runtime.workers.worker_stages``, as the local worker processes do);
+* the segment model and the song aggregation (``Stages.finish``): an actor pool, each actor opening
   its ONNX Runtime sessions once, on a GPU with the CUDA provider when the cluster has GPUs;
 * the rows: the driver (this process) turns the results into the same rows, in the same sorted
   order (``preserve_order``), and ``label_files`` writes them atomically, as locally.
 
-A decode task lost with its node is retried by Ray (Ray Data retries system failures); an actor lost with its node is
-restarted and its calls retried (Ray Data's defaults for actor pools), so a lost node costs the files
-it had in flight, never the run. The model reaches the workers by its folder when the node has the
+A decode task whose process dies (its node lost, or a file that crashes the decoder) is retried
+``DECODE_RETRIES`` times, then its files are reported failed and the run goes on; an actor lost with
+its node is restarted and its calls retried (Ray Data's defaults for actor pools), so a lost node
+costs the files it had in flight, never the run. The model reaches the workers by its folder when the node has the
 same bundle at the same path (a shared file system, or one machine), else as bytes through the
 object store, written once per node into a cache folder and verified like any bundle.
 """
@@ -19,6 +21,7 @@ object store, written once per node into a cache folder and verified like any bu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,6 +29,7 @@ import math
 import os
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -35,13 +39,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mer_live.errors import MerLiveError, one_line
+from mer_live.runtime.workers import StagesSpec, worker_stages
 
 if TYPE_CHECKING:
     from mer_live.runtime.engine import Model
     from mer_live.runtime.results import SongResult
+    from mer_live.runtime.stages import Stages
 
 INSTALL_HINT = "--ray needs Ray, an optional extra this install lacks: pip install 'mer-live[ray]'"
 MAX_BLOCKS = 10_000  # decode tasks per run at most: past it, a task decodes several files in turn
+DECODE_RETRIES = 3  # a decode task whose process dies is retried this often, then its files are failed
+CRASHED = (f"its decoder process died {DECODE_RETRIES + 1} times (a file that crashes the decoder, or its nodes "
+           "were lost); the other files go on")
 # CPU clusters: the segment model is ~95% of the work (default model), so one actor per CPU; the
 # actor claims most of a CPU and the decode tasks the rest, so neither can starve the other.
 CPU_ACTOR_CPUS = 0.8
@@ -64,12 +73,11 @@ def import_ray():
 
 @dataclass(frozen=True)
 class Spec:
-    """What a worker needs to open the model: the bundle (by path, with its bytes as a fallback)."""
+    """What a worker needs to open the stages: the driver's ``StagesSpec``, and the bundle's id and bytes
+    for a node whose file system lacks that folder."""
 
-    bundle_path: str
+    stages: StagesSpec
     bundle_id: str  # sha256 of bundle.json: names the bundle, and checks the path holds the same one
-    stride: int
-    aggregator: str
     files: Any = field(default=None, compare=False, hash=False)  # ObjectRef of {name: bytes}
 
 
@@ -164,8 +172,8 @@ def bundle_spec(ray, model: Model) -> Spec:
     manifest = (folder / "bundle.json").read_bytes()
     names = ["bundle.json", *sorted(model.bundle.manifest["files"])]
     files = ray.put({name: (folder / name).read_bytes() for name in names})
-    return Spec(str(folder.resolve()), hashlib.sha256(manifest).hexdigest(), model.stride, model.stages.aggregator_kind,
-                files)
+    stages = StagesSpec(str(folder.resolve()), model.stride, model.stages.aggregator_kind)
+    return Spec(stages, hashlib.sha256(manifest).hexdigest(), files)
 
 
 class RayRunner:
@@ -185,6 +193,8 @@ class RayRunner:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # rows come back in the order given
         context.enable_progress_bars = False  # label_files shows its own
+        context.max_errored_blocks = -1  # a decode task that died every time: its files fail, the run goes on
+        logging.getLogger("ray.data._internal.execution.streaming_executor_state").setLevel(logging.CRITICAL)
         with contextlib.suppress(Exception):  # and says so once, not on every run
             from ray.util.debug import log_once
 
@@ -194,9 +204,12 @@ class RayRunner:
         per_block = math.ceil(len(paths) / MAX_BLOCKS)
         items = [{"i": i, "path": path} for i, path in enumerate(paths)]
         ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(paths) / per_block))  # a task per block
-        # Ray Data's tasks retry system failures (a lost worker or node) without limit; decode_row itself
-        # never raises (a bad file is a row with its error)
-        ds = ds.map(decode_row, fn_args=(self.spec,), num_cpus=p.decode_cpus)
+        # decode_row never raises (a bad file is a row with its error); a task whose process dies is retried
+        # DECODE_RETRIES times, then its block is skipped (max_errored_blocks above) and _results fails its
+        # files. Ray >= 2.60 deprecates remote args with no named max_retries to take their place.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map(decode_row, fn_args=(self.spec,), num_cpus=p.decode_cpus, max_retries=DECODE_RETRIES)
         provider = "cuda" if p.gpus_per_actor else "cpu"
         threads = max(1, int(p.actor_cpus))
         blocks = math.ceil(len(paths) / per_block)
@@ -205,13 +218,21 @@ class RayRunner:
                       num_gpus=p.gpus_per_actor or None)
 
     def _results(self, paths: list[str]) -> Iterator[SongResult]:
+        """Results in the order of ``paths``; the files of a decode task that died every time come back failed."""
+        stages = self.model.stages
         expected = 0
         try:
             for row in self.dataset(paths).iter_rows():
-                if int(row["i"]) != expected:  # preserve_order promises this; a broken promise must not mislabel
-                    raise MerLiveError(f"Ray returned file {row['i']} where {expected} was due; rerun with --resume")
-                expected += 1
+                i = int(row["i"])
+                if i < expected:  # preserve_order promises this; a broken promise must not mislabel
+                    raise MerLiveError(f"Ray returned file {i} where {expected} was due; rerun with --resume")
+                for skipped in range(expected, i):
+                    yield stages.failed(paths[skipped], CRASHED)
+                expected = i + 1
                 yield self.result(row)
+            for skipped in range(expected, len(paths)):
+                yield stages.failed(paths[skipped], CRASHED)
+                expected += 1
         except MerLiveError:
             raise
         except Exception as exc:  # noqa: BLE001 - an actor that cannot start, a lost head: one line, not a trace
@@ -219,41 +240,30 @@ class RayRunner:
                                "with --out, the rows saved so far stay and --resume continues") from exc
 
     def result(self, row: dict) -> SongResult:
-        from mer_live.runtime.results import SongResult
-
         stages = self.model.stages
         messages = tuple(json.loads(row["messages"]))
         if row["error"]:
             return stages.failed(row["path"], row["error"], messages)
-        n_tasks = len(stages.tasks)
-        segments = np.frombuffer(row["segments"], dtype=row["dtype"]).reshape(-1, n_tasks)
+        segments = np.frombuffer(row["segments"], dtype=row["dtype"]).reshape(-1, len(stages.tasks))
         song = {k: float(v) for k, v in json.loads(row["song"]).items()}
-        return SongResult(song, len(segments), path=row["path"], duration=float(row["duration"]),
-                          tasks=tuple(stages.tasks), segments=segments.copy(),
-                          starts=stages.segment_times(len(segments)), messages=messages)
+        return stages.song_result(row["path"], float(row["duration"]), song, segments.copy(), messages)
 
 
 # ---- on the workers
 
 
-def worker_model(spec: Spec, provider: str, threads: int) -> Model:
-    return _worker_model(spec, provider, threads)
+def worker_model(spec: Spec, provider: str, threads: int) -> Stages:
+    """The stages on this node (``worker_stages``: opened once per worker process)."""
+    return worker_stages(dataclasses.replace(spec.stages, bundle_path=local_bundle(spec)), provider, threads)
 
 
-@lru_cache(maxsize=2)
-def _worker_model(spec: Spec, provider: str, threads: int) -> Model:
-    from mer_live.runtime.engine import load
-
-    return load(local_bundle(spec), provider=provider, threads=threads, stride=spec.stride,
-                aggregator=spec.aggregator)
-
-
+@lru_cache(maxsize=4)
 def local_bundle(spec: Spec) -> str:
     """The bundle folder on this node: the driver's path when it holds the same bundle, else the bytes
     from the object store written (once, atomically) into a cache folder named by the bundle's hash."""
     with contextlib.suppress(OSError):
-        if hashlib.sha256((Path(spec.bundle_path) / "bundle.json").read_bytes()).hexdigest() == spec.bundle_id:
-            return spec.bundle_path
+        if hashlib.sha256((Path(spec.stages.bundle_path) / "bundle.json").read_bytes()).hexdigest() == spec.bundle_id:
+            return spec.stages.bundle_path
     root = Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "mer-live-ray-bundles")
     folder = root / spec.bundle_id[:32]
     if (folder / "bundle.json").is_file():
@@ -277,7 +287,7 @@ def local_bundle(spec: Spec) -> str:
 def decode_row(row: dict, spec: Spec) -> dict:
     """The CPU stage: decode one file and run the front end; a failure is the row's ``error``."""
     model = worker_model(spec, "cpu", 1)
-    item = model.stages.decode(row["path"])
+    item = model.decode(row["path"])
     logmel = item.logmel if item.logmel is not None else np.zeros((0, 0), np.float32)
     return {"i": row["i"], "path": row["path"], "duration": float(item.duration), "error": item.error,
             "messages": json.dumps(list(item.messages)), "logmel": logmel.tobytes(),
@@ -300,7 +310,7 @@ class SegmentModel:
             return out
         logmel = np.frombuffer(row["logmel"], dtype=row["dtype"]).reshape(int(row["rows"]), int(row["cols"]))
         try:
-            result = self.model.stages.finish(Decoded(row["path"], float(row["duration"]), logmel, "", messages))
+            result = self.model.finish(Decoded(row["path"], float(row["duration"]), logmel, "", messages))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
             out["error"] = one_line(exc)
             return out

@@ -126,26 +126,10 @@ def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
             raise BundleError(f"{file}: SHA-256 does not match the manifest (modified or corrupt); refusing to load it")
     try:
         audio = AudioConfig.from_dict(manifest["audio"])
-        song = song_config(manifest)
+        song = SongConfig.from_record(manifest)
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{manifest_path}: inconsistent config ({exc}); {fix}") from None
     return Bundle(path=path, manifest=manifest, audio=audio, song=song)
-
-
-def song_config(manifest: dict) -> SongConfig:
-    """The manifest's ``song`` record; bundles from before it carried one have the same facts in
-    ``aggregator`` (theta, song_seconds) and ``tasks``."""
-    if "song" in manifest:
-        missing = {"tasks", "theta", "embedding", "horizon"} - set(manifest["song"])
-        if missing:
-            raise ValueError(f"song settings lack {', '.join(sorted(missing))}")
-        return SongConfig.from_dict(manifest["song"])
-    aggregator = manifest["aggregator"]
-    tasks = manifest["tasks"]
-    if not isinstance(tasks, list) or not tasks:
-        raise ValueError("no tasks")
-    return SongConfig(tasks=tuple(tasks), theta=float(aggregator["theta"]), horizon=float(aggregator["song_seconds"]),
-                      embedding=int(aggregator.get("embedding_dims", 0)) > 0)
 
 
 def load_aggregator_pickle(bundle: Bundle):

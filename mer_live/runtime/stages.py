@@ -7,7 +7,7 @@ worker processes, the Ray path and the live ``Stream`` compose them. ``engine.Mo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,9 +107,15 @@ class Stages:
                ) -> SongResult:
         """The song estimate from a clip's segment outputs."""
         song = self.song_probs(self.bundle.song_vector(outputs))[0]
-        return SongResult(dict(zip(self.tasks, map(float, song))), len(outputs), path=path, duration=duration,
-                          tasks=tuple(self.tasks), segments=np.ascontiguousarray(outputs[:, : len(self.tasks)]),
-                          starts=self.segment_times(len(outputs)), messages=tuple(messages))
+        return self.song_result(path, duration, dict(zip(self.tasks, map(float, song))), outputs[:, : len(self.tasks)],
+                                messages)
+
+    def song_result(self, path: str | None, duration: float, song: Mapping[str, float], segments: np.ndarray,
+                    messages: Iterable[str] = ()) -> SongResult:
+        """A ``SongResult`` from its song estimate and (n, tasks) segment P(high), wherever they were computed."""
+        return SongResult(dict(song), len(segments), path=path, duration=duration, tasks=tuple(self.tasks),
+                          segments=np.ascontiguousarray(segments), starts=self.segment_times(len(segments)),
+                          messages=tuple(messages))
 
     def segment_times(self, n_segments: int) -> np.ndarray:
         """First second of each of a clip's ``n_segments`` segments."""

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import get_context
 
@@ -33,10 +34,28 @@ def default_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
+@dataclass(frozen=True)
+class StagesSpec:
+    """What a worker process needs to open the stages its parent runs: the bundle folder, the stride and the
+    song model. Worker processes here and on a Ray cluster open them with ``worker_stages``."""
+
+    bundle_path: str
+    stride: int = 1
+    aggregator: str = "onnx"
+
+
+@lru_cache(maxsize=2)
+def worker_stages(spec: StagesSpec, provider: str = "cpu", threads: int = 1) -> Stages:
+    """The stages of ``spec``, opened once per worker process and kept (a Ray worker may hold a decoder's
+    and a segment-model actor's)."""
+    return Stages(load_bundle(spec.bundle_path), provider=provider, threads=threads, stride=spec.stride,
+                  aggregator=spec.aggregator)
+
+
 def predict_in_processes(model: Stages, paths: list[str], workers: int) -> Iterator[SongResult]:
     """``model.predict_many`` with ``workers`` processes."""
     with_backbone = model.provider == "CPU"  # on CUDA the GPU in this process runs the segment model
-    settings = (str(model.bundle.path), model.stride, with_backbone)
+    settings = (StagesSpec(str(model.bundle.path), model.stride), with_backbone)  # workers never aggregate
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                initargs=(os.getpid(),))
     pending: deque[Future] = deque()
@@ -63,14 +82,9 @@ def _init_worker(parent: int) -> None:
     _die_with_parent(parent)
 
 
-@lru_cache(maxsize=1)
-def _worker_model(bundle_path: str, stride: int) -> Stages:
-    return Stages(load_bundle(bundle_path), provider="cpu", threads=1, stride=stride)
-
-
-def _label_file(settings: tuple[str, int, bool], path: str) -> tuple[Decoded, np.ndarray | None]:
-    bundle_path, stride, with_backbone = settings
-    model = _worker_model(bundle_path, stride)
+def _label_file(settings: tuple[StagesSpec, bool], path: str) -> tuple[Decoded, np.ndarray | None]:
+    spec, with_backbone = settings
+    model = worker_stages(spec)
     item = model.decode(path)
     if item.error or not with_backbone:
         return item, None

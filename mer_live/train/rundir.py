@@ -3,8 +3,7 @@
 RUN_DIR/
   config.json        {"audio": AudioConfig.to_dict(), "model": ModelConfig.to_dict(),
                       "train": {...hyperparameters...}, "method": str, "dataset": {...name, root, binarization...},
-                      "song": SongConfig.to_dict() (horizon: the median training clip length),
-                      "aggregator": {"theta", "song_seconds", "tasks", ...} (the same, for older readers)}
+                      "song": SongConfig.to_dict() (horizon: the median training clip length)}
   checkpoint.pt      {"model": SegmentNet.state_dict(), "epoch": int, ...} (written atomically)
   aggregator.pkl     pickled mer_live.aggregate.SongAggregator
   metrics.json       training history and validation metrics
@@ -43,23 +42,11 @@ PLOTS = "plots"
 RESUMABLE_CHANGES = {"train": ("epochs", "device")}
 
 
-def song_config(config: dict) -> SongConfig:
-    """The run's song settings: ``config["song"]``, or an older run's ``aggregator`` record."""
-    if "song" in config:
-        return SongConfig.from_dict(config["song"])
-    record = dict(config["aggregator"])
-    if "song_seconds" in record:
-        record["horizon"] = float(record["song_seconds"])
-    return SongConfig.from_dict(record)
-
-
 def run_config(audio: AudioConfig, model_config: ModelConfig, train: dict, song: SongConfig, **extra: object
                ) -> dict:
     """config.json's content: the settings every reader needs, and ``extra`` records (method, dataset, device)."""
     return {"audio": audio.to_dict(), "model": model_config.to_dict(), "train": train, **extra,
-            "song": song.to_dict(),
-            "aggregator": {"theta": song.theta, "song_seconds": song.horizon, "tasks": list(song.tasks),
-                           "embedding": song.embedding}}
+            "song": song.to_dict()}
 
 
 @dataclass
@@ -71,7 +58,7 @@ class Run:
 
     @property
     def song(self) -> SongConfig:
-        return song_config(self.config)
+        return SongConfig.from_record(self.config)
 
     def load_model(self) -> SegmentNet:
         net = SegmentNet(self.audio, self.model_config)
