@@ -54,3 +54,21 @@ def test_packaged_compact_model_is_there_by_name(tmp_path: Path, write_audio):
                              "json"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"].endswith("compact")
+
+
+def test_packaged_fast_model_is_the_fine_tuned_audioset_network(tmp_path: Path):
+    """`--model fast`: mn04 fine-tuned end to end, at the AudioSet front end (32 kHz), with its MIT notice; a real
+    4Q-like input at 44.1 kHz is resampled and labeled, and the wheel carries every file of the bundle."""
+    bundle = load_bundle("fast")
+    model = bundle.manifest["model"]
+    assert model["arch"] == "mn04" and model["finetune"] == "full" and bundle.audio.sample_rate == 32000
+    assert model["pretrained"]["licence"].startswith("MIT") and (bundle.path / "NOTICE-EfficientAT").is_file()
+    assert bundle.manifest["training"]["train"]["air_copies"] == 2
+    assert bundle.manifest["verification"]["segment_onnx_vs_torch_max_abs"] < 1e-4
+    import mer_live
+
+    rng = np.random.default_rng(0)
+    t = np.arange(44100 * 8) / 44100
+    song = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) + 0.02 * rng.standard_normal(len(t)))
+    result = mer_live.load("fast").predict(song.astype(np.float32), sr=44100)
+    assert result.quadrant in {"Q1", "Q2", "Q3", "Q4"} and 0 <= result.valence <= 1
