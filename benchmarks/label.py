@@ -76,25 +76,39 @@ def agreement(a: dict, b: dict) -> dict:
             "quadrant_agreement": round(sum(same) / len(same), 4)}
 
 
-def run_pipelines(files: list[str], bundle, tmp: Path, workers: int | None, with_peers: bool
-                  ) -> tuple[list[dict], str, float]:
+def label_rows(files: list[str], bundle, name: str, tmp: Path, worker_args: list[str]
+               ) -> tuple[list[dict], dict[str, dict]]:
+    """``mer-live label`` with one bundle, and at non-overlapping segments when its hop is shorter."""
+    rows, outputs = [], {}
+    out = tmp / f"{name.replace(' ', '_')}.csv"
+    cmd = [sys.executable, "-m", "mer_live", "label", *files, "--model", str(bundle.path), "--out", str(out),
+           *worker_args]
+    rows.append({"pipeline": name, "settings": f"workers {worker_args[-1] if worker_args else 'default'}",
+                 **timed(cmd)})
+    outputs[name] = read_csv(out, "valence", "arousal")
+    stride = bundle.audio.segment_frames // bundle.audio.hop_frames  # non-overlapping segments
+    if stride > 1:
+        strided = f"{name} --stride {stride}"
+        out = tmp / f"{name.replace(' ', '_')}-stride.csv"
+        cmd = [*cmd[: cmd.index("--out")], "--out", str(out), *worker_args, "--stride", str(stride)]
+        rows.append({"pipeline": strided, "settings": f"every {stride}th segment", **timed(cmd)})
+        outputs[strided] = read_csv(out, "valence", "arousal")
+    return rows, outputs
+
+
+def run_pipelines(files: list[str], bundle, tmp: Path, workers: int | None, with_peers: bool,
+                  others: dict | None = None) -> tuple[list[dict], str, float]:
+    """mer-live with ``bundle`` (the row the others are compared with), with each of ``others`` (name ->
+    bundle: the model tiers side by side), then the peers, all on the same files in one run."""
     audio_s = sum(audio_duration(f) for f in files)
     for f in files:  # into the page cache, so the first pipeline does not pay for the disk alone
         Path(f).read_bytes()
-    rows, outputs = [], {}
     worker_args = ["--workers", str(workers)] if workers else []
-    out = tmp / "mer-live.csv"
-    cmd = [sys.executable, "-m", "mer_live", "label", *files, "--model", str(bundle.path), "--out", str(out),
-           *worker_args]
-    rows.append({"pipeline": "mer-live label", "settings": f"workers {workers or 'default'}", **timed(cmd)})
-    outputs["mer-live label"] = read_csv(out, "valence", "arousal")
-    stride = bundle.audio.segment_frames // bundle.audio.hop_frames  # non-overlapping segments
-    if stride > 1:
-        name = f"mer-live label --stride {stride}"
-        out = tmp / "mer-live-stride.csv"
-        cmd = [*cmd[: cmd.index("--out")], "--out", str(out), *worker_args, "--stride", str(stride)]
-        rows.append({"pipeline": name, "settings": f"every {stride}th segment", **timed(cmd)})
-        outputs[name] = read_csv(out, "valence", "arousal")
+    rows, outputs = label_rows(files, bundle, "mer-live label", tmp, worker_args)
+    for name, other in (others or {}).items():
+        more, more_outputs = label_rows(files, other, f"mer-live label --model {name}", tmp, worker_args)
+        rows += more
+        outputs.update(more_outputs)
     note = "peers skipped (--no-peers)"
     if with_peers:
         problem = peers.ensure(lambda m: common.console.print(m, highlight=False))
