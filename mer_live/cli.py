@@ -7,9 +7,12 @@ Only argparse and the stage ``cli`` modules (which import nothing heavy) load he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
+import time
+from collections.abc import Iterator
 
 from mer_live import __version__
 from mer_live.errors import MerLiveError
@@ -17,6 +20,8 @@ from mer_live.errors import MerLiveError
 
 def build_parser() -> argparse.ArgumentParser:
     from mer_live.export import cli as export_cli
+    from mer_live.plot import add_plot_arguments as plot_arguments
+    from mer_live.plot import run_plot
     from mer_live.realtime import cli as realtime_cli
     from mer_live.train import cli as train_cli
 
@@ -35,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = [
         ("label", "label audio files and folders with song-level valence, arousal and quadrant",
          realtime_cli.add_label_arguments, realtime_cli.run_label),
+        ("plot", "draw a song: valence and arousal over time, quadrants, loudness (a file or --jsonl output)",
+         plot_arguments, run_plot),
         ("train", "train a segment model with SSSL and fit the song-level SVM",
          train_cli.add_train_arguments, train_cli.run_train),
         ("evaluate", "cross-validated evaluation: SSSL vs baselines, segment-length sweep",
@@ -98,7 +105,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 # a module a runtime-only install lacks -> the extra that brings it
-EXTRAS = {"torch": "train", "onnx": "train", "skl2onnx": "train", "matplotlib": "train", "safetensors": "train",
+EXTRAS = {"torch": "train", "onnx": "train", "skl2onnx": "train", "matplotlib": "plot", "safetensors": "train",
           "sklearn": "train", "scipy": "train", "onnxruntime": "cpu"}
 
 
@@ -108,6 +115,8 @@ def missing_extra(exc: ModuleNotFoundError, args: argparse.Namespace) -> str | N
     extra = EXTRAS.get(module)
     if extra is None:
         return None
+    if module == "matplotlib" and getattr(args, "command", None) in ("train", "evaluate", "export", "bench"):
+        extra = "train"  # which has it too, with the rest those commands need
     what = f"mer-live {args.command}" if getattr(args, "command", None) else "mer-live"
     if module == "sklearn" and getattr(args, "aggregator", None) == "pickle":
         what = "--aggregator pickle"
@@ -117,8 +126,42 @@ def missing_extra(exc: ModuleNotFoundError, args: argparse.Namespace) -> str | N
 
 
 def _terminated(signum, frame) -> None:
-    """SIGTERM (kill, systemd, a closing session) stops like Ctrl-C: outputs saved, summary printed."""
-    raise KeyboardInterrupt
+    """SIGTERM (kill, systemd, a closing session) stops like Ctrl-C: outputs saved, summary printed.
+
+    Where a loop polls a stop event (live monitoring, ``stop_on_signals``) the handler only sets it:
+    an exception raised inside a handler can land in ``threading.Event.wait`` and break its lock."""
+    if _stopping is None:
+        raise KeyboardInterrupt
+    stop, since = _stopping
+    if not stop.is_set():
+        _stopping[1] = time.monotonic()
+        stop.set()
+    elif time.monotonic() - since > ESCALATE_SECONDS:  # still running long after: stuck (an idle FIFO read)
+        raise KeyboardInterrupt
+
+
+ESCALATE_SECONDS = 5.0
+_stopping: list | None = None  # [stop event, when it was set by a signal] while stop_on_signals is active
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM (any number of them) set ``stop`` and the loop ends at its
+    next block with its summary; one arriving more than ``ESCALATE_SECONDS`` after the first interrupts."""
+    global _stopping
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _stopping = [stop, time.monotonic()]
+    for sig in previous:
+        signal.signal(sig, _terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stopping = None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,11 +6,14 @@ Only argparse loads here; ONNX Runtime, rich and sounddevice are imported when a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 
 from mer_live.errors import MerLiveError
 from mer_live.realtime.choices import AGGREGATORS, MODES, PROVIDERS
+
+DEFAULT_PORT = 8765  # mer_live.live.web.DEFAULT_PORT (not imported: --help loads no server code)
 
 
 def _positive(text: str) -> float:
@@ -55,6 +58,13 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the clip length the aggregator was trained on)")
     parser.add_argument("--duration", type=_positive, metavar="SECONDS",
                         help="stop after SECONDS of audio")
+    parser.add_argument("--web", nargs="?", type=int, const=DEFAULT_PORT, metavar="PORT",
+                        help=f"also serve a live page (Russell plane, song estimate, timelines, finished songs) at "
+                             f"http://127.0.0.1:PORT/ (default {DEFAULT_PORT}; 0: any free port), its events at "
+                             "/events; the dashboard or JSON lines go on beside it")
+    parser.add_argument("--host", metavar="ADDRESS",
+                        help="with --web: the address to serve on (default 127.0.0.1, this machine only); 0.0.0.0 "
+                             "lets anyone who can reach this machine see the page and its events")
     parser.add_argument("--mode", choices=MODES, default="incremental",
                         help="incremental (default): compute each log-mel frame once and reuse it across "
                              "overlapping segments; full: run the one-graph segment model on every window "
@@ -87,6 +97,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                              "CSV when stdout is redirected)")
     parser.add_argument("--segments", action="store_true",
                         help="also output every segment's valence and arousal probabilities")
+    parser.add_argument("--report", metavar="FILE.html",
+                        help="also write a library report: one self-contained HTML file (the Russell plane, quadrant "
+                             "counts, a sortable table with each song's timeline, the failures); opens offline")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="decoding processes (default: number of CPUs, at most 4); 0 or 1 decodes in the "
                              "main process (least memory)")
@@ -126,6 +139,10 @@ def refuse_ignored(args: argparse.Namespace) -> None:
     """An option the chosen source does not use is a mistake worth one line, not silence."""
     if args.device is not None and args.file:
         raise MerLiveError("--device picks an input device: it does not apply to --file")
+    if args.host is not None and args.web is None:
+        raise MerLiveError("--host is where --web serves its page: add --web [PORT]")
+    if args.web is not None and not 0 <= args.web <= 65535:
+        raise MerLiveError(f"--web {args.web}: a port is 0-65535 (0: any free one)")
     if args.fast and args.mic:
         raise MerLiveError("--fast applies to --file and the generated demo, not to --mic (live input comes in "
                            "real time)")
@@ -143,9 +160,14 @@ def run_live(args: argparse.Namespace) -> int:
     from mer_live.realtime import sources
     from mer_live.realtime.monitor import monitor
 
+    stop = threading.Event()
+    page = None
+    if args.web is not None:  # first: a port in use is refused before the model loads
+        from mer_live.live.web import LivePage
+
+        page = LivePage(stop, args.host or "127.0.0.1", args.web)
     model = _model(args)
     rate = model.audio.sample_rate
-    stop = threading.Event()
     mic = args.mic or (args.demo and sources.has_input_device())
     if mic:
         source = sources.MicSource(rate, args.device, stop)
@@ -163,7 +185,18 @@ def run_live(args: argparse.Namespace) -> int:
     # A file is one song; a live input is a stream of songs separated by silence.
     stream = model.stream(horizon=args.horizon, silence_reset=not args.file, mode=args.mode)
     print(f"mer-live: model {model.bundle.path}, ONNX Runtime on {stream.provider}", file=sys.stderr)
-    return monitor(stream, source, name, stop, jsonl=args.jsonl, duration=args.duration, whole_file=bool(args.file))
+    from mer_live.cli import stop_on_signals
+
+    with stop_on_signals(stop), page or contextlib.nullcontext():
+        if page is not None:
+            page.start(name, model.bundle.path.name, stream.provider, stream.horizon,
+                       model.audio.effective_segment_seconds)
+            print(f"mer-live: live page at {page.url}", file=sys.stderr)
+        code = monitor(stream, source, name, stop, jsonl=args.jsonl, duration=args.duration,
+                       whole_file=bool(args.file), page=page)
+        if page is not None:
+            page.close(t=round(stream.time, 3), segments=stream.segments_emitted)
+        return code
 
 
 def run_label(args: argparse.Namespace) -> int:
@@ -183,7 +216,7 @@ def run_label(args: argparse.Namespace) -> int:
     options = dict(recursive=args.recursive, pattern=args.glob, out=args.out, fmt=args.format,
                    segments=args.segments, strict=args.strict, resume=args.resume,
                    save_every=args.save_every or SAVE_SECONDS, hidden=args.hidden,
-                   progress_every=args.progress_every or PROGRESS_SECONDS)
+                   progress_every=args.progress_every or PROGRESS_SECONDS, report=args.report)
     paths = expand(args.paths)
     if ray_address is None:
         return label_files(_model(args, args.stride), paths, workers=args.workers, **options)
