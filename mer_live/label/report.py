@@ -97,18 +97,18 @@ def _timeline(row: dict, inline: bool) -> str:
 def _plane(good: list[tuple[int, dict, str]]) -> str:
     side, m = PLANE, MARGIN
     half = side // 2
-    parts = [f'<svg id="plane" viewBox="0 0 {side + 2 * m} {side + 2 * m}" width="{side + 2 * m}" '
-             f'height="{side + 2 * m}" role="img" aria-label="songs on the Russell plane">']
+    parts = [f'<svg id="plane" viewBox="0 0 {side + 2 * m} {side + 2 * m + 14}" width="{side + 2 * m}" '
+             f'height="{side + 2 * m + 14}" role="img" aria-label="songs on the Russell plane">']
     for q, (x, y) in {"Q2": (m, m), "Q1": (m + half, m), "Q3": (m, m + half), "Q4": (m + half, m + half)}.items():
         parts.append(f'<rect x="{x}" y="{y}" width="{half}" height="{half}" fill="{COLORS[q]}" opacity=".08"/>')
     parts.append(f'<rect x="{m}" y="{m}" width="{side}" height="{side}" class="frame"/>'
                  f'<line x1="{m + half}" y1="{m}" x2="{m + half}" y2="{m + side}" class="frame"/>'
                  f'<line x1="{m}" y1="{m + half}" x2="{m + side}" y2="{m + half}" class="frame"/>')
-    labels = (("Q2", m + 6, m + 16, "start"), ("Q1", m + side - 6, m + 16, "end"),
-              ("Q3", m + 6, m + side - 8, "start"), ("Q4", m + side - 6, m + side - 8, "end"))
+    labels = (("Q2", m, m - 8, "start"), ("Q1", m + side, m - 8, "end"),  # outside the frame: marks go to the corners
+              ("Q3", m, m + side + 18, "start"), ("Q4", m + side, m + side + 18, "end"))
     for q, x, y, anchor in labels:
         parts.append(f'<text x="{x}" y="{y}" text-anchor="{anchor}" fill="{COLORS[q]}">{q} {QUADRANTS[q]}</text>')
-    parts.append(f'<text x="{m + half}" y="{side + 2 * m - 8}" text-anchor="middle">valence: P(high) 0 &#8594; 1'
+    parts.append(f'<text x="{m + half}" y="{side + 2 * m + 8}" text-anchor="middle">valence: P(high) 0 &#8594; 1'
                  f'</text><text x="12" y="{m + half}" text-anchor="middle" transform="rotate(-90 12 {m + half})">'
                  'arousal: P(high) 0 &#8594; 1</text>')
     radius = 4 if len(good) <= 500 else 2.5  # a big library is a cloud: smaller marks, less overlap
@@ -163,12 +163,11 @@ background:#fafbfc}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26p
 #plane .frame{fill:none;stroke:#c3c9d0}#marks circle{fill-opacity:.6;stroke:#fff;stroke-width:.5}
 #marks circle:hover{fill-opacity:1;stroke:#000;r:7}.Q1{fill:#d99400;background:#d99400}
 .Q2{fill:#d62728;background:#d62728}.Q3{fill:#1f77b4;background:#1f77b4}.Q4{fill:#2ca02c;background:#2ca02c}
-#songs td:nth-child(1),#songs td:nth-child(3),#songs td:nth-child(4),#songs td:nth-child(5){text-align:right;
-font-variant-numeric:tabular-nums}#songs td:nth-child(2){max-width:420px;overflow-wrap:anywhere}
+#songs{font-variant-numeric:tabular-nums}#songs td{max-width:420px;overflow-wrap:anywhere}
 table{border-collapse:collapse}th,td{padding:3px 8px;text-align:left;border-bottom:1px solid #e3e6ea}
 th{position:sticky;top:0;background:#eef1f4}th[data-type]{cursor:pointer}th[data-type]:hover{background:#dde3ea}
 th.asc::after{content:" \\2191"}th.desc::after{content:" \\2193"}
-.num{text-align:right;font-variant-numeric:tabular-nums}
+.num{text-align:right;font-variant-numeric:tabular-nums}/* per-cell selectors (nth-child) would slow a big sort */
 #songs tbody tr{content-visibility:auto;contain-intrinsic-size:auto 33px}#songs tbody tr:target{background:#fff3c4}
 .dot{display:inline-block;width:9px;height:9px;border-radius:50%;
 margin-right:6px}.tl{display:block;width:120px;height:26px;

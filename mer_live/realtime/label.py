@@ -210,9 +210,11 @@ def _label(model: Model, paths: list[str], err, stdout, runner: Runner, where: s
     tally = _run(runner, todo, rows, segments or report is not None, strict, save, save_every, err, progress_every)
     save()
     if report is not None:  # also after an interruption: the songs labeled so far
+        from mer_live.bundle import PACKAGED
         from mer_live.label.report import write_report
 
-        write_report(report, ordered(), name)
+        packaged = {os.path.realpath(folder): key for key, folder in PACKAGED.items()}
+        write_report(report, ordered(), packaged.get(os.path.realpath(name), name))  # "default", not its folder
         err.print(f"mer-live: report of {len(rows)} files -> {report}", markup=False, highlight=False)
     if out is None:  # an interrupted run prints the rows it has: nothing labeled is lost
         if fmt == "table":
