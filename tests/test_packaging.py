@@ -13,6 +13,7 @@ def test_runtime_api_and_cli_do_not_import_torch_or_training_tools():
         "for m in pkgutil.iter_modules(mer_live.realtime.__path__):\n"
         "    importlib.import_module('mer_live.realtime.' + m.name)\n"
         "import mer_live.api, mer_live.bundle, mer_live.stats, mer_live.audio, mer_live.config, mer_live.atomic\n"
+        "import mer_live.live.web, mer_live.label.report, mer_live.plot\n"
         "mer_live.cli.build_parser()\n"
         "model = mer_live.load('compact', provider='cpu')\n"
         "import numpy as np\n"
