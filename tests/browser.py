@@ -58,7 +58,7 @@ def chromium(width: int = 1100, height: int = 800) -> Iterator:
             driver.quit()
 
 
-def screenshot(driver, path: Path, colors: int = 64) -> Path:
+def screenshot(driver, path: Path, colors: int = 256) -> Path:
     """A PNG of the window, reduced to ``colors`` colours (Pillow, when present) so it stays small in git."""
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
@@ -67,7 +67,7 @@ def screenshot(driver, path: Path, colors: int = 64) -> Path:
     except ImportError:
         return path
     with Image.open(path) as image:
-        small = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+        small = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.FASTOCTREE)
     small.save(path, optimize=True)
     return path
 
