@@ -123,7 +123,8 @@ def test_label_report_end_to_end(tmp_path):
                              str(out), "--model", str(tiny_bundle().path), "--workers", "0"], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr  # a file failed
-    assert f"report of 5 files -> {report}" in result.stderr
+    assert f"report of 5 files -> {report}" in result.stderr and "labeled 4 of 5 files" in result.stderr
+    assert "Traceback" not in result.stderr
     text = report.read_text(encoding="utf-8")
     assert text.count("<circle") == 4 and text.count("<polyline") == 8
     assert "song &lt;3&gt;.wav" in text and "my music &amp; more" in text

@@ -156,7 +156,7 @@ def label_files(model: Model, paths: list[str], *, recursive: bool = False, patt
 
         return _label(model, paths, err, stdout, runner, where or model.provider, recursive=recursive,
                       pattern=pattern, out=out, fmt=fmt, segments=segments, strict=strict, resume=resume,
-                      save_every=save_every, hidden=hidden, progress_every=progress_every, report=report)
+                      save_every=save_every, hidden=hidden, progress_every=progress_every, report_path=report)
 
 
 @contextlib.contextmanager
@@ -174,14 +174,14 @@ def _own_stderr():
 
 def _label(model: Model, paths: list[str], err, stdout, runner: Runner, where: str, *, recursive: bool,
            pattern: str | None, out: str | None, fmt: str | None, segments: bool, strict: bool, resume: bool,
-           save_every: float, hidden: bool, progress_every: float, report: str | None = None) -> int:
+           save_every: float, hidden: bool, progress_every: float, report_path: str | None = None) -> int:
 
     if resume and out is None:
         raise MerLiveError("--resume needs --out FILE (the earlier output to continue)")
     if out is not None:
         check_output(out)
-    if report is not None:
-        check_output(report, "--report")
+    if report_path is not None:
+        check_output(report_path, "--report")
     fmt = output_format(fmt, out)
     found = collect(paths, recursive, pattern, hidden)
     if not found.files:
@@ -207,15 +207,16 @@ def _label(model: Model, paths: list[str], err, stdout, runner: Runner, where: s
     if kept:
         err.print(f"mer-live: resuming: {len(kept)} files already labeled in {out}, {len(todo)} to go",
                   markup=False, highlight=False)
-    tally = _run(runner, todo, rows, segments or report is not None, strict, save, save_every, err, progress_every)
+    tally = _run(runner, todo, rows, segments or report_path is not None, strict, save, save_every, err,
+                 progress_every)
     save()
-    if report is not None:  # also after an interruption: the songs labeled so far
+    if report_path is not None:  # also after an interruption: the songs labeled so far
         from mer_live.bundle import PACKAGED
         from mer_live.label.report import write_report
 
         packaged = {os.path.realpath(folder): key for key, folder in PACKAGED.items()}
-        write_report(report, ordered(), packaged.get(os.path.realpath(name), name))  # "default", not its folder
-        err.print(f"mer-live: report of {len(rows)} files -> {report}", markup=False, highlight=False)
+        write_report(report_path, ordered(), packaged.get(os.path.realpath(name), name))  # "default", not its folder
+        err.print(f"mer-live: report of {len(rows)} files -> {report_path}", markup=False, highlight=False)
     if out is None:  # an interrupted run prints the rows it has: nothing labeled is lost
         if fmt == "table":
             print_table(ordered(), table_console(stdout))
