@@ -7,21 +7,19 @@ Only argparse and the stage ``cli`` modules (which import nothing heavy) load he
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 import threading
-import time
-from collections.abc import Iterator
 
 from mer_live import __version__
 from mer_live.errors import MerLiveError
+from mer_live.stopping import terminated as _terminated  # SIGTERM stops like Ctrl-C (see mer_live/stopping.py)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from mer_live.export import cli as export_cli
-    from mer_live.plot import add_plot_arguments as plot_arguments
-    from mer_live.plot import run_plot
+    from mer_live.plot_cli import add_plot_arguments as plot_arguments
+    from mer_live.plot_cli import run_plot
     from mer_live.realtime import cli as realtime_cli
     from mer_live.train import cli as train_cli
 
@@ -123,45 +121,6 @@ def missing_extra(exc: ModuleNotFoundError, args: argparse.Namespace) -> str | N
     options = "'mer-live[cpu]' (or [gpu] with CUDA)" if extra == "cpu" else f"'mer-live[{extra}]'"
     return (f"{what} needs {module}, which this install lacks: pip install {options} "
             f"(from a clone: pip install '.[{extra}]')")
-
-
-def _terminated(signum, frame) -> None:
-    """SIGTERM (kill, systemd, a closing session) stops like Ctrl-C: outputs saved, summary printed.
-
-    Where a loop polls a stop event (live monitoring, ``stop_on_signals``) the handler only sets it:
-    an exception raised inside a handler can land in ``threading.Event.wait`` and break its lock."""
-    if _stopping is None:
-        raise KeyboardInterrupt
-    stop, since = _stopping
-    if not stop.is_set():
-        _stopping[1] = time.monotonic()
-        stop.set()
-    elif time.monotonic() - since > ESCALATE_SECONDS:  # still running long after: stuck (an idle FIFO read)
-        raise KeyboardInterrupt
-
-
-ESCALATE_SECONDS = 5.0
-_stopping: list | None = None  # [stop event, when it was set by a signal] while stop_on_signals is active
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """While the block runs, SIGINT and SIGTERM (any number of them) set ``stop`` and the loop ends at its
-    next block with its summary; one arriving more than ``ESCALATE_SECONDS`` after the first interrupts."""
-    global _stopping
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    _stopping = [stop, time.monotonic()]
-    for sig in previous:
-        signal.signal(sig, _terminated)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _stopping = None
 
 
 def main(argv: list[str] | None = None) -> int:

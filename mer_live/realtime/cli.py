@@ -185,7 +185,7 @@ def run_live(args: argparse.Namespace) -> int:
     # A file is one song; a live input is a stream of songs separated by silence.
     stream = model.stream(horizon=args.horizon, silence_reset=not args.file, mode=args.mode)
     print(f"mer-live: model {model.bundle.path}, ONNX Runtime on {stream.provider}", file=sys.stderr)
-    from mer_live.cli import stop_on_signals
+    from mer_live.stopping import stop_on_signals
 
     with stop_on_signals(stop), page or contextlib.nullcontext():
         if page is not None:
