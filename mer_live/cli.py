@@ -13,6 +13,7 @@ import threading
 
 from mer_live import __version__
 from mer_live.errors import MerLiveError
+from mer_live.stopping import quiet_exit
 from mer_live.stopping import terminated as _terminated  # SIGTERM stops like Ctrl-C (see mer_live/stopping.py)
 
 
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mer-live: interrupted", file=sys.stderr)
         return 130
+    finally:
+        quiet_exit()
 
 
 if __name__ == "__main__":

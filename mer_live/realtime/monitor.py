@@ -217,7 +217,7 @@ def run(stream: Stream, source, sink, stop: threading.Event, duration: float | N
             break
     if ended and not stop.is_set():
         sink.updates(stream.finish(), stream)
-    return ended
+    return ended and not stop.is_set()  # a source also ends early when stop is set (a signal, `q`)
 
 
 def end_stream(stream: Stream, sink) -> None:
