@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,6 +91,49 @@ def test_live_page_follows_a_file_as_it_plays(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def serve(clip: Path, port: int) -> subprocess.Popen:
+    """mer-live --file on a tiny model with its page on ``port``, once the page is served."""
+    proc = subprocess.Popen([sys.executable, "-m", "mer_live", "--file", str(clip), "--web", str(port), "--jsonl",
+                             "--model", str(tiny_bundle().path)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    while "live page at" not in (line := proc.stderr.readline()):
+        assert line, "mer-live ended before serving its page"
+    return proc
+
+
+def test_a_page_that_loses_mer_live_says_so_and_follows_the_next_run():
+    with socket.socket() as probe:  # a free port, for two runs in turn
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    clip = music_wav(seconds=40.0)
+    with chromium() as driver:
+        first = serve(clip, port)
+        try:
+            driver.get(f"http://127.0.0.1:{port}/")
+            until(driver, "return document.getElementById('status').textContent === 'live' && "
+                          "document.getElementById('mark').getAttribute('visibility') === 'visible'", what="live")
+            run = driver.execute_script("return document.body.dataset.run")
+            first.kill()  # gone without a word: no stopped event
+            first.wait()
+            until(driver, "return document.getElementById('status').textContent.startsWith('connection lost')",
+                  timeout=20, what="the page noticing")
+            second = serve(clip, port)
+            try:
+                until(driver, f"return document.body.dataset.run && document.body.dataset.run !== '{run}' && "
+                              "document.getElementById('status').textContent === 'live'", timeout=30,
+                      what="the page following the new run by itself")
+                until(driver, "return document.getElementById('mark').getAttribute('visibility') === 'visible'")
+                second.send_signal(signal.SIGTERM)
+                until(driver, "return document.getElementById('status').textContent === 'stopped'", timeout=30)
+                assert second.wait(timeout=30) == 0
+            finally:
+                second.kill()
+                second.wait()
+        finally:
+            first.kill()
+            first.wait()
 
 
 def library(tmp_path: Path) -> tuple[list[str], list[str]]:
