@@ -145,7 +145,8 @@ def figure(picture: Picture):
         ax.axhline(picture.song[task], color=color, lw=1.3, ls="--",
                    label=f"song {task} {picture.song[task]:.2f}")
     ax.set(ylim=(0, 1), ylabel="P(high), 0-1")
-    ax.set_title(f"{picture.title}: {q} {QUADRANTS[q]} (valence {v:.2f}, arousal {a:.2f})", fontsize=11)
+    name = picture.title.replace("$", r"\$")  # a file name is text, never matplotlib's mathtext
+    ax.set_title(f"{name}: {q} {QUADRANTS[q]} (valence {v:.2f}, arousal {a:.2f})", fontsize=11)
     ax.legend(fontsize=7.5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.005), frameon=False)
     ax.grid(alpha=0.25)
     for start, end, sv, sa in zip(picture.starts, picture.ends, picture.valence, picture.arousal):

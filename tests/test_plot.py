@@ -41,6 +41,15 @@ def test_songresult_plot_draws_the_timeline_the_song_the_quadrants_and_the_loudn
     assert out == tmp_path / "song.svg" and "<svg" in out.read_text()
 
 
+def test_a_file_name_is_text_not_mathtext(tmp_path):
+    odd = tmp_path / "a song $_{$ b.wav"  # between two $ is mathtext to matplotlib, and this is broken
+    odd.write_bytes(music_wav().read_bytes())
+    result = Model(tiny_bundle(), provider="cpu").predict(odd)
+    out = result.plot(tmp_path / "odd.png")  # an unbalanced $ would make matplotlib raise while drawing
+    assert out.is_file()
+    assert "a song $_{$ b.wav" in result.plot().axes[0].get_title().replace("\\$", "$")
+
+
 def test_an_array_has_loudness_only_when_given_its_samples():
     samples, sr = sf.read(music_wav(), dtype="float32")
     result = Model(tiny_bundle(), provider="cpu").predict(samples, sr=sr)
