@@ -23,19 +23,26 @@ from mer_live.runtime.stages import Stages
 
 TARGET_P99_MS = 20.0
 RUNTIMES = ("ort-incremental", "ort-full", "torch-eager")
+MODELS = ("fast", "default", "compact")  # packaged models, drawn when this checkout has them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_common_arguments(parser)
     bundles.add_bundle_arguments(parser)
     parser.add_argument("--lengths", default="1,2,3,4,5", help="segment lengths in seconds (comma list)")
-    parser.add_argument("--archs", default="compact,musicnn-msd,vgg16",
-                        help="architectures (comma list): compact, vgg16, musicnn-msd, musicnn-mtt, vgg-msd, vgg-mtt")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="packaged models (comma list; one not in this checkout is skipped): each at its own "
+                             "segment length, untrained stand-ins of its architecture at the other lengths")
+    parser.add_argument("--archs", default="",
+                        help="more architectures as untrained stand-ins (comma list): compact, vgg16, musicnn-msd, "
+                             "musicnn-mtt, vgg-msd, vgg-mtt")
     parser.add_argument("--threads", default="1,2", help="CPU thread counts (comma list)")
     parser.add_argument("--repeats", type=int, default=300, help="timed updates per configuration (compact)")
     parser.add_argument("--vgg-repeats", type=int, default=60,
                         help="timed updates per configuration (the large models: all but compact)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed updates first")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw latency.png from the results directory's latency.json")
 
 
 class Timed:
@@ -120,36 +127,39 @@ def measure(stages: Stages, mode: str, audio: np.ndarray, repeats: int, warmup: 
     return {"compute_ms": total, "parts_p50_ms": part_p50}
 
 
-def _row(bundle: Bundle, arch: str, runtime: str, threads: int | None, provider: str, result: dict) -> dict:
+def _row(bundle: Bundle, model: str, runtime: str, threads: int | None, provider: str, result: dict) -> dict:
+    """``model``: the packaged model's name (or the stand-in's architecture) the row is drawn under."""
     c = bundle.audio
-    return {"arch": arch, "segment_seconds": c.segment_seconds, "effective_segment_seconds":
-            round(c.effective_segment_seconds, 4), "hop_seconds": round(c.effective_hop_seconds, 4),
+    return {"model": model, "arch": bundles.arch_of(bundle), "segment_seconds": c.segment_seconds,
+            "effective_segment_seconds": round(c.effective_segment_seconds, 4),
+            "hop_seconds": round(c.effective_hop_seconds, 4),
             "algorithmic_latency_s": round(c.effective_segment_seconds, 4), "runtime": runtime,
             "threads": threads, "provider": provider, **result,
             "rtf_p99": round(result["compute_ms"]["p99"] / 1e3 / c.effective_hop_seconds, 5)}
 
 
-def cpu_rows(bundle: Bundle, arch: str, threads: int, audio: np.ndarray, repeats: int, warmup: int) -> list[dict]:
+def cpu_rows(bundle: Bundle, name: str, threads: int, audio: np.ndarray, repeats: int, warmup: int) -> list[dict]:
+    """``name``: the model the rows are drawn under (a packaged model's name, or a stand-in's architecture)."""
     import torch
 
     rows = []
     for mode in ("incremental", "full"):
         model = Model(bundle, provider="cpu", threads=threads)
         model.warm_up()
-        rows.append(_row(bundle, arch, f"ort-{mode}", threads, model.provider,
+        rows.append(_row(bundle, name, f"ort-{mode}", threads, model.provider,
                          measure(model.stages, mode, audio, repeats, warmup)))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         stages = TorchStages(bundle)
         stages.warm_up()
-        rows.append(_row(bundle, arch, "torch-eager", threads, "CPU", measure(stages, "full", audio, repeats, warmup)))
+        rows.append(_row(bundle, name, "torch-eager", threads, "CPU", measure(stages, "full", audio, repeats, warmup)))
     finally:
         torch.set_num_threads(previous)
     return rows
 
 
-def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup: int) -> tuple[list[dict], str]:
+def cuda_rows(bundle: Bundle, name: str, audio: np.ndarray, repeats: int, warmup: int) -> tuple[list[dict], str]:
     """Live updates on ORT-CUDA and torch-CUDA, and batched backbone throughput with IOBinding."""
     import onnxruntime as ort
 
@@ -157,9 +167,9 @@ def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup
     if CUDA in ort.get_available_providers():
         model = Model(bundle, provider="cuda")
         model.warm_up()
-        rows.append(_row(bundle, arch, "ort-incremental", None, model.provider,
+        rows.append(_row(bundle, name, "ort-incremental", None, model.provider,
                          measure(model.stages, "incremental", audio, repeats, warmup)))
-        rows.append(iobinding_row(bundle, arch, repeats))
+        rows.append(iobinding_row(bundle, name, repeats))
     else:
         notes.append("onnxruntime has no CUDAExecutionProvider here")
     try:
@@ -169,7 +179,7 @@ def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup
             stages = TorchStages(bundle, "cuda")
             stages.warm_up()
             timed = measure(stages, "full", audio, repeats, warmup)
-            rows.append(_row(bundle, arch, "torch-eager", None, "CUDA", timed))
+            rows.append(_row(bundle, name, "torch-eager", None, "CUDA", timed))
         else:
             notes.append("torch sees no CUDA GPU")
     except ImportError:
@@ -177,7 +187,7 @@ def cuda_rows(bundle: Bundle, arch: str, audio: np.ndarray, repeats: int, warmup
     return rows, "; ".join(notes)
 
 
-def iobinding_row(bundle: Bundle, arch: str, repeats: int, batch: int = 64) -> dict:
+def iobinding_row(bundle: Bundle, name: str, repeats: int, batch: int = 64) -> dict:
     """backbone.onnx on a batch of log-mel segments already on the GPU (IOBinding, no host copies)."""
     import onnxruntime as ort
 
@@ -196,20 +206,20 @@ def iobinding_row(bundle: Bundle, arch: str, repeats: int, batch: int = 64) -> d
             times.append((time.perf_counter() - t0) * 1e3)
     result = {"compute_ms": common.summarize(times), "parts_p50_ms": {},
               "batch": batch, "segments_per_s": round(batch / (np.median(times) / 1e3), 1)}
-    return _row(bundle, arch, f"ort-iobinding-batch{batch}", None, "CUDA", result)
+    return _row(bundle, name, f"ort-iobinding-batch{batch}", None, "CUDA", result)
 
 
 def ratios(rows: list[dict]) -> list[dict]:
-    """PyTorch eager p50 / ORT p50 for each (arch, length, threads) on the CPU."""
-    index = {(r["arch"], r["segment_seconds"], r["threads"], r["runtime"]): r for r in rows if r["provider"] == "CPU"}
+    """PyTorch eager p50 / ORT p50 for each (model, length, threads) on the CPU."""
+    index = {(r["model"], r["segment_seconds"], r["threads"], r["runtime"]): r for r in rows if r["provider"] == "CPU"}
     out = []
-    for (arch, seconds, threads, runtime), row in index.items():
+    for (model, seconds, threads, runtime), row in index.items():
         if runtime != "torch-eager":
             continue
         torch_p50 = row["compute_ms"]["p50"]
-        entry = {"arch": arch, "segment_seconds": seconds, "threads": threads}
+        entry = {"model": model, "arch": row["arch"], "segment_seconds": seconds, "threads": threads}
         for ort_runtime in ("ort-incremental", "ort-full"):
-            other = index.get((arch, seconds, threads, ort_runtime))
+            other = index.get((model, seconds, threads, ort_runtime))
             if other:
                 entry[f"torch_over_{ort_runtime.replace('-', '_')}"] = round(torch_p50 / other["compute_ms"]["p50"], 2)
         out.append(entry)
@@ -220,13 +230,13 @@ def print_table(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="per-update compute latency (ms); algorithmic latency = segment length")
-    for col in ("arch", "seg s", "runtime", "thr", "prov", "p50", "p95", "p99", "RTF p99",
+    for col in ("model", "seg s", "runtime", "thr", "prov", "p50", "p95", "p99", "RTF p99",
                 "front end", "backbone/graph", "aggregator", "other"):
         table.add_column(col, justify="right")
     for r in rows:
         m, p = r["compute_ms"], r["parts_p50_ms"]
         graph = p.get("backbone", p.get("segment"))
-        table.add_row(r["arch"], f"{r['segment_seconds']:g}", r["runtime"], str(r["threads"] or "-"), r["provider"],
+        table.add_row(r["model"], f"{r['segment_seconds']:g}", r["runtime"], str(r["threads"] or "-"), r["provider"],
                       common.fmt(m["p50"], 2), common.fmt(m["p95"], 2), common.fmt(m["p99"], 2),
                       f"{r['rtf_p99']:.4f}", common.fmt(p.get("frontend"), 2), common.fmt(graph, 2),
                       common.fmt(p.get("aggregator"), 2), common.fmt(p.get("other"), 2))
@@ -234,52 +244,90 @@ def print_table(rows: list[dict]) -> None:
 
 
 def plot(rows: list[dict], path) -> None:
-    archs = sorted({r["arch"] for r in rows})
-    fig, axes = common.figure(1, len(archs), figsize=(6 * len(archs), 4.2), squeeze=False)
-    for ax, arch in zip(axes[0], archs):
+    """One panel per model, lines over segment lengths (p50 solid, p99 dashed) per runtime, and the target."""
+    models = list(dict.fromkeys(r.get("model", r["arch"]) for r in rows))
+    fig, axes = common.figure(1, len(models), figsize=(5 * len(models) + 2.2, 4.4), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
         series: dict[str, list[dict]] = {}
         for r in rows:
-            if r["arch"] == arch and "batch" not in r:
+            if r.get("model", r["arch"]) == model and "batch" not in r:
                 series.setdefault(f"{r['runtime']} {r['provider']}" + (f" {r['threads']}t" if r["threads"] else ""),
                                   []).append(r)
         for name, points in sorted(series.items()):
             points.sort(key=lambda r: r["segment_seconds"])
             x = [r["segment_seconds"] for r in points]
             line, = ax.plot(x, [r["compute_ms"]["p50"] for r in points], marker="o", label=f"{name} p50")
-            ax.plot(x, [r["compute_ms"]["p99"] for r in points], ls="--", color=line.get_color(), alpha=0.6)
-        ax.axhline(TARGET_P99_MS, color="red", lw=0.8, ls=":", label=f"target p99 {TARGET_P99_MS:g} ms")
-        ax.set(title=f"{arch}: per-update compute (dashed: p99)", xlabel="segment length (s) = algorithmic latency",
-               ylabel="ms per update (hop 1 s)", yscale="log")
+            ax.plot(x, [r["compute_ms"]["p99"] for r in points], ls="--", marker=".", color=line.get_color(),
+                    alpha=0.6)
+        ax.axhline(TARGET_P99_MS, color="red", lw=1, ls=":", label=f"target: p99 <= {TARGET_P99_MS:g} ms")
+        arch = next(r["arch"] for r in rows if r.get("model", r["arch"]) == model)
+        ax.set(title=f"{model} ({arch}): compute per update (dashed: p99)",
+               xlabel="segment length (s) = algorithmic latency", ylabel="ms per update (hop 1 s)", yscale="log",
+               xlim=(0.5, 5.5), xticks=[1, 2, 3, 4, 5])
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # one legend: the same lines
     common.save_figure(fig, path)
 
 
+def chosen_bundles(args: argparse.Namespace, work, lengths: list[float], models: list[str], archs: list[str]
+                   ) -> dict[tuple[str, float], Bundle]:
+    """(model, segment seconds) -> bundle: the packaged model at its own length, a stand-in of its
+    architecture at the others; ``--archs`` as stand-ins; ``--bundle`` alone."""
+    from mer_live.runtime.bundle import PACKAGED, load_bundle
+
+    if args.bundle is not None:
+        bundle = load_bundle(args.bundle)
+        return {(bundles.arch_of(bundle), bundle.audio.segment_seconds): bundle}
+    chosen: dict[tuple[str, float], Bundle] = {}
+    for model in models:
+        folder = PACKAGED.get(model, PACKAGED["default"].parent / model)
+        if not (folder / "bundle.json").is_file():
+            common.console.print(f"{model}: not packaged in this checkout, skipped", highlight=False)
+            continue
+        own = load_bundle(folder)
+        for seconds in lengths:
+            fits = own.audio.segment_seconds == seconds
+            chosen[(model, seconds)] = own if fits else bundles.stand_in(work, seconds, bundles.arch_of(own))
+    for arch in archs:
+        for seconds in lengths:
+            chosen[(arch, seconds)] = bundles.stand_in(work, seconds, arch)
+    return chosen
+
+
 def run(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.replot:
+        import json
+
+        rows = json.loads((args.results_dir / "latency.json").read_text())["rows"]
+        plot(rows, args.results_dir / "latency.png")
+        return 0
     lengths = [float(s) for s in args.lengths.split(",")]
-    archs = args.archs.split(",")
+    models = [m for m in args.models.split(",") if m]
+    archs = [a for a in args.archs.split(",") if a]
     threads = [int(s) for s in args.threads.split(",")]
     repeats, vgg_repeats, warmup = args.repeats, args.vgg_repeats, args.warmup
-    if args.quick:
-        lengths, archs, threads, repeats, vgg_repeats, warmup = lengths[:2], archs[:1], threads[:1], 10, 5, 2
+    if args.quick:  # the cheapest model only
+        models = ["compact"] if "compact" in models or not (models or archs) else models[:1]
+        lengths, archs, threads, repeats, vgg_repeats, warmup = lengths[:2], archs[:0], threads[:1], 10, 5, 2
     rows: list[dict] = []
     gpu_note = ""
     with bundles.workdir(args.cache) as work:
-        chosen = bundles.choose(args, work, lengths, archs)
-        for (arch, seconds), bundle in sorted(chosen.items()):
+        chosen = chosen_bundles(args, work, lengths, models, archs)
+        for (model, seconds), bundle in chosen.items():
+            arch = bundles.arch_of(bundle)
             n = repeats if arch == "compact" else vgg_repeats
             c = bundle.audio
             audio = common.music(c.effective_segment_seconds + (n + warmup + 2) * c.effective_hop_seconds,
                                  c.sample_rate)
-            common.console.print(f"[{arch} {seconds:g} s] {bundles.describe(bundle)}", highlight=False)
+            common.console.print(f"[{model} {seconds:g} s] {bundles.describe(bundle)}", highlight=False, markup=False)
             for t in threads:
-                rows += cpu_rows(bundle, arch, t, audio, n, warmup)
-            gpu, gpu_note = cuda_rows(bundle, arch, audio, n, warmup)
+                rows += cpu_rows(bundle, model, t, audio, n, warmup)
+            gpu, gpu_note = cuda_rows(bundle, model, audio, n, warmup)
             rows += gpu
     print_table(rows)
     ratio_rows = ratios(rows)
     for r in ratio_rows:
-        common.console.print(f"PyTorch eager / ORT ({r['arch']} {r['segment_seconds']:g} s, {r['threads']} thread): "
+        common.console.print(f"PyTorch eager / ORT ({r['model']} {r['segment_seconds']:g} s, {r['threads']} thread): "
                              f"incremental x{r.get('torch_over_ort_incremental')}, one graph "
                              f"x{r.get('torch_over_ort_full')}", highlight=False)
     default_threads = min(threads)
@@ -289,7 +337,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     plot(rows, args.results_dir / "latency.png")
     common.write_result(args.results_dir, "latency", argv, {
         "what": "per-update compute of the live path (window + front end + backbone + statistics + aggregator) "
-                "per hop; algorithmic latency = segment length; RTF = compute / hop",
+                "per hop; algorithmic latency = segment length; RTF = compute / hop; each packaged model at its "
+                "own segment length, untrained stand-ins of its architecture at the other lengths",
         "repeats": {"compact": repeats, "others": vgg_repeats, "warmup": warmup},
         "target": {"compact_ort_incremental_p99_ms": TARGET_P99_MS, "threads": default_threads, "met": met},
         "bundles": sorted({f"{bundles.describe(b)}" for b in chosen.values()}),

@@ -44,17 +44,22 @@ def _ms(summary: dict, key: str = "p99") -> str:
 
 def latency_section(data: dict, results: Path) -> list[str]:
     rows = [r for r in data["rows"] if r["provider"] == "CPU"]
-    index = {(r["arch"], r["segment_seconds"], r["runtime"], r["threads"]): r for r in rows}
+    name = {id(r): r.get("model", r["arch"]) for r in rows}  # the packaged model's name (older results: arch)
+    index = {(name[id(r)], r["segment_seconds"], r["runtime"], r["threads"]): r for r in rows}
+    models = list(dict.fromkeys(name[id(r)] for r in rows))
     threads = sorted({r["threads"] for r in rows})
     lines = ["### Latency per update", "",
              "Per-update compute (ms) of the live path on the CPU: front end on the new hop, CNN on the window, "
              "statistics and aggregator (ONNX Runtime, incremental); the one-graph model on the whole window; and "
              "PyTorch eager of the same network. Algorithmic latency is the segment length (a window must fill); "
-             "RTF = compute / 1 s hop.", ""]
+             "RTF = compute / 1 s hop. Each packaged model is measured at its own segment length and, at the "
+             "others, as an untrained stand-in of its architecture (compute does not depend on the weights); "
+             "the figure has one panel per model, p50 solid and p99 dashed.", ""]
     head = ["model", "segment"] + [f"ORT {t}t p50 / p99" for t in threads] + \
         [f"one graph {threads[0]}t p99", f"PyTorch {threads[0]}t p99", "PyTorch / ORT", "RTF p99"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for arch, seconds in sorted({(r["arch"], r["segment_seconds"]) for r in rows}):
+    for arch, seconds in sorted({(name[id(r)], r["segment_seconds"]) for r in rows},
+                                key=lambda k: (models.index(k[0]), k[1])):
         t0 = threads[0]
         inc = [index.get((arch, seconds, "ort-incremental", t)) for t in threads]
         full = index.get((arch, seconds, "ort-full", t0))

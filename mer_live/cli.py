@@ -13,12 +13,16 @@ import threading
 
 from mer_live import __version__
 from mer_live.errors import MerLiveError
+from mer_live.stopping import quiet_exit
+from mer_live.stopping import terminated as _terminated  # SIGTERM stops like Ctrl-C (see mer_live/stopping.py)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from mer_live.export import cli as export_cli
     from mer_live.label import cli as label_cli
     from mer_live.live import cli as live_cli
+    from mer_live.plot_cli import add_plot_arguments as plot_arguments
+    from mer_live.plot_cli import run_plot
     from mer_live.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
@@ -36,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = [
         ("label", "label audio files and folders with song-level valence, arousal and quadrant",
          label_cli.add_label_arguments, label_cli.run_label),
+        ("plot", "draw a song: valence and arousal over time, quadrants, loudness (a file or --jsonl output)",
+         plot_arguments, run_plot),
         ("train", "train a segment model with SSSL and fit the song-level SVM",
          train_cli.add_train_arguments, train_cli.run_train),
         ("evaluate", "cross-validated evaluation: SSSL vs baselines, segment-length sweep",
@@ -99,7 +105,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 # a module a runtime-only install lacks -> the extra that brings it
-EXTRAS = {"torch": "train", "onnx": "train", "skl2onnx": "train", "matplotlib": "train", "safetensors": "train",
+EXTRAS = {"torch": "train", "onnx": "train", "skl2onnx": "train", "matplotlib": "plot", "safetensors": "train",
           "sklearn": "train", "scipy": "train", "onnxruntime": "cpu"}
 
 
@@ -109,17 +115,14 @@ def missing_extra(exc: ModuleNotFoundError, args: argparse.Namespace) -> str | N
     extra = EXTRAS.get(module)
     if extra is None:
         return None
+    if module == "matplotlib" and getattr(args, "command", None) in ("train", "evaluate", "export", "bench"):
+        extra = "train"  # which has it too, with the rest those commands need
     what = f"mer-live {args.command}" if getattr(args, "command", None) else "mer-live"
     if module == "sklearn" and getattr(args, "aggregator", None) == "pickle":
         what = "--aggregator pickle"
     options = "'mer-live[cpu]' (or [gpu] with CUDA)" if extra == "cpu" else f"'mer-live[{extra}]'"
     return (f"{what} needs {module}, which this install lacks: pip install {options} "
             f"(from a clone: pip install '.[{extra}]')")
-
-
-def _terminated(signum, frame) -> None:
-    """SIGTERM (kill, systemd, a closing session) stops like Ctrl-C: outputs saved, summary printed."""
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mer-live: interrupted", file=sys.stderr)
         return 130
+    finally:
+        quiet_exit()
 
 
 if __name__ == "__main__":

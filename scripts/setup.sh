@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES="libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins"
+# audio capture (PortAudio, a PulseAudio for the capture tests); a headless Chromium for the browser tests
+APT_PACKAGES="libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver"
 
 missing=()
 for pkg in $APT_PACKAGES; do
@@ -18,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: audio capture needs: sudo apt-get install -y ${missing[*]}" >&2
+    echo "setup: audio capture and the browser tests need: sudo apt-get install -y ${missing[*]}" >&2
   fi
 fi
 

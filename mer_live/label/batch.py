@@ -9,6 +9,7 @@ is the same on every run); this module adds what a command needs: scanning folde
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import sys
@@ -28,27 +29,53 @@ SAVE_SECONDS = 2.0  # a killed run loses at most this much labeling (--save-ever
 PROGRESS_SECONDS = 10.0  # a plain progress line this often when stderr is not a terminal (--progress-every)
 
 
+NARROW = 100  # columns: below, the table drops the duration and the high/low words (the numbers say it)
+
+
 def print_table(rows: list[dict], console) -> None:
-    """Paths relative to their common folder, shortened in the middle to fit; nothing read as markup."""
+    """Paths relative to their common folder, shortened in the middle to fit; nothing read as markup.
+
+    The quadrant name never wraps: a narrow terminal loses the duration column and the high/low words
+    first, and the error column is there only when a file failed. Off a terminal the table is as wide
+    as its content (``table_console``)."""
     from rich.table import Table
     from rich.text import Text
 
     root = common_root([r["path"] for r in rows])
     caption = SCALE + (f"; paths relative to {root}" if root else "")
+    narrow = console.width < NARROW
+    errors = any(r["error"] for r in rows)
     table = Table(caption=Text(caption), caption_justify="left")
     table.add_column("path", no_wrap=True, overflow="ellipsis")
-    for name in ("duration_s", "valence", "arousal", "quadrant", "error"):
-        table.add_column(name, overflow="fold")
-    width = max(20, console.width - (60 if any(r["error"] for r in rows) else 50))
+    columns = ([] if narrow else ["duration_s"]) + ["valence", "arousal", "quadrant"]
+    for name in columns:
+        table.add_column(name, no_wrap=True, justify="right" if name == "duration_s" else "left")
+    if errors:
+        table.add_column("error", overflow="fold", ratio=1, min_width=12)
+    fixed = {"duration_s": 10, "valence": 9, "arousal": 9, "quadrant": 16}
+    if narrow:
+        fixed.update(valence=7, arousal=7)
+    used = sum(fixed[c] + 3 for c in columns) + 4 + (15 if errors else 0)  # + borders and padding
+    width = max(12, console.width - used)
     for row in rows:
         path = Text(shorten(os.path.relpath(row["path"], root) if root else row["path"], width))
         if row["error"]:
-            table.add_row(path, "", "", "", "", Text(row["error"], style="red"))
-        else:
-            table.add_row(path, f"{row['duration_s']:.1f}", f"{row['valence']:.2f} {row['valence_label']}",
-                          f"{row['arousal']:.2f} {row['arousal_label']}",
-                          f"{row['quadrant']} {row['quadrant_name']}", "")
+            table.add_row(path, *[""] * len(columns), Text(row["error"], style="red"))
+            continue
+        cells = {"duration_s": f"{row['duration_s']:.1f}", "quadrant": f"{row['quadrant']} {row['quadrant_name']}"}
+        for task in ("valence", "arousal"):
+            cells[task] = f"{row[task]:.2f}" + ("" if narrow else f" {row[f'{task}_label']}")
+        table.add_row(path, *[cells[c] for c in columns], *([""] if errors else []))
     console.print(table)
+
+
+def table_console(stdout):
+    """A terminal's width on a terminal; off one (a pipe, a file) wide enough for any row, so the table
+    is as wide as its content rather than 80 columns."""
+    from rich.console import Console
+
+    isatty = getattr(stdout, "isatty", None)
+    return Console(file=stdout) if isatty is not None and isatty() else Console(file=stdout, width=100_000)
 
 
 def common_root(paths: list[str]) -> str:
@@ -125,6 +152,7 @@ class LabelOptions:
     resume: bool = False
     save_every: float = SAVE_SECONDS
     progress_every: float = PROGRESS_SECONDS
+    report: str | None = None  # also write the HTML library report there (``mer_live.label.report``)
 
 
 DEFAULT_OPTIONS = LabelOptions()
@@ -166,13 +194,14 @@ def _own_stderr():
 
 
 def _label(model: Model, paths: list[str], options: LabelOptions, err, stdout, runner: Runner, where: str) -> int:
-    from rich.console import Console
 
     out, segments, resume = options.out, options.segments, options.resume
     if resume and out is None:
         raise MerLiveError("--resume needs --out FILE (the earlier output to continue)")
     if out is not None:
         check_output(out)
+    if options.report is not None:
+        check_output(options.report, "--report")
     fmt = output_format(options.fmt, out)
     found = collect(paths, options.recursive, options.pattern, options.hidden)
     if not found.files:
@@ -198,11 +227,20 @@ def _label(model: Model, paths: list[str], options: LabelOptions, err, stdout, r
     if kept:
         err.print(f"mer-live: resuming: {len(kept)} files already labeled in {out}, {len(todo)} to go",
                   markup=False, highlight=False)
-    tally = _run(runner, todo, rows, options, save, err)
+    # the report draws every song's timeline, so its rows keep their segments
+    tally = _run(runner, todo, rows, dataclasses.replace(options, segments=True) if options.report else options,
+                 save, err)
     save()
+    if options.report is not None:  # also after an interruption: the songs labeled so far
+        from mer_live.label.report import write_report
+        from mer_live.runtime.bundle import PACKAGED
+
+        packaged = {os.path.realpath(folder): key for key, folder in PACKAGED.items()}
+        write_report(options.report, ordered(), packaged.get(os.path.realpath(name), name))  # "default", not a folder
+        err.print(f"mer-live: report of {len(rows)} files -> {options.report}", markup=False, highlight=False)
     if out is None:  # an interrupted run prints the rows it has: nothing labeled is lost
         if fmt == "table":
-            print_table(ordered(), Console(file=stdout))
+            print_table(ordered(), table_console(stdout))
         else:
             stdout.write(format_rows(ordered(), fmt, segments, name))
             stdout.flush()

@@ -39,6 +39,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                              "CSV when stdout is redirected)")
     parser.add_argument("--segments", action="store_true",
                         help="also output every segment's valence and arousal probabilities")
+    parser.add_argument("--report", metavar="FILE.html",
+                        help="also write a library report: one self-contained HTML file (the Russell plane, quadrant "
+                             "counts, a sortable table with each song's timeline, the failures); opens offline")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="decoding processes (default: number of CPUs, at most 4); 0 or 1 decodes in the "
                              "main process (least memory)")
@@ -85,7 +88,7 @@ def run_label(args: argparse.Namespace) -> int:
     options = LabelOptions(recursive=args.recursive, pattern=args.glob, hidden=args.hidden, out=args.out,
                            fmt=args.format, segments=args.segments, workers=args.workers, strict=args.strict,
                            resume=args.resume, save_every=args.save_every or SAVE_SECONDS,
-                           progress_every=args.progress_every or PROGRESS_SECONDS)
+                           progress_every=args.progress_every or PROGRESS_SECONDS, report=args.report)
     paths = expand(args.paths)
     if ray_address is None:
         return label_files(open_model(args, args.stride), paths, options)

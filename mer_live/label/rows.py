@@ -184,13 +184,14 @@ def output_format(fmt: str | None, out: str | None) -> str:
     return fmt
 
 
-def check_output(out: str) -> None:
-    """Refuse an --out whose folder is missing or not writable before any work is done."""
+def check_output(out: str, flag: str = "--out") -> None:
+    """Refuse an --out (or --report) whose folder is missing or not writable before any work is done."""
     folder = Path(out).parent
     if os.path.isdir(out):
-        raise MerLiveError(f"--out {out}: is a folder; give a file name such as {Path(out) / 'labels.csv'}")
+        example = "report.html" if flag == "--report" else "labels.csv"
+        raise MerLiveError(f"{flag} {out}: is a folder; give a file name such as {Path(out) / example}")
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
-        raise MerLiveError(f"--out {out}: the folder {folder} {what}; create it first")
+        raise MerLiveError(f"{flag} {out}: the folder {folder} {what}; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise MerLiveError(f"--out {out}: cannot write in the folder {folder} (read-only or no permission)")
+        raise MerLiveError(f"{flag} {out}: cannot write in the folder {folder} (read-only or no permission)")

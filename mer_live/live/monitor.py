@@ -213,7 +213,7 @@ def run(stream: Stream, source, sink, stop: threading.Event, duration: float | N
             break
     if ended and not stop.is_set():
         sink.updates(stream.finish(), stream)
-    return ended
+    return ended and not stop.is_set()  # a source also ends early when stop is set (a signal, `q`)
 
 
 def end_stream(stream: Stream, sink) -> None:
@@ -248,15 +248,24 @@ def summary(stream: Stream, source, whole_file: bool = False) -> str:
     return text
 
 
+def _beside(sink, page):
+    if page is None:
+        return sink
+    from mer_live.live.web import Tee
+
+    return Tee(sink, page)
+
+
 def monitor(stream: Stream, source, source_name: str, stop: threading.Event, jsonl: bool,
-            duration: float | None, whole_file: bool = False) -> int:
+            duration: float | None, whole_file: bool = False, page=None) -> int:
     """Run live monitoring to the end of the source, ``duration``, `q` or Ctrl-C.
 
-    ``whole_file``: the source is one file, so its end reports the whole-file estimate as well."""
+    ``whole_file``: the source is one file, so its end reports the whole-file estimate as well.
+    ``page``: a second sink beside the dashboard or the JSON lines (the live page of ``--web``)."""
     interactive = not jsonl and sys.stdout.isatty()
     try:
         if not interactive:
-            sink, ended = JsonLines(), False
+            sink, ended = _beside(JsonLines(), page), False
             try:
                 try:
                     ended = run(stream, source, sink, stop, duration)
@@ -271,12 +280,13 @@ def monitor(stream: Stream, source, source_name: str, stop: threading.Event, jso
         console = Console()
         dashboard = Dashboard(console, source_name, source)
         ended = False
+        sink = _beside(dashboard, page)
         with Keys(stop) as keys, dashboard.live:
             try:
-                ended = run(stream, source, dashboard, stop, duration, keys)
+                ended = run(stream, source, sink, stop, duration, keys)
             except KeyboardInterrupt:
                 pass
-            stream.end_song()
+            end_stream(stream, sink)
             dashboard.live.update(dashboard.render(stream))
         console.print(summary(stream, source, whole_file and ended), markup=False, highlight=False)
         return 0

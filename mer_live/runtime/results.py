@@ -102,6 +102,16 @@ class SongResult(SongEstimate):
         deprecated("SongResult.song", "the result itself (.valence, .arousal, .probs)")
         return dict(self.probs)
 
+    def plot(self, out=None, *, audio: np.ndarray | None = None, sr: int | None = None):
+        """The song picture (``mer_live.plot``; needs matplotlib, the plot extra): segment valence and
+        arousal with the song estimate, the quadrant band, and the loudness (from ``audio`` at ``sr``, else
+        from the file). Returns the matplotlib figure, or writes it to ``out`` (.png, .svg, .pdf) and
+        returns that path."""
+        from mer_live import plot
+
+        fig = plot.figure(plot.result_picture(self, audio=audio, sr=sr))
+        return fig if out is None else plot.save(fig, out)
+
 
 @dataclass(frozen=True)
 class Update:
