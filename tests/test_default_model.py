@@ -63,7 +63,8 @@ def test_packaged_fast_model_is_the_fine_tuned_audioset_network(tmp_path: Path):
     model = bundle.manifest["model"]
     assert model["arch"] == "mn04" and model["finetune"] == "full" and bundle.audio.sample_rate == 32000
     assert model["pretrained"]["licence"].startswith("MIT") and (bundle.path / "NOTICE-EfficientAT").is_file()
-    assert bundle.manifest["training"]["train"]["epochs"] == 6 and bundle.manifest["training"]["train"]["lr_warmup_epochs"] == 0.5
+    recipe = bundle.manifest["training"]["train"]
+    assert recipe["epochs"] == 6 and recipe["lr_warmup_epochs"] == 0.5
     assert bundle.manifest["verification"]["segment_onnx_vs_torch_max_abs"] < 1e-4
     import mer_live
 
