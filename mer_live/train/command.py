@@ -33,8 +33,6 @@ def prepare_data(data: DataConfig, audio: AudioConfig, quiet: bool = False
                  ) -> tuple[Dataset, list[Clip], dict[Path, np.ndarray]]:
     """Load the dataset and every clip's cached log-mel; undecodable clips are reported and skipped
     (``quiet``: no progress or log lines, as on every data-parallel process but the first)."""
-    from rich.progress import Progress
-
     console = log_console(quiet)
     root = data.root
     if data.dataset == "synth":
@@ -48,11 +46,8 @@ def prepare_data(data: DataConfig, audio: AudioConfig, quiet: bool = False
     labeled = [c for c in dataset.clips if c.labels is not None and all(t in c.labels for t in TASKS)]
     if len(labeled) < 8:
         raise MerLiveError(f"{dataset.root}: only {len(labeled)} labeled clips found; training needs at least 8")
-    cache = LogMelCache(data.cache, audio)
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(f"log-mel cache ({len(labeled)} clips)", total=len(labeled))
-        logmels, failures = cache.build(labeled, workers=data.workers,
-                                        progress=lambda done, total: bar.update(task, completed=done))
+    logmels, failures = build_cache(LogMelCache(data.cache, audio), labeled, data.workers, console,
+                                    f"log-mel cache ({len(labeled)} clips)")
     for path, reason in failures:
         console.print(f"[yellow]skipped[/] {path}: {reason}")
     clips = [c for c in labeled if c.path in logmels]
@@ -61,16 +56,21 @@ def prepare_data(data: DataConfig, audio: AudioConfig, quiet: bool = False
     return dataset, clips, logmels
 
 
+def build_cache(cache: LogMelCache, clips: list[Clip], workers: int, console, description: str
+                ) -> tuple[dict[Path, np.ndarray], list[tuple[Path, str]]]:
+    """``cache.build`` behind a transient progress bar."""
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(description, total=len(clips))
+        return cache.build(clips, workers=workers, progress=lambda done, total: bar.update(task, completed=done))
+
+
 def conditioned_logmels(data: DataConfig, audio: AudioConfig, clips: list[Clip], condition: str,
                         quiet: bool = False) -> dict[Path, np.ndarray]:
     """Every clip's log-mel heard through ``condition`` (``LogMelCache``), cached like the clean ones."""
-    from rich.progress import Progress
-
-    cache = LogMelCache(data.cache, audio, condition)
-    with Progress(console=log_console(quiet), transient=True) as bar:
-        task = bar.add_task(f"log-mel cache, {condition} ({len(clips)} clips)", total=len(clips))
-        logmels, failures = cache.build(clips, workers=data.workers,
-                                        progress=lambda done, total: bar.update(task, completed=done))
+    logmels, failures = build_cache(LogMelCache(data.cache, audio, condition), clips, data.workers,
+                                    log_console(quiet), f"log-mel cache, {condition} ({len(clips)} clips)")
     if failures:
         raise MerLiveError(f"{failures[0][0]}: decoded clean but not for {condition}: {failures[0][1]}")
     return logmels
