@@ -52,8 +52,9 @@ def latency_section(data: dict, results: Path) -> list[str]:
              "Per-update compute (ms) of the live path on the CPU: front end on the new hop, CNN on the window, "
              "statistics and aggregator (ONNX Runtime, incremental); the one-graph model on the whole window; and "
              "PyTorch eager of the same network. Algorithmic latency is the segment length (a window must fill); "
-             "RTF = compute / 1 s hop. Each packaged model is measured at its own segment length and, at the "
-             "others, as an untrained stand-in of its architecture (compute does not depend on the weights); "
+             "RTF = compute / hop. Each packaged model is measured at its own segment length and hop, and at the "
+             "others as an untrained stand-in of its architecture with a 1 s hop (compute does not depend on the "
+             "weights; `fast` hops 3 s, so its own row's front end covers three times the new audio); "
              "the figure has one panel per model, p50 solid and p99 dashed.", ""]
     head = ["model", "segment"] + [f"ORT {t}t p50 / p99" for t in threads] + \
         [f"one graph {threads[0]}t p99", f"PyTorch {threads[0]}t p99", "PyTorch / ORT", "RTF p99"]
