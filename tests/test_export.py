@@ -87,7 +87,7 @@ def test_manifest_describes_the_bundle(bundle_dir: Path) -> None:
     manifest = load_bundle(bundle_dir).manifest
     assert manifest["tasks"] == ["valence", "arousal"]
     assert set(manifest["files"]) == {"segment.onnx", "frontend.onnx", "backbone.onnx",
-                                      "aggregator.onnx", "aggregator.pkl", "stft_kernels.bin"}
+                                      "aggregator.onnx", "aggregator.pkl"}
     assert manifest["outputs"]["segment.onnx"]["outputs"][0]["columns"] == ["valence", "arousal"]
     assert "valence is high" in manifest["outputs"]["segment.onnx"]["outputs"][0]["meaning"]["valence"]
     aggregator = manifest["aggregator"]

@@ -22,10 +22,11 @@ from mer_live.nn.mel import log_mel_reference
 
 GOLDEN = Path(__file__).parent / "golden" / "mn04_as.npz"
 TOLERANCE = 1e-4
-# log-mel parity is 1e-4 in all but 5 of the golden's 256,000 bins; those 5 (clip 0, two frame runs) differ
-# by up to 2.6e-4, and a float64 NumPy recomputation of the reference's own recipe differs from the golden
-# there by the same amount: float32 rounding in the reference, not a difference of method
-OUTLIERS, OUTLIER_TOLERANCE = 8, 3e-4
+# log-mel parity is 1e-4 in all but 8 of the golden's 256,000 bins (clip 0): in 5 of them a float64 NumPy
+# recomputation of the reference's own recipe differs from the golden by the same amount (float32 rounding in
+# the reference; ours is within 1e-7 of float64 there), in 3 quiet ones (mel power near the 1e-5 offset) our
+# float32 DFT differs from float64 by up to 2.8e-4
+OUTLIERS, OUTLIER_TOLERANCE = 8, 3.5e-4
 QUIET = 1e-3  # mel power below this is at the 1e-5 floor's scale, where float32 STFT rounding dominates
 
 pytestmark = pytest.mark.skipif(not mobilenet.WEIGHTS.is_file(),
@@ -64,7 +65,7 @@ def test_frontend_matches_reference_logmel(golden):
     assert diff.max() < OUTLIER_TOLERANCE
 
 
-def test_preemphasis_folded_into_the_stft_equals_filtering_first(golden):
+def test_preemphasis_in_the_graph_equals_filtering_first(golden):
     x = audio(golden, 3.0)
     y = np.concatenate([x[:, 1:] - 0.97 * x[:, :-1], np.zeros((4, 1), np.float32)], axis=1)
     with torch.no_grad():

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx.external_data_helper import set_external_data
 from torch import nn
 
 from mer_live import __version__
@@ -39,7 +38,6 @@ OPSET = 17
 MODEL_TOLERANCE = 1e-4
 AGGREGATOR_TOLERANCE = 1e-5
 VARIANTS = ("fp16", "int8")
-STFT_KERNELS = "stft_kernels.bin"
 PROB_MEANING = "probability that {task} is high, 0-1 (class order low=0, high=1)"
 
 
@@ -126,31 +124,6 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: s
     _write(path, graph.getvalue())
 
 
-def _share_stft_kernels(paths: list[Path], kernels: np.ndarray) -> None:
-    """Store the STFT kernels (4 MB of constants) once, as ONNX external data both graphs point to.
-
-    segment.onnx and frontend.onnx would otherwise each embed the same windowed cos/sin matrix.
-    The exporter emits it as a Constant node; it becomes an initializer whose data lives in
-    ``stft_kernels.bin`` (hashed in the manifest like every other file).
-    """
-    raw = kernels.astype(np.float32).tobytes()
-    _write(paths[0].parent / STFT_KERNELS, raw)
-    for path in paths:
-        model = onnx.load(str(path))
-        nodes = [n for n in model.graph.node if n.op_type == "Constant" and n.attribute
-                 and tuple(n.attribute[0].t.dims) == kernels.shape and n.attribute[0].t.raw_data == raw]
-        if len(nodes) != 1:
-            raise MerLiveError(f"export: expected the STFT kernels once in {path.name}, found {len(nodes)}")
-        tensor = onnx.TensorProto()
-        tensor.CopyFrom(nodes[0].attribute[0].t)
-        tensor.name = nodes[0].output[0]
-        model.graph.node.remove(nodes[0])
-        set_external_data(tensor, location=STFT_KERNELS, offset=0, length=len(raw))
-        tensor.ClearField("raw_data")
-        model.graph.initializer.append(tensor)
-        _save_onnx(model, path)
-
-
 def _session(path: Path):
     import onnxruntime as ort
 
@@ -193,7 +166,6 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
     _to_onnx(SegmentProbabilities(net.backbone, tasks, bool(dims)), logmel_example, out / "backbone.onnx", "logmel",
              outputs,
              {0: "batch", 2: "frames"}, {0: "batch"})
-    _share_stft_kernels([out / "segment.onnx", out / "frontend.onnx"], net.frontend.kernels.numpy())
 
     aggregator = run.load_aggregator()
     if list(aggregator.tasks) != task_names:
@@ -231,7 +203,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         f"frontend+backbone {verification['frontend_backbone_onnx_vs_torch_max_abs']:.2g}, "
         f"aggregator {verification['aggregator_onnx_vs_pickle_max_abs']:.2g} max abs difference")
 
-    files = ["segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx", PICKLE, STFT_KERNELS]
+    files = ["segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx", PICKLE]
     model_record = {**run.model_config.to_dict(), "parameters": count_parameters(net),
                     "macs_per_segment": count_macs(net, run.audio.segment_seconds)}
     if run.model_config.pretrained:

@@ -313,8 +313,4 @@ def count_macs(net: SegmentNet, seconds: float = 3.0) -> int:
         net(torch.zeros(1, audio.segment_samples))
     for hook in hooks:
         hook.remove()
-    frames = audio.segment_frames
-    kernels = net.frontend.kernels.shape  # (2 * computed bins, 1, computed taps)
-    macs += frames * kernels[0] * kernels[2]  # conv1d STFT
-    macs += frames * audio.n_mels * net.frontend.n_freqs  # mel matmul
-    return macs
+    return macs + net.frontend.macs(audio.segment_frames)

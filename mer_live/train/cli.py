@@ -129,6 +129,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--max-folds", type=int, default=0, help="run only the first N folds (0: all)")
+    parser.add_argument("--run-folds", default="",
+                        help="run only these folds, a comma list counted from 1 (e.g. 4,5): reports of disjoint "
+                             "folds merge with scripts/merge_evaluations.py")
     parser.add_argument("--segment-seconds", default="3", help="one length or a comma list, e.g. 1,2,3,4,5")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--out", default="runs/evaluation", help="folder for evaluation.json and evaluation.md")
@@ -210,6 +213,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
     except ValueError:
         raise MerLiveError(f"--segment-seconds takes numbers like 3 or 1,2,3: got {args.segment_seconds!r}") from None
+    try:
+        run_folds = tuple(int(k) for k in args.run_folds.split(",") if k.strip())
+    except ValueError:
+        raise MerLiveError(f"--run-folds takes fold numbers like 4 or 4,5: got {args.run_folds!r}") from None
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from {', '.join(METHODS)}")
@@ -226,8 +233,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                             threads=args.threads)
 
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
-                            log=console.log, max_folds=args.max_folds, gains=gains, strides=strides,
-                            conditions=conditions)
+                            log=console.log, max_folds=args.max_folds, run_folds=run_folds, gains=gains,
+                            strides=strides, conditions=conditions)
     report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
     command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     json_path, md_path = write_report(report, Path(args.out), command)

@@ -46,8 +46,24 @@ def song_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 
 def summarise(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and std over folds of every metric (a row's ``fold`` number and ``predictions`` are not metrics)."""
     return {m: {"mean": float(np.mean([f[m] for f in per_fold])), "std": float(np.std([f[m] for f in per_fold]))}
-            for m in per_fold[0]}
+            for m in per_fold[0] if m not in ("fold", "predictions")}
+
+
+def fold_row(fold: int, songs: list[str], labels: np.ndarray, probs: np.ndarray, **extra: float) -> dict:
+    """One fold's metrics with the test songs' probabilities, which merging and fusing reports need."""
+    return {"fold": fold, **song_metrics(labels, probs), **extra,
+            "predictions": {"songs": songs, "labels": labels.tolist(), "probs": np.round(probs, 5).tolist()}}
+
+
+def folds_note(numbers: list[int], n_folds: int) -> str:
+    """The protocol's note on a report of some of the folds: merged reports of disjoint folds lose it."""
+    if len(numbers) == n_folds:
+        return ""
+    if numbers == list(range(1, len(numbers) + 1)):
+        return f", first {len(numbers)} of the {n_folds} folds only"
+    return f", folds {', '.join(map(str, numbers))} of the {n_folds} only"
 
 
 def quadrant_agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,11 +86,14 @@ def cross_validate(
     song: SongConfig = DEFAULT_SONG,
     log: Callable[[str], None] = print,
     max_folds: int = 0,
+    run_folds: tuple[int, ...] = (),
     gains: tuple[float, ...] = (),
     strides: tuple[int, ...] = (),
     conditions: tuple[str, ...] = (),
 ) -> dict:
-    """Run every (segment length, method) on every fold (or the first ``max_folds``); returns the report.
+    """Run every (segment length, method) on every fold (or the first ``max_folds``, or the fold numbers
+    ``run_folds``, counted from 1); returns the report. Every fold row keeps its fold number and the test songs'
+    probabilities (``predictions``), so reports of disjoint folds merge and two models' reports can be fused.
 
     ``inputs(audio, gain_db)`` gives each clip's model input (log-mel or cached body features) at a
     segment setting and input gain. With ``gains`` every fit also predicts its test songs as if
@@ -88,9 +107,14 @@ def cross_validate(
     """
     if strides and not model_config.pretrained:
         raise MerLiveError("--strides needs a pretrained model (its inputs are one row per segment)")
-    folds = song_folds(clips, n_folds, cfg.seed)
-    if max_folds:
-        folds = folds[:max_folds]
+    numbered = list(enumerate(song_folds(clips, n_folds, cfg.seed), 1))
+    if run_folds:
+        unknown = sorted(set(run_folds) - {k for k, _ in numbered})
+        if unknown:
+            raise MerLiveError(f"--run-folds {unknown}: there are folds 1-{n_folds} only")
+        numbered = [(k, fold) for k, fold in numbered if k in run_folds]
+    elif max_folds:
+        numbered = numbered[:max_folds]
     results = []
     for seconds in segment_seconds:
         seg_audio = audio.replace(segment_seconds=seconds)
@@ -104,8 +128,8 @@ def cross_validate(
                 continue  # the clip-level baseline does not depend on the segment length
             per_fold: dict[str, list[dict]] = {}
             started = time.perf_counter()
-            for k, (train_idx, test_idx) in enumerate(folds):
-                log(f"[{seconds:g} s] {method}: fold {k + 1}/{len(folds)} "
+            for k, (train_idx, test_idx) in numbered:
+                log(f"[{seconds:g} s] {method}: fold {k}/{n_folds} "
                     f"({len(train_idx)} training songs, {len(test_idx)} test songs)")
                 # only the training songs' log-mels go in: held-out songs cannot reach the model, GMM or SVM
                 train_mels = {clips[i].path: clip_inputs[clips[i].path] for i in train_idx}
@@ -114,6 +138,7 @@ def cross_validate(
                              LoopOptions(log=lambda line: log("    " + line)), train_aug)
                 preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], song)
                 truth = clip_labels(clips, test_idx)
+                songs = [clips[i].path.name for i in test_idx]
                 # the same test songs from fewer segments, or at another input gain
                 variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
                             for k in strides]
@@ -123,25 +148,26 @@ def cross_validate(
                              for condition, per_clip in heard.items()]
                 for suffix, test_inputs in variants:
                     for aggregation, probs in predict_songs(fitted, test_inputs, song).items():
-                        fold_metrics = song_metrics(truth, probs)
-                        fold_metrics["quadrant_agreement"] = quadrant_agreement(probs, preds[aggregation])
-                        per_fold.setdefault(aggregation + suffix, []).append(fold_metrics)
+                        per_fold.setdefault(aggregation + suffix, []).append(fold_row(
+                            k, songs, truth, probs, quadrant_agreement=quadrant_agreement(probs, preds[aggregation])))
                 for aggregation, probs in preds.items():
-                    fold_metrics = song_metrics(truth, probs)
+                    fold_metrics = fold_row(k, songs, truth, probs)
                     per_fold.setdefault(aggregation, []).append(fold_metrics)
-                    log(f"    fold {k + 1} {aggregation}: " + " ".join(
+                    log(f"    fold {k} {aggregation}: " + " ".join(
                         f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
             for aggregation, rows in per_fold.items():
                 results.append({
                     "segment_seconds": None if method == "clip" else seconds,
                     "effective_segment_seconds": None if method == "clip" else seg_audio.effective_segment_seconds,
                     "method": method, "aggregation": aggregation,
-                    "summary": summarise(rows), "folds": rows,
+                    "summary": summarise(rows), "folds": [{m: v for m, v in r.items() if m != "predictions"}
+                                                          for r in rows],
+                    "predictions": [r["predictions"] for r in rows],
                     "seconds": time.perf_counter() - started,
                 })
     return {
         "protocol": f"stratified {n_folds}-fold cross-validation by song (seed {cfg.seed})"
-                    + (f", first {len(folds)} of the {n_folds} folds only" if len(folds) < n_folds else "")
+                    + folds_note([k for k, _ in numbered], n_folds)
                     + "; segment model, GMM and SVM refit on each fold's training songs",
         "n_songs": len(clips), "folds": n_folds,
         "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(), "song": song.to_dict(),
