@@ -4,7 +4,7 @@
 
 Prints, per metric, both means ± std and the mean of the per-fold differences (new minus base)
 with the folds won and lost. Refuses reports whose protocols (folds, seed) differ, except that a
-report of the first N folds (``evaluate --max-folds N``) is compared with the other's first N folds.
+report of some of the folds (``evaluate --max-folds N`` or ``--run-folds``) is compared on the folds both ran.
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ def row(spec: str) -> tuple[dict, dict]:
 
 def base_protocol(report: dict) -> str:
     """The protocol without the "first N of the folds only" note."""
-    return re.sub(r", first \d+ of the \d+ folds only", "", report["protocol"])
+    return re.sub(r", (first \d+ of the \d+ folds|folds [\d, ]+ of the \d+) only", "", report["protocol"])
+
+
+def by_fold(row: dict) -> dict[int, dict]:
+    """Fold rows by fold number (reports before --run-folds list the first N folds in order)."""
+    return {f.get("fold", k): f for k, f in enumerate(row["folds"], 1)}
 
 
 def main(argv: list[str]) -> int:
@@ -39,12 +44,13 @@ def main(argv: list[str]) -> int:
     (new_report, new), (base_report, base) = row(argv[0]), row(argv[1])
     if base_protocol(new_report) != base_protocol(base_report):
         raise SystemExit(f"different protocols: {new_report['protocol']!r} vs {base_report['protocol']!r}")
-    n = min(len(new["folds"]), len(base["folds"]))
-    if n < max(len(new["folds"]), len(base["folds"])):
-        print(f"on the first {n} folds of both")
+    new_folds, base_folds = by_fold(new), by_fold(base)
+    folds = sorted(set(new_folds) & set(base_folds))
+    if len(folds) < max(len(new_folds), len(base_folds)):
+        print(f"on the folds both ran: {folds}")
     for key, name in METRICS:
-        a = np.array([f[key] for f in new["folds"][:n]]) * 100
-        b = np.array([f[key] for f in base["folds"][:n]]) * 100
+        a = np.array([new_folds[k][key] for k in folds]) * 100
+        b = np.array([base_folds[k][key] for k in folds]) * 100
         d = a - b
         print(f"{name}: {a.mean():.1f} ± {a.std():.1f} vs {b.mean():.1f} ± {b.std():.1f}; paired {d.mean():+.1f} "
               f"({int((d > 0).sum())} won, {int((d < 0).sum())} lost)")

@@ -49,6 +49,35 @@ def test_evaluate_writes_json_and_markdown_reports(tmp_path: Path):
     assert "| 2 s | sssl | svm |" in (out / "evaluation.md").read_text()
 
 
+def test_folds_run_apart_merge_into_the_whole_study_and_fuse(tmp_path: Path):
+    """--run-folds 1 and --run-folds 2 in two runs, merged, are the 2-fold study; fusing a report with itself
+    gives its own scores (the ensemble of one model)."""
+    common = [*TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2", "--methods",
+              "naive", "--cache-dir", str(tmp_path / "cache")]
+    for name, extra in (("whole", []), ("f1", ["--run-folds", "1"]), ("f2", ["--run-folds", "2"])):
+        result = mer_live("evaluate", *common, *extra, "--out", str(tmp_path / name), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    part = json.loads((tmp_path / "f2" / "evaluation.json").read_text())
+    assert "folds 2 of the 2 only" in part["protocol"] and [f["fold"] for f in part["results"][0]["folds"]] == [2]
+    scripts = REPO / "scripts"
+    merged = subprocess.run([sys.executable, str(scripts / "merge_evaluations.py"), str(tmp_path / "merged"),
+                             str(tmp_path / "f2" / "evaluation.json"), str(tmp_path / "f1" / "evaluation.json")],
+                            capture_output=True, text=True, env={"PYTHONPATH": str(REPO)}, timeout=120)
+    assert merged.returncode == 0, merged.stderr
+    whole = json.loads((tmp_path / "whole" / "evaluation.json").read_text())
+    joined = json.loads((tmp_path / "merged" / "evaluation.json").read_text())
+    assert joined["protocol"] == whole["protocol"]
+    for a, b in zip(joined["results"], whole["results"]):
+        assert [f["fold"] for f in a["folds"]] == [1, 2]
+        assert a["summary"] == b["summary"] and a["predictions"] == b["predictions"]
+    report = str(tmp_path / "whole" / "evaluation.json")
+    fused = subprocess.run([sys.executable, str(scripts / "fuse_evaluations.py"), f"{report}:naive:svm",
+                            f"{report}:naive:svm"], capture_output=True, text=True, env={"PYTHONPATH": str(REPO)},
+                           timeout=120)
+    assert fused.returncode == 0, fused.stderr
+    assert "quadrant F1: +0.0 (0 won, 0 lost)" in fused.stdout
+
+
 def test_bad_root_is_one_line_error(tmp_path: Path):
     result = mer_live("train", "--dataset", "4q", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "r"),
                       cwd=tmp_path)
