@@ -140,6 +140,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                              "e.g. 2,3 (segments a song really needs)")
     parser.add_argument("--gains", default="",
                         help="also test every fold's songs scaled by these gains in dB, e.g. -20,-10,6")
+    parser.add_argument("--test-hops", default="",
+                        help="log-mel models: also label every fold's test songs from segments at these hops in "
+                             "seconds, e.g. 1 (a model trained at --segment-hop 3 labeling with overlapping windows)")
     parser.add_argument("--conditions", default="",
                         help="also test every fold's songs heard through the air: a comma list of room (highpass "
                              "120 Hz + reverb), noise (pink, 15 dB SNR), phone (300-3400 Hz)")
@@ -215,8 +218,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise MerLiveError(f"--segment-seconds takes numbers like 3 or 1,2,3: got {args.segment_seconds!r}") from None
     try:
         run_folds = tuple(int(k) for k in args.run_folds.split(",") if k.strip())
+        test_hops = tuple(float(h) for h in args.test_hops.split(",") if h.strip())
     except ValueError:
-        raise MerLiveError(f"--run-folds takes fold numbers like 4 or 4,5: got {args.run_folds!r}") from None
+        raise MerLiveError(f"--run-folds and --test-hops take numbers like 4,5 and 1: got {args.run_folds!r}, "
+                           f"{args.test_hops!r}") from None
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from {', '.join(METHODS)}")
@@ -234,7 +239,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
                             log=console.log, max_folds=args.max_folds, run_folds=run_folds, gains=gains,
-                            strides=strides, conditions=conditions)
+                            strides=strides, conditions=conditions, test_hops=test_hops)
     report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
     command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     json_path, md_path = write_report(report, Path(args.out), command)

@@ -6,6 +6,7 @@ the test songs are seen once, for prediction.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -90,6 +91,7 @@ def cross_validate(
     gains: tuple[float, ...] = (),
     strides: tuple[int, ...] = (),
     conditions: tuple[str, ...] = (),
+    test_hops: tuple[float, ...] = (),
 ) -> dict:
     """Run every (segment length, method) on every fold (or the first ``max_folds``, or the fold numbers
     ``run_folds``, counted from 1); returns the report. Every fold row keeps its fold number and the test songs'
@@ -102,11 +104,15 @@ def cross_validate(
     also predicted from every k-th segment only: how many segments a song really needs (batch labeling
     at a larger hop costs that much less). With ``conditions`` (``inputs(audio, 0, condition)``) the test
     songs are also heard through a room, noise or a telephone band: rows "svm @ room" etc., with the share
-    of songs whose quadrant stays what it was on the clean input. ``cfg.air_copies`` adds that many random
+    of songs whose quadrant stays what it was on the clean input. With ``test_hops`` (log-mel models) the
+    test songs are also cut into segments at these hops in seconds: rows "svm @ hop 1 s" etc., how a model
+    trained on one hop labels songs at a denser or sparser one. ``cfg.air_copies`` adds that many random
     recordings of every training song (``inputs(audio, 0, "air-K")``) to the training set.
     """
     if strides and not model_config.pretrained:
         raise MerLiveError("--strides needs a pretrained model (its inputs are one row per segment)")
+    if test_hops and model_config.pretrained:
+        raise MerLiveError("--test-hops needs a log-mel model (a pretrained one's cached rows are at one hop)")
     numbered = list(enumerate(song_folds(clips, n_folds, cfg.seed), 1))
     if run_folds:
         unknown = sorted(set(run_folds) - {k for k, _ in numbered})
@@ -146,8 +152,11 @@ def cross_validate(
                              for gain, per_clip in gained.items()]
                 variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
                              for condition, per_clip in heard.items()]
-                for suffix, test_inputs in variants:
-                    for aggregation, probs in predict_songs(fitted, test_inputs, song).items():
+                test_mels = [clip_inputs[clips[i].path] for i in test_idx]
+                hopped = [(f" @ hop {hop:g} s", dataclasses.replace(
+                    fitted, audio=fitted.audio.replace(segment_hop_seconds=hop)), test_mels) for hop in test_hops]
+                for suffix, model, test_inputs in [(s, fitted, x) for s, x in variants] + hopped:
+                    for aggregation, probs in predict_songs(model, test_inputs, song).items():
                         per_fold.setdefault(aggregation + suffix, []).append(fold_row(
                             k, songs, truth, probs, quadrant_agreement=quadrant_agreement(probs, preds[aggregation])))
                 for aggregation, probs in preds.items():
