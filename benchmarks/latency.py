@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vgg-repeats", type=int, default=60,
                         help="timed updates per configuration (the large models: all but compact)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed updates first")
+    parser.add_argument("--no-peers", action="store_true", help="skip vibenet (re-run on the newest 3 s window)")
     parser.add_argument("--replot", action="store_true",
                         help="only redraw latency.png from the results directory's latency.json")
 
@@ -209,6 +211,33 @@ def iobinding_row(bundle: Bundle, name: str, repeats: int, batch: int = 64) -> d
     return _row(bundle, name, f"ort-iobinding-batch{batch}", None, "CUDA", result)
 
 
+def vibenet_rows(threads: list[int], repeats: int, warmup: int, seconds: float = 3.0) -> tuple[list[dict], str]:
+    """vibenet's compute for one live update: its front end and graph on the newest window, in the peers' venv
+    (``peer_vibenet_latency.py``); no rows, and why, when the peers cannot be installed."""
+    import json
+    import subprocess
+
+    from benchmarks import peers
+
+    why = peers.ensure(log=lambda line: common.console.print(line, highlight=False, markup=False))
+    if why:
+        return [], why
+    script = Path(__file__).with_name("peer_vibenet_latency.py")
+    done = subprocess.run([str(peers.python()), str(script), "--seconds", str(seconds), "--threads",
+                           ",".join(map(str, threads)), "--repeats", str(repeats), "--warmup", str(warmup)],
+                          capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        return [], f"vibenet failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+    rows = []
+    for t, times in json.loads(done.stdout).items():
+        total = common.summarize(times)
+        rows.append({"model": "vibenet", "arch": "vibenet (EfficientNet)", "segment_seconds": seconds,
+                     "effective_segment_seconds": seconds, "hop_seconds": 1.0, "algorithmic_latency_s": seconds,
+                     "runtime": "ort-full", "threads": int(t), "provider": "CPU", "compute_ms": total,
+                     "parts_p50_ms": {}, "rtf_p99": round(total["p99"] / 1e3, 5)})
+    return rows, ""
+
+
 def ratios(rows: list[dict]) -> list[dict]:
     """PyTorch eager p50 / ORT p50 for each (model, length, threads) on the CPU."""
     index = {(r["model"], r["segment_seconds"], r["threads"], r["runtime"]): r for r in rows if r["provider"] == "CPU"}
@@ -324,6 +353,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 rows += cpu_rows(bundle, model, t, audio, n, warmup)
             gpu, gpu_note = cuda_rows(bundle, model, audio, n, warmup)
             rows += gpu
+        peer_note = "skipped (--no-peers)"
+        if not args.no_peers and not args.quick and args.bundle is None:
+            peer_rows, peer_note = vibenet_rows(threads, vgg_repeats, warmup)
+            rows += peer_rows
     print_table(rows)
     ratio_rows = ratios(rows)
     for r in ratio_rows:
@@ -342,6 +375,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "repeats": {"compact": repeats, "others": vgg_repeats, "warmup": warmup},
         "target": {"compact_ort_incremental_p99_ms": TARGET_P99_MS, "threads": default_threads, "met": met},
         "bundles": sorted({f"{bundles.describe(b)}" for b in chosen.values()}),
-        "gpu": gpu_note or "measured", "rows": rows, "ratios": ratio_rows,
+        "gpu": gpu_note or "measured", "vibenet": peer_note or "measured: its front end and graph on the newest "
+        "3 s window, once a second", "rows": rows, "ratios": ratio_rows,
     })
     return 0

@@ -74,6 +74,9 @@ def latency_section(data: dict, results: Path) -> list[str]:
     target = data.get("target", {})
     lines += ["", f"Target (compact, ORT incremental, p99 <= {target.get('compact_ort_incremental_p99_ms')} ms at "
               f"every length): {'met' if target.get('met') else 'not met'}. GPU: {data.get('gpu')}.", ""]
+    if "vibenet" in models:
+        lines[-1:-1] = ["vibenet labels a whole clip at once; its row is vibenet re-run on the newest 3 s window "
+                        "(its own front end and graph, one update a second), in the one-graph column."]
     return lines + _image(results, "latency.png", "latency against segment length") + [_source(data), ""]
 
 
