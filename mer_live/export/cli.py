@@ -13,6 +13,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8", action="store_true",
                         help="also write segment.int8.onnx (dynamic int8) and record its error")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
+    parser.add_argument("--segment-hop", type=float, metavar="SECONDS",
+                        help="label with windows this far apart (e.g. 1: overlapping 3 s windows every second); "
+                             "default: the hop the run trained on")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -24,7 +27,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     console = Console()
     variants = [name for name in ("fp16", "int8") if getattr(args, name)]
-    out = export_run(args.run_dir, args.out, variants=variants, force=args.force,
+    out = export_run(args.run_dir, args.out, variants=variants, force=args.force, segment_hop=args.segment_hop,
                      log=lambda message: console.print(message, highlight=False))
     bundle = load_bundle(out)  # what the runtime will do: proves the bundle opens and verifies
     table = Table(title=f"bundle {out}", title_justify="left")

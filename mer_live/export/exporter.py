@@ -9,6 +9,7 @@ export never leaves a half bundle where the runtime would look.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
@@ -42,11 +43,14 @@ PROB_MEANING = "probability that {task} is high, 0-1 (class order low=0, high=1)
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-               variants: Iterable[str] = (), force: bool = False, log=print) -> Path:
+               variants: Iterable[str] = (), force: bool = False, segment_hop: float | None = None,
+               log=print) -> Path:
     """Export and verify ``run_dir`` into the bundle folder ``out_dir``; returns ``out_dir``.
 
     Refuses a non-empty ``out_dir`` unless ``force``. ``variants`` may name "fp16" and "int8"
-    (optional extra segment graphs, measured against fp32 and recorded in the manifest).
+    (optional extra segment graphs, measured against fp32 and recorded in the manifest). ``segment_hop``
+    (seconds) makes the runtime label with windows that far apart instead of the training hop; the
+    manifest's audio settings say so, and its training record keeps the hop trained on.
     """
     variants = tuple(variants)
     unknown = set(variants) - set(VARIANTS)
@@ -55,6 +59,11 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     out = Path(out_dir)
     _check_target(out, force)
     run = open_run(run_dir)
+    if segment_hop is not None:
+        try:
+            run = dataclasses.replace(run, audio=run.audio.replace(segment_hop_seconds=segment_hop))
+        except ValueError as exc:
+            raise MerLiveError(f"--segment-hop {segment_hop:g}: {exc}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -246,6 +255,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
             "best_params": aggregator.best_params,
         },
         "training": {"dataset": run.config.get("dataset", {}), "train": run.config.get("train", {}),
+                     "segment_hop_seconds": run.config.get("audio", {}).get("segment_hop_seconds"),
                      "metrics": run.metrics()},
         "verification": verification,
         "variants": variant_info,

@@ -233,10 +233,8 @@ def _label(model: Model, paths: list[str], options: LabelOptions, err, stdout, r
     save()
     if options.report is not None:  # also after an interruption: the songs labeled so far
         from mer_live.label.report import write_report
-        from mer_live.runtime.bundle import PACKAGED
 
-        packaged = {os.path.realpath(folder): key for key, folder in PACKAGED.items()}
-        write_report(options.report, ordered(), packaged.get(os.path.realpath(name), name))  # "default", not a folder
+        write_report(options.report, ordered(), model.name)  # "default", not a folder
         err.print(f"mer-live: report of {len(rows)} files -> {options.report}", markup=False, highlight=False)
     if out is None:  # an interrupted run prints the rows it has: nothing labeled is lost
         if fmt == "table":

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import sys
 import threading
+from pathlib import Path
 
 from mer_live.errors import MerLiveError
 from mer_live.runtime.choices import MODES
@@ -100,12 +101,12 @@ def run_live(args: argparse.Namespace) -> int:
     model.warm_up()
     # A file is one song; a live input is a stream of songs separated by silence.
     stream = model.stream(horizon=args.horizon, silence_reset=not args.file, mode=args.mode)
-    print(f"mer-live: model {model.bundle.path}, ONNX Runtime on {stream.provider}", file=sys.stderr)
+    print(f"mer-live: model {model.name}, ONNX Runtime on {stream.provider}", file=sys.stderr)
     from mer_live.stopping import stop_on_signals
 
     with stop_on_signals(stop), page or contextlib.nullcontext():
         if page is not None:
-            page.start(name, model.bundle.path.name, stream.provider, stream.horizon,
+            page.start(name, Path(model.name).name, stream.provider, stream.horizon,
                        model.audio.effective_segment_seconds)
             print(f"mer-live: live page at {page.url}", file=sys.stderr)
         code = monitor(stream, source, name, stop, jsonl=args.jsonl, duration=args.duration,

@@ -26,9 +26,22 @@ MANIFEST = "bundle.json"
 PICKLE = "aggregator.pkl"
 REQUIRED_FILES = ("segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx")
 DEFAULT_BUNDLE = Path(__file__).parents[1] / "models" / "default"
-# bundles shipped in the package, by name: the default (pretrained musicnn), the fast tier (the AudioSet
-# MobileNet fine-tuned end to end) and the smallest (compact, from scratch)
-PACKAGED = {name: DEFAULT_BUNDLE.parent / name for name in ("default", "fast", "compact")}
+# bundles shipped in the package, by name: the default (the AudioSet MobileNet fine-tuned end to end), the
+# previous default (pretrained musicnn, fine-tuned top) and the smallest (compact, from scratch)
+PACKAGED = {name: DEFAULT_BUNDLE.parent / name for name in ("default", "musicnn", "compact")}
+# packaged names that are a packaged bundle labeling from every k-th window: `fast` is the default's network
+# on non-overlapping windows (3 s windows every 3 s instead of every second), a third of its compute
+TIERS = {"fast": ("default", 3)}
+
+
+def packaged_name(path: str | os.PathLike, stride: int = 1) -> str | None:
+    """The packaged name ("default", "fast", ...) of a bundle folder at a stride, None for other folders."""
+    real = os.path.realpath(path)
+    for name, (base, factor) in TIERS.items():
+        if stride == factor and real == os.path.realpath(PACKAGED[base]):
+            return name
+    return next((name for name, folder in PACKAGED.items()
+                 if stride == 1 and real == os.path.realpath(folder)), None)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -83,8 +96,10 @@ class Bundle:
 
 
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
-    """Open and verify a bundle: a folder, a packaged bundle's name ("default", "compact"), or None
-    for the packaged default."""
+    """Open and verify a bundle: a folder, a packaged bundle's name ("default", "musicnn", "compact"; "fast"
+    is the default's bundle, which ``engine.load`` runs at its stride), or None for the packaged default."""
+    if str(path) in TIERS and not Path(path).exists():
+        path = TIERS[str(path)][0]
     if path is None or (str(path) in PACKAGED and not Path(path).exists()):
         path = PACKAGED[str(path or "default")]
     path = Path(path)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 
 from mer_live.audio.samples import StreamResampler
 from mer_live.deprecation import deprecated
 from mer_live.errors import AudioError, MerLiveError
-from mer_live.runtime.bundle import Bundle, load_bundle
+from mer_live.runtime.bundle import TIERS, Bundle, load_bundle, packaged_name
 from mer_live.runtime.results import SongResult
 from mer_live.runtime.stages import Stages
 from mer_live.runtime.stream import Stream
@@ -82,6 +83,11 @@ class Model:
         """A live stream (``Stream.feed(samples, sr)`` -> updates); see ``Stream``."""
         return Stream(self.stages, horizon=horizon, silence_reset=silence_reset, mode=mode)
 
+    @property
+    def name(self) -> str:
+        """The packaged name ("default", "fast", ...) of this bundle at this stride, else the bundle's folder."""
+        return packaged_name(self.bundle.path, self.stride) or str(self.bundle.path)
+
     def warm_up(self) -> None:
         """Run every graph once so first-run costs (allocations, cuDNN search) are not timed."""
         self.stages.warm_up()
@@ -89,7 +95,10 @@ class Model:
 
 def load(path: str | os.PathLike | None = None, provider: str = "auto", threads: int | None = None,
          stride: int = 1, aggregator: str = "onnx") -> Model:
-    """A model: the packaged default (None), a packaged name ("default", "compact") or a bundle folder.
+    """A model: the packaged default (None), a packaged name ("default", "fast", "musicnn", "compact") or a
+    bundle folder. "fast" is the default's bundle at the stride ``TIERS`` gives it (times ``stride``).
 
     ``provider``: "auto" (CUDA when this onnxruntime has it, else the CPU), "cpu" or "cuda"."""
+    if str(path) in TIERS and not Path(path).exists():
+        stride *= TIERS[str(path)][1]
     return Model(load_bundle(path), provider=provider, threads=threads, stride=stride, aggregator=aggregator)
