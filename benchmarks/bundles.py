@@ -38,11 +38,20 @@ def packaged() -> Bundle | None:
 
 
 def tiers(exclude: str = "") -> dict[str, Bundle]:
-    """The packaged model tiers present in this checkout (``fast``, ``default``), by name."""
-    from mer_live.runtime.bundle import PACKAGED
+    """The packaged models to compare in this checkout, by name: ``fast`` (the default's bundle at its stride)
+    and the previous default ``musicnn`` beside ``default``."""
+    from mer_live.runtime.bundle import PACKAGED, TIERS
 
-    return {name: load_bundle(name) for name in ("fast", "default")
-            if name != exclude and name in PACKAGED and (PACKAGED[name] / "bundle.json").is_file()}
+    folders = {name: PACKAGED[base] for name, (base, _) in TIERS.items()} | PACKAGED
+    return {name: load_bundle(folders[name]) for name in ("fast", "default", "musicnn")
+            if name != exclude and (folders[name] / "bundle.json").is_file()}
+
+
+def stride_of(name: str) -> int:
+    """The stride a packaged name labels at (``fast``: the default's), 1 for every other name."""
+    from mer_live.runtime.bundle import TIERS
+
+    return TIERS[name][1] if name in TIERS else 1
 
 
 def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:
@@ -88,7 +97,7 @@ def one(args: argparse.Namespace, work: Path, seconds: float = 3.0) -> Bundle:
 
 
 def describe(bundle: Bundle) -> str:
-    kind = "packaged" if bundle.path == DEFAULT_BUNDLE else (
+    kind = "packaged" if bundle.path.parent == DEFAULT_BUNDLE.parent else (
         "stand-in (untrained)" if bundle.manifest.get("training", {}).get("train", {}).get("epochs") == 0
         else "bundle")
     return f"{kind} {arch_of(bundle)}, {bundle.audio.segment_seconds:g} s segments"

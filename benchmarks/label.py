@@ -76,23 +76,24 @@ def agreement(a: dict, b: dict) -> dict:
             "quadrant_agreement": round(sum(same) / len(same), 4)}
 
 
-def label_rows(files: list[str], bundle, name: str, tmp: Path, worker_args: list[str]
-               ) -> tuple[list[dict], dict[str, dict]]:
-    """``mer-live label`` with one bundle, and at non-overlapping segments when its hop is shorter."""
+def label_rows(files: list[str], bundle, name: str, tmp: Path, worker_args: list[str], model: str | None = None,
+               strided: bool = True) -> tuple[list[dict], dict[str, dict]]:
+    """``mer-live label`` with one bundle (or the packaged name ``model``), and with ``strided`` also at
+    non-overlapping segments when its hop is shorter."""
     rows, outputs = [], {}
     out = tmp / f"{name.replace(' ', '_')}.csv"
-    cmd = [sys.executable, "-m", "mer_live", "label", *files, "--model", str(bundle.path), "--out", str(out),
+    cmd = [sys.executable, "-m", "mer_live", "label", *files, "--model", model or str(bundle.path), "--out", str(out),
            *worker_args]
     rows.append({"pipeline": name, "settings": f"workers {worker_args[-1] if worker_args else 'default'}",
                  **timed(cmd)})
     outputs[name] = read_csv(out, "valence", "arousal")
     stride = bundle.audio.segment_frames // bundle.audio.hop_frames  # non-overlapping segments
-    if stride > 1:
-        strided = f"{name} --stride {stride}"
+    if strided and stride > 1 and model is None:
+        label = f"{name} --stride {stride}"
         out = tmp / f"{name.replace(' ', '_')}-stride.csv"
         cmd = [*cmd[: cmd.index("--out")], "--out", str(out), *worker_args, "--stride", str(stride)]
-        rows.append({"pipeline": strided, "settings": f"every {stride}th segment", **timed(cmd)})
-        outputs[strided] = read_csv(out, "valence", "arousal")
+        rows.append({"pipeline": label, "settings": f"every {stride}th segment", **timed(cmd)})
+        outputs[label] = read_csv(out, "valence", "arousal")
     return rows, outputs
 
 
@@ -104,9 +105,10 @@ def run_pipelines(files: list[str], bundle, tmp: Path, workers: int | None, with
     for f in files:  # into the page cache, so the first pipeline does not pay for the disk alone
         Path(f).read_bytes()
     worker_args = ["--workers", str(workers)] if workers else []
-    rows, outputs = label_rows(files, bundle, "mer-live label", tmp, worker_args)
-    for name, other in (others or {}).items():
-        more, more_outputs = label_rows(files, other, f"mer-live label --model {name}", tmp, worker_args)
+    others = others or {}
+    rows, outputs = label_rows(files, bundle, "mer-live label", tmp, worker_args, strided="fast" not in others)
+    for name, other in others.items():
+        more, more_outputs = label_rows(files, other, f"mer-live label --model {name}", tmp, worker_args, name)
         rows += more
         outputs.update(more_outputs)
     note = "peers skipped (--no-peers)"

@@ -11,6 +11,7 @@ reported apart; the real-time factor is compute / hop.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from mer_live.runtime.stages import Stages
 
 TARGET_P99_MS = 20.0
 RUNTIMES = ("ort-incremental", "ort-full", "torch-eager")
-MODELS = ("fast", "default", "compact")  # packaged models, drawn when this checkout has them
+MODELS = ("fast", "default", "musicnn", "compact")  # packaged models, drawn when this checkout has them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -301,19 +302,24 @@ def plot(rows: list[dict], path) -> None:
 def chosen_bundles(args: argparse.Namespace, work, lengths: list[float], models: list[str], archs: list[str]
                    ) -> dict[tuple[str, float], Bundle]:
     """(model, segment seconds) -> bundle: the packaged model at its own length, a stand-in of its
-    architecture at the others; ``--archs`` as stand-ins; ``--bundle`` alone."""
-    from mer_live.runtime.bundle import PACKAGED, load_bundle
+    architecture at the others; a packaged tier (``fast``) at its own length only, its bundle hopping as its
+    stride says; ``--archs`` as stand-ins; ``--bundle`` alone."""
+    from mer_live.runtime.bundle import PACKAGED, TIERS, load_bundle
 
     if args.bundle is not None:
         bundle = load_bundle(args.bundle)
         return {(bundles.arch_of(bundle), bundle.audio.segment_seconds): bundle}
     chosen: dict[tuple[str, float], Bundle] = {}
     for model in models:
-        folder = PACKAGED.get(model, PACKAGED["default"].parent / model)
+        base, stride = TIERS.get(model, (model, 1))
+        folder = PACKAGED.get(base, PACKAGED["default"].parent / base)
         if not (folder / "bundle.json").is_file():
             common.console.print(f"{model}: not packaged in this checkout, skipped", highlight=False)
             continue
         own = load_bundle(folder)
+        if stride > 1:
+            chosen[(model, own.audio.segment_seconds)] = dataclasses.replace(own, audio=own.audio.strided(stride))
+            continue
         for seconds in lengths:
             fits = own.audio.segment_seconds == seconds
             chosen[(model, seconds)] = own if fits else bundles.stand_in(work, seconds, bundles.arch_of(own))

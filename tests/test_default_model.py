@@ -9,7 +9,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from mer_live.errors import MerLiveError
 from mer_live.runtime.bundle import DEFAULT_BUNDLE, load_bundle
 from tests.conftest import REPO
 
@@ -19,7 +21,7 @@ def test_default_bundle_loads_and_verifies():
     assert bundle.path == DEFAULT_BUNDLE
     assert bundle.tasks == ["valence", "arousal"]
     assert bundle.manifest["training"]["dataset"]["name"] == "4q"
-    assert bundle.manifest["model"]["arch"] == "musicnn-msd" and bundle.manifest["aggregator"]["embedding_dims"] == 250
+    assert bundle.manifest["model"]["arch"] == "mn04" and bundle.manifest["aggregator"]["embedding_dims"] == 384
     total = sum((bundle.path / name).stat().st_size for name in bundle.manifest["files"])
     assert total < 12 * 2**20  # a few MB
 
@@ -56,20 +58,51 @@ def test_packaged_compact_model_is_there_by_name(tmp_path: Path, write_audio):
     assert json.loads(result.stdout)["model"].endswith("compact")
 
 
-def test_packaged_fast_model_is_the_fine_tuned_audioset_network(tmp_path: Path):
-    """`--model fast`: mn04 fine-tuned end to end, at the AudioSet front end (32 kHz), with its MIT notice; a real
-    4Q-like input at 44.1 kHz is resampled and labeled, and the wheel carries every file of the bundle."""
-    bundle = load_bundle("fast")
+def test_default_is_the_fine_tuned_audioset_network(tmp_path: Path):
+    """The default: mn04 fine-tuned end to end, at the AudioSet front end (32 kHz), with its MIT notice, trained on
+    3 s windows every 3 s and labeling with them every second; a real input at 44.1 kHz is resampled and labeled."""
+    bundle = load_bundle("default")
     model = bundle.manifest["model"]
     assert model["arch"] == "mn04" and model["finetune"] == "full" and bundle.audio.sample_rate == 32000
     assert model["pretrained"]["licence"].startswith("MIT") and (bundle.path / "NOTICE-EfficientAT").is_file()
     recipe = bundle.manifest["training"]["train"]
     assert recipe["epochs"] == 6 and recipe["lr_warmup_epochs"] == 0.5
+    assert bundle.manifest["training"]["segment_hop_seconds"] == 3.0 and bundle.audio.segment_hop_seconds == 1.0
     assert bundle.manifest["verification"]["segment_onnx_vs_torch_max_abs"] < 1e-4
     import mer_live
 
     rng = np.random.default_rng(0)
     t = np.arange(44100 * 8) / 44100
     song = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) + 0.02 * rng.standard_normal(len(t)))
-    result = mer_live.load("fast").predict(song.astype(np.float32), sr=44100)
+    result = mer_live.load().predict(song.astype(np.float32), sr=44100)
     assert result.quadrant in {"Q1", "Q2", "Q3", "Q4"} and 0 <= result.valence <= 1
+
+
+def test_fast_is_the_default_on_windows_that_do_not_overlap(tmp_path: Path, write_audio):
+    """`--model fast`: the default's bundle at stride 3 (3 s windows every 3 s, as it trained): a third of the
+    windows, the same network; named "fast" in what it writes."""
+    import mer_live
+
+    fast, default = mer_live.load("fast"), mer_live.load("default")
+    assert fast.bundle.path == default.bundle.path and (fast.stride, default.stride) == (3, 1)
+    assert fast.audio.hop_frames == 3 * default.audio.hop_frames == fast.audio.segment_frames
+    assert (fast.name, default.name, mer_live.load("default", stride=3).name) == ("fast", "default", "fast")
+    with pytest.raises(MerLiveError, match="--model default --stride K"):
+        mer_live.load("fast", stride=2)
+    rng = np.random.default_rng(1)
+    t = np.arange(32000 * 12) / 32000
+    song = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+    a, b = fast.predict(song, sr=32000), default.predict(song, sr=32000)
+    assert (a.n_segments, b.n_segments) == (3, 9)  # windows of 3.02 s at 0, 3, 6 s; at 0, 1, ..., 8 s
+    np.testing.assert_allclose(a.segments, b.segments[::3], atol=1e-5)
+    path = write_audio("tone.wav", song, 32000)
+    result = subprocess.run([sys.executable, "-m", "mer_live", "label", str(path), "--model", "fast", "--report",
+                             str(tmp_path / "r.html")], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "fast" in (tmp_path / "r.html").read_text()
+
+
+def test_previous_default_is_there_by_name():
+    """`--model musicnn`: the previous default (pretrained musicnn, fine-tuned top) stays loadable."""
+    bundle = load_bundle("musicnn")
+    assert bundle.manifest["model"]["arch"] == "musicnn-msd" and bundle.manifest["aggregator"]["embedding_dims"] == 250

@@ -96,9 +96,13 @@ class Model:
 def load(path: str | os.PathLike | None = None, provider: str = "auto", threads: int | None = None,
          stride: int = 1, aggregator: str = "onnx") -> Model:
     """A model: the packaged default (None), a packaged name ("default", "fast", "musicnn", "compact") or a
-    bundle folder. "fast" is the default's bundle at the stride ``TIERS`` gives it (times ``stride``).
+    bundle folder. "fast" is the default's bundle at the stride ``TIERS`` gives it.
 
     ``provider``: "auto" (CUDA when this onnxruntime has it, else the CPU), "cpu" or "cuda"."""
     if str(path) in TIERS and not Path(path).exists():
-        stride *= TIERS[str(path)][1]
+        base, factor = TIERS[str(path)]
+        if stride != 1:
+            raise MerLiveError(f"--model {path} is the {base} model at --stride {factor} already; for another "
+                               f"stride use --model {base} --stride K")
+        stride = factor
     return Model(load_bundle(path), provider=provider, threads=threads, stride=stride, aggregator=aggregator)
