@@ -104,4 +104,4 @@ def test_old_names_still_answer_with_a_deprecation_warning(model):
 
 def test_model_first_screen_is_the_api():
     public = sorted(name for name in vars(mer_live.Model) if not name.startswith("_"))
-    assert public == ["predict", "predict_many", "stream", "warm_up"]
+    assert public == ["name", "predict", "predict_many", "stream", "warm_up"]
