@@ -22,8 +22,8 @@ from mer_live.train.evaluate import quadrant_agreement, song_metrics
 METRICS = (("valence_acc", "valence"), ("arousal_acc", "arousal"), ("quadrant_f1", "quadrant F1"))
 
 
-def rows(spec: str) -> tuple[str, dict[str, dict]]:
-    """(label, {aggregation: row}) of one report's method, for the named aggregation and its conditions."""
+def rows(spec: str) -> tuple[str, str, dict[str, dict]]:
+    """(label, aggregation, {aggregation: row}) of one report's method: the named aggregation and its conditions."""
     path, method, aggregation = spec.rsplit(":", 2)
     report = json.loads(Path(path).read_text())
     found = {r["aggregation"]: r for r in report["results"] if r["method"] == method
@@ -32,7 +32,7 @@ def rows(spec: str) -> tuple[str, dict[str, dict]]:
         raise SystemExit(f"{path}: no row {method}/{aggregation}")
     if any("predictions" not in r for r in found.values()):
         raise SystemExit(f"{path}: no per-fold predictions (a report of mer-live before --run-folds)")
-    return f"{Path(path).parent.name}:{method}:{aggregation}", found
+    return f"{Path(path).parent.name}:{method}:{aggregation}", aggregation, found
 
 
 def fold_probs(row: dict) -> dict[int, tuple[list[str], np.ndarray, np.ndarray]]:
@@ -57,8 +57,10 @@ def fuse(members: list[dict]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         raise SystemExit(__doc__)
-    members = [rows(spec) for spec in argv]
-    base = next(iter(members[0][1]))
+    specs = [rows(spec) for spec in argv]
+    members = [(label, {name.replace(aggregation, "", 1): row for name, row in found.items()})
+               for label, aggregation, found in specs]  # keyed "" and " @ room" etc. across aggregations
+    base = ""
     ensemble = fuse([found[base] for _, found in members])
     folds = list(ensemble)
     print(f"folds {folds}")
@@ -79,7 +81,7 @@ def main(argv: list[str]) -> int:
         heard = fuse([found[condition] for _, found in members])
         same = [100 * quadrant_agreement(heard[k][1], ensemble[k][1]) for k in folds]
         metrics = [song_metrics(*heard[k]) for k in folds]
-        print(f"ensemble {condition}: quadrant same as clean {np.mean(same):.1f} ± {np.std(same):.1f}; "
+        print(f"ensemble{condition}: quadrant same as clean {np.mean(same):.1f} ± {np.std(same):.1f}; "
               + ", ".join(f"{name} {100 * np.mean([m[key] for m in metrics]):.1f}" for key, name in METRICS))
     return 0
 
