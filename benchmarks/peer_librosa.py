@@ -1,7 +1,8 @@
 """A peer: labeling as one would write it with librosa and ONNX Runtime, without mer-live's runtime.
 
-librosa.load (decode + resample) and librosa.feature.melspectrogram with the bundle's settings
-(uncentered, Slaney mels, natural log), then the bundle's backbone.onnx on the segments, the
+librosa.load (decode + resample) and librosa.stft with the bundle's settings (uncentered, its window
+and pre-emphasis), its mel filters (librosa's Slaney ones, or the AudioSet front end's Kaldi triangles,
+which librosa lacks), natural log, then the bundle's backbone.onnx on the segments, the
 shared segment statistics and aggregator.onnx. Decoding and the mel run in worker processes,
 as mer-live's do, so the comparison is of the pipelines and not of the parallelism. Runs in the
 peers' venv (``benchmarks/peers.py``) with the repository on PYTHONPATH for mer_live.stats.
@@ -19,16 +20,29 @@ from pathlib import Path
 import librosa
 import numpy as np
 import onnxruntime as ort
+import scipy.signal
 
 from mer_live.config import AudioConfig, SongConfig
 from mer_live.stats import song_vector
 
 _config: AudioConfig | None = None
+_filters: np.ndarray | None = None
 
 
 def _init(config_json: str) -> None:
-    global _config
+    global _config, _filters
     _config = AudioConfig.from_json(config_json)
+    _filters = filterbank(_config)
+
+
+def filterbank(c: AudioConfig) -> np.ndarray:
+    """librosa's Slaney filters; the AudioSet front end's Kaldi triangles (linear in mel, which librosa's
+    ``htk=True`` is not) from the bundle's own NumPy definition."""
+    if c.mel_scale == "kaldi":
+        from mer_live.nn.mel import kaldi_filterbank
+
+        return kaldi_filterbank(c)
+    return librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
 
 
 def logmel(path: str) -> tuple[str, np.ndarray, float]:
@@ -37,9 +51,14 @@ def logmel(path: str) -> tuple[str, np.ndarray, float]:
     duration = len(y) / c.sample_rate
     if len(y) < c.segment_samples:
         y = np.pad(y, (0, c.segment_samples - len(y)))
-    mel = librosa.feature.melspectrogram(y=y, sr=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length,
-                                         n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax, center=False, power=2.0)
-    return path, np.log(np.maximum(mel, c.log_floor)).astype(np.float32), duration
+    if c.preemphasis:
+        y = np.append(y[1:] - c.preemphasis * y[:-1], np.float32(0.0))
+    window = scipy.signal.get_window("hann", c.window_length, fftbins=not c.symmetric_window)
+    power = np.abs(librosa.stft(y, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.window_length,
+                                window=window, center=False)) ** 2
+    mel = _filters @ power
+    logmel = np.log(mel + c.log_floor) if c.log_offset else np.log(np.maximum(mel, c.log_floor))
+    return path, logmel.astype(np.float32), duration
 
 
 def session(path: Path) -> ort.InferenceSession:
