@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mer_live.errors import MerLiveError
-from mer_live.runtime.bundle import DEFAULT_BUNDLE, load_bundle
+from mer_live.runtime.bundle import DEFAULT_BUNDLE, PACKAGED, load_bundle
 from tests.conftest import REPO
 
 
@@ -26,14 +26,15 @@ def test_default_bundle_loads_and_verifies():
     assert total < 12 * 2**20  # a few MB
 
 
-def test_wheel_ships_the_default_bundle(tmp_path: Path):
+def test_wheel_ships_every_packaged_bundle(tmp_path: Path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path), str(REPO)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("mer_live-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    manifest = json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())
-    for name in [*manifest["files"], "bundle.json"]:
-        assert f"mer_live/models/default/{name}" in names, name
+    for packaged, folder in PACKAGED.items():
+        manifest = json.loads((folder / "bundle.json").read_text())
+        for name in [*manifest["files"], "bundle.json"]:
+            assert f"mer_live/models/{packaged}/{name}" in names, (packaged, name)
 
 
 def test_installed_package_labels_without_model_flag(tmp_path: Path, write_audio):
