@@ -21,7 +21,7 @@ import numpy as np
 
 from mer_live.config import AudioConfig
 
-CHUNK_FRAMES = 1024  # frames per run over a whole clip (about 24 s at 22050 Hz / 512; ~20 MB of ORT arena)
+CHUNK_FRAMES = 256  # frames per front-end run over a whole clip (about 6 s at 22050 Hz / 512, 2.6 s at 32 kHz / 320)
 
 Frontend = Callable[[np.ndarray], np.ndarray]  # (1, samples) audio -> (1, n_mels, frames)
 
