@@ -47,13 +47,6 @@ def tiers(exclude: str = "") -> dict[str, Bundle]:
             if name != exclude and (folders[name] / "bundle.json").is_file()}
 
 
-def stride_of(name: str) -> int:
-    """The stride a packaged name labels at (``fast``: the default's), 1 for every other name."""
-    from mer_live.runtime.bundle import TIERS
-
-    return TIERS[name][1] if name in TIERS else 1
-
-
 def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:
     """An exported, verified bundle of an untrained ``arch`` model for ``seconds``-long segments."""
     out = workdir / f"{arch}-{seconds:g}s"

@@ -304,14 +304,14 @@ def chosen_bundles(args: argparse.Namespace, work, lengths: list[float], models:
     """(model, segment seconds) -> bundle: the packaged model at its own length, a stand-in of its
     architecture at the others; a packaged tier (``fast``) at its own length only, its bundle hopping as its
     stride says; ``--archs`` as stand-ins; ``--bundle`` alone."""
-    from mer_live.runtime.bundle import PACKAGED, TIERS, load_bundle
+    from mer_live.runtime.bundle import PACKAGED, load_bundle, tier
 
     if args.bundle is not None:
         bundle = load_bundle(args.bundle)
         return {(bundles.arch_of(bundle), bundle.audio.segment_seconds): bundle}
     chosen: dict[tuple[str, float], Bundle] = {}
     for model in models:
-        base, stride = TIERS.get(model, (model, 1))
+        base, stride = tier(model)
         folder = PACKAGED.get(base, PACKAGED["default"].parent / base)
         if not (folder / "bundle.json").is_file():
             common.console.print(f"{model}: not packaged in this checkout, skipped", highlight=False)

@@ -34,6 +34,14 @@ PACKAGED = {name: DEFAULT_BUNDLE.parent / name for name in ("default", "musicnn"
 TIERS = {"fast": ("default", 3)}
 
 
+def tier(path: str | os.PathLike | None) -> tuple[str | os.PathLike | None, int]:
+    """(bundle, stride) that ``path`` names: a packaged tier ("fast") is its base bundle at its stride,
+    anything else (a folder, another name, None) itself at stride 1."""
+    if path is not None and str(path) in TIERS and not Path(path).exists():
+        return TIERS[str(path)]
+    return path, 1
+
+
 def packaged_name(path: str | os.PathLike, stride: int = 1) -> str | None:
     """The packaged name ("default", "fast", ...) of a bundle folder at a stride, None for other folders."""
     real = os.path.realpath(path)
@@ -98,8 +106,7 @@ class Bundle:
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
     """Open and verify a bundle: a folder, a packaged bundle's name ("default", "musicnn", "compact"; "fast"
     is the default's bundle, which ``engine.load`` runs at its stride), or None for the packaged default."""
-    if str(path) in TIERS and not Path(path).exists():
-        path = TIERS[str(path)][0]
+    path = tier(path)[0]
     if path is None or (str(path) in PACKAGED and not Path(path).exists()):
         path = PACKAGED[str(path or "default")]
     path = Path(path)

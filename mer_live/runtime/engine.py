@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 
 from mer_live.audio.samples import StreamResampler
 from mer_live.deprecation import deprecated
 from mer_live.errors import AudioError, MerLiveError
-from mer_live.runtime.bundle import TIERS, Bundle, load_bundle, packaged_name
+from mer_live.runtime.bundle import Bundle, load_bundle, packaged_name, tier
 from mer_live.runtime.results import SongResult
 from mer_live.runtime.stages import Stages
 from mer_live.runtime.stream import Stream
@@ -96,13 +95,13 @@ class Model:
 def load(path: str | os.PathLike | None = None, provider: str = "auto", threads: int | None = None,
          stride: int = 1, aggregator: str = "onnx") -> Model:
     """A model: the packaged default (None), a packaged name ("default", "fast", "musicnn", "compact") or a
-    bundle folder. "fast" is the default's bundle at the stride ``TIERS`` gives it.
+    bundle folder. "fast" is the default's bundle at the stride ``bundle.TIERS`` gives it.
 
     ``provider``: "auto" (CUDA when this onnxruntime has it, else the CPU), "cpu" or "cuda"."""
-    if str(path) in TIERS and not Path(path).exists():
-        base, factor = TIERS[str(path)]
+    base, factor = tier(path)
+    if factor != 1:
         if stride != 1:
             raise MerLiveError(f"--model {path} is the {base} model at --stride {factor} already; for another "
                                f"stride use --model {base} --stride K")
         stride = factor
-    return Model(load_bundle(path), provider=provider, threads=threads, stride=stride, aggregator=aggregator)
+    return Model(load_bundle(base), provider=provider, threads=threads, stride=stride, aggregator=aggregator)

@@ -142,7 +142,8 @@ def cross_validate(
                 train_aug = [{clips[i].path: version[clips[i].path] for i in train_idx} for version in augmented]
                 fitted = fit(clips, train_mels, train_idx, Recipe(seg_audio, model_config, cfg, method, song),
                              LoopOptions(log=lambda line: log("    " + line)), train_aug)
-                preds = predict_songs(fitted, [clip_inputs[clips[i].path] for i in test_idx], song)
+                test_mels = [clip_inputs[clips[i].path] for i in test_idx]
+                preds = predict_songs(fitted, test_mels, song)
                 truth = clip_labels(clips, test_idx)
                 songs = [clips[i].path.name for i in test_idx]
                 # the same test songs from fewer segments, or at another input gain
@@ -152,7 +153,6 @@ def cross_validate(
                              for gain, per_clip in gained.items()]
                 variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
                              for condition, per_clip in heard.items()]
-                test_mels = [clip_inputs[clips[i].path] for i in test_idx]
                 hopped = [(f" @ hop {hop:g} s", dataclasses.replace(
                     fitted, audio=fitted.audio.replace(segment_hop_seconds=hop)), test_mels) for hop in test_hops]
                 for suffix, model, test_inputs in [(s, fitted, x) for s, x in variants] + hopped:
