@@ -138,3 +138,34 @@ def test_segment_sets_cut_clips_as_the_audio_config_frames_them(synth):
     assert rows.clip_of.tolist() == [0, 0, 0, 0, 1, 1] and rows.batch(np.arange(6)).shape == (6, 5, 1)
     short = SegmentSet.from_clips([np.zeros((AUDIO.n_mels, 3), np.float32)], labels[:1], AUDIO)
     assert len(short) == 1  # a clip shorter than a segment is padded to one
+
+
+def test_moving_average_is_what_is_kept_and_resumes(synth, tmp_path: Path):
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))),
+                                     AUDIO)
+    one = dataclasses.replace(FAST, epochs=1, warmup_epochs=1, segments_per_epoch=64, ema=0.5)
+    kept, _, _ = train(segments, segments, AUDIO, MODEL, one, LoopOptions(tmp_path / "one.pt", log=QUIET.log))
+    state = torch.load(tmp_path / "one.pt", weights_only=False)
+    average = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    last = {k.removeprefix("backbone."): v for k, v in state["last"].items() if k.startswith("backbone.")}
+    weights = [k for k in average if k.endswith("weight")]
+    assert weights and all(torch.equal(kept.backbone.state_dict()[k], average[k]) for k in average)
+    assert any(not torch.equal(average[k], last[k]) for k in weights)  # the average, not the last step's weights
+
+    cfg = dataclasses.replace(one, epochs=3)  # SSSL epochs: the average divides and guesses
+    full, _, _ = train(segments, segments, AUDIO, MODEL, cfg, QUIET)
+    calls = 0
+
+    def killed_in_epoch_3(step: int, steps: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 2 * steps:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "three.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(segments, segments, AUDIO, MODEL, cfg, LoopOptions(ckpt, log=QUIET.log, progress=killed_in_epoch_3))
+    resumed, _, _ = train(segments, segments, AUDIO, MODEL, cfg, LoopOptions(ckpt, True, QUIET.log))
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)

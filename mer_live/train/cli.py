@@ -86,6 +86,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--air-copies", type=int, default=D.air_copies, metavar="K",
                      help="also train on K random recordings of every clip through the air (a room's reverb, noise "
                           "at 5-30 dB SNR, band limits, a microphone's tilt, gain): for live microphone input")
+    opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
+                     help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
+                          "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")
     opt.add_argument("--song-embedding", action="store_true",
                      help="pretrained models: the song aggregator also reads the mean and std of the segment "
                           "embedding (penultimate layer and tags) over the song")

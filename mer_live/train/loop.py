@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mer_live.config import AudioConfig
 from mer_live.nn.model import ModelConfig, SegmentNet
@@ -113,7 +114,9 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     labels = torch.from_numpy(train_set.segment_labels.astype(np.int64))
-    run = Training(comm.wrap(backbone), train_set, labels, tasks, cfg, optimizer, scaler, comm)
+    teacher = moving_average(backbone, cfg.ema) if cfg.ema > 0 else None
+    kept = backbone if teacher is None else teacher.module  # what is validated and kept
+    run = Training(comm.wrap(backbone), train_set, labels, tasks, cfg, optimizer, scaler, comm, teacher)
     history: list[dict] = []
     gmm_records: dict[int, dict] = {}
     best = {"song_auc": -1.0, "state": copy.deepcopy(net.state_dict()), "epoch": -1}
@@ -124,6 +127,8 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+        if teacher is not None:
+            teacher.load_state_dict(state["ema"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {checkpoint} at epoch {start_epoch}")
@@ -141,22 +146,37 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
         if not per_step:
             scheduler.step()
         comm.same_buffers(backbone)  # batch-norm statistics as the first process has them
-        val = song_accuracy(backbone, val_set, tasks, device)
+        val = song_accuracy(kept, val_set, tasks, device)
         row = epoch_row(epoch, done, val, cfg, tasks, time.perf_counter() - started)
         history.append(row)
         if val.get("song_auc", 0.0) > best["song_auc"] or not val:
-            best = {"song_auc": val.get("song_auc", 0.0), "state": copy.deepcopy(net.state_dict()),
-                    "epoch": epoch + 1}
+            best = {"song_auc": val.get("song_auc", 0.0), "state": kept_state(net, kept), "epoch": epoch + 1}
         log(format_epoch(row, tasks))
         if checkpoint is not None and comm.is_first:
             save_checkpoint(checkpoint, {
                 "model": best["state"], "last": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "best": best,
                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "train_config": cfg.to_dict(),
+                "train_config": cfg.to_dict(), "ema": None if teacher is None else teacher.state_dict(),
             })
     net.load_state_dict(best["state"])
     return net.cpu().eval(), history, gmm_records
+
+
+def moving_average(backbone: torch.nn.Module, decay: float) -> AveragedModel:
+    """The weights' exponential moving average, batch-norm statistics included (a teacher with the
+    student's running statistics would normalise with another network's)."""
+    return AveragedModel(backbone, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def kept_state(net: SegmentNet, kept: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole network's state with its trainable part's weights taken from ``kept`` (itself, or the
+    moving average)."""
+    state = copy.deepcopy(net.state_dict())
+    if kept is not net.trainable:
+        prefix = next(name for name, module in net.named_modules() if module is net.trainable)
+        state.update({f"{prefix}.{k}": v.detach().clone() for k, v in kept.state_dict().items()})
+    return state
 
 
 def epoch_row(epoch: int, done: Epoch, val: dict[str, float], cfg: TrainConfig, tasks: dict[str, int],

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 
 from mer_live.errors import MerLiveError
 from mer_live.nn.model import split_logits
@@ -103,15 +104,18 @@ def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tas
 
 def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor,
               clean: torch.Tensor, tasks: dict[str, int], cfg: TrainConfig, lambda_u: float,
-              rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+              rng: np.random.Generator, teacher: torch.nn.Module | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
     """One semi-supervised step on a batch; returns the loss and its parts for logging.
 
-    Targets come from both views (no grad, eval mode); the mixed batch is built from the
-    first view, then passed twice in train mode for R-Drop.
+    Targets come from both views (no grad, eval mode), guessed by the ``teacher`` (the weights'
+    moving average) when there is one, else by the network itself; the mixed batch is built from
+    the first view, then passed twice in train mode for R-Drop.
     """
-    backbone.eval()
+    guesser = backbone if teacher is None else teacher
+    guesser.eval()
     with torch.no_grad():
-        guess = split_logits(backbone(torch.cat([x1, x2])).float(), tasks)
+        guess = split_logits(guesser(torch.cat([x1, x2])).float(), tasks)
     backbone.train()
     targets, labeled = {}, {}
     for t, task in enumerate(tasks):
@@ -188,6 +192,7 @@ class Training:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     comm: Communicator
+    teacher: AveragedModel | None = None  # the weights' moving average (``cfg.ema``), updated every step
 
     @property
     def device(self) -> torch.device:
@@ -225,7 +230,8 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
     result = Epoch("warmup" if warm else "sssl", 0, 0, np.ones((len(segments), len(tasks))))
     if not warm and cfg.gmm:
         started = time.perf_counter()
-        result.clean, result.record = divide(module, segments, tasks, comm, cfg.seed + epoch, cfg.gmm_per_class,
+        judge = module if run.teacher is None else run.teacher
+        result.clean, result.record = divide(judge, segments, tasks, comm, cfg.seed + epoch, cfg.gmm_per_class,
                                              cfg.gmm_input)
         comm.note_division(epoch, result.clean)
         _sync(device, timed)
@@ -248,13 +254,15 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
             else:
                 w = torch.from_numpy(result.clean[idx]).float().to(device)
                 lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
-                loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng)
+                loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng, run.teacher)
         if not comm.all_finite(loss):
             raise Diverged(epoch + 1, step + 1)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
+        if run.teacher is not None:
+            run.teacher.update_parameters(module)
         result.sums["loss"] += loss.item()
         for k, v in parts.items():
             result.sums[k] += v
