@@ -211,3 +211,44 @@ def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: P
     labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
     assert labeled.returncode == 0, labeled.stderr
     assert json.loads(labeled.stdout)["files"][0]["quadrant"] in ("Q1", "Q2", "Q3", "Q4")
+
+
+def test_an_ensemble_trains_body_by_body_exports_as_one_graph_and_labels(tmp_path: Path):
+    """`--bodies 2`: body 1 is exactly the single network of the same settings, body 2 has the next seed; the
+    bundle is one graph whose embedding is both bodies' side by side and whose manifest names each; `label`
+    reads it; `evaluate` scores each body alone beside the ensemble; a non-AudioSet ensemble is refused."""
+    import torch
+
+    common = [*TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--arch", "mn04",
+              "--finetune", "full", "--song-embedding", "--lr-warmup-epochs", "0.5", "--segment-seconds", "3"]
+    single, ensemble, bundle = tmp_path / "single", tmp_path / "ensemble", tmp_path / "bundle"
+    for out, extra in ((single, []), (ensemble, ["--bodies", "2"])):
+        result = mer_live("train", *common, "--method", "naive", "--out", str(out), *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    alone = torch.load(single / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    both = torch.load(ensemble / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    key = "body.features.5.block.1.0.weight"
+    assert torch.equal(both[f"backbone.members.0.{key}"], alone[f"backbone.{key}"])
+    assert not torch.equal(both[f"backbone.members.1.{key}"], alone[f"backbone.{key}"])
+    assert (ensemble / "checkpoint.body2.pt").is_file() and (ensemble / "plots" / "training_curves_body2.png").is_file()
+
+    exported = mer_live("export", str(ensemble), "--out", str(bundle), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["model"]["bodies"] == 2 and manifest["aggregator"]["embedding_dims"] == 768
+    assert [(m["seed"], m["embedding_columns"]) for m in manifest["model"]["members"]] == [(0, [0, 384]),
+                                                                                        (1, [384, 768])]
+    clip = next((tmp_path / "synth").rglob("*.wav"))
+    labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
+    assert labeled.returncode == 0, labeled.stderr
+    assert json.loads(labeled.stdout)["files"][0]["quadrant"] in ("Q1", "Q2", "Q3", "Q4")
+
+    out = tmp_path / "evaluation"
+    evaluated = mer_live("evaluate", *common, "--methods", "naive", "--bodies", "2", "--folds", "2", "--max-folds",
+                         "1", "--test-hops", "1.5", "--out", str(out), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    rows = {r["aggregation"] for r in json.loads((out / "evaluation.json").read_text())["results"]}
+    assert {"svm", "svm @ body 1", "svm @ body 2", "svm @ body 2, hop 1.5 s", "svm @ hop 1.5 s"} <= rows
+    refused = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--bodies", "2", "--out", str(tmp_path / "x"),
+                       cwd=tmp_path)
+    assert refused.returncode == 2 and "AudioSet" in refused.stderr and "Traceback" not in refused.stderr

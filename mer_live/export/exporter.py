@@ -234,6 +234,13 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
             "weights_sha256": sha256_file(mobilenet.WEIGHTS),
             "licence": f"MIT (Copyright (c) 2022 Florian Schmid); see {mobilenet.NOTICE}",
         }
+    if run.model_config.bodies > 1:
+        seed, widths = run.config.get("train", {}).get("seed", 0), net.backbone.widths
+        starts = np.cumsum([0, *widths])
+        model_record["members"] = [
+            {"arch": run.model_config.arch, "seed": seed + k, "embedding_columns": [int(starts[k]), int(starts[k + 1])],
+             "note": "trained alone on the same segments; the graph averages the members' logits and puts their "
+                     "embeddings side by side"} for k in range(len(widths))]
     variant_info = {}
     for variant in variants:
         info = _VARIANT_WRITERS[variant](out, audio_np, segment, log)

@@ -12,7 +12,7 @@ features).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -43,6 +43,7 @@ class ModelConfig:
     dropout: float = 0.5
     finetune: str = "heads"  # pretrained only: "heads", "top" (musicnn) or "full" (AudioSet MobileNet)
     loudness: str = "none"  # pretrained only: "none" or "segment" (each segment at one loudness; gain-proof)
+    bodies: int = 1  # AudioSet only: an ensemble of this many networks, each trained with its own seed
 
     def __post_init__(self) -> None:
         if self.arch not in ARCH_CHOICES:
@@ -56,6 +57,13 @@ class ModelConfig:
             raise ValueError(f"{self.arch} fine-tunes 'heads' or the whole network ('full'), not 'top'")
         if self.loudness not in LOUDNESS:
             raise ValueError(f"unknown loudness {self.loudness!r}; choose from {', '.join(LOUDNESS)}")
+        if self.bodies < 1 or (self.bodies > 1 and self.arch not in AUDIOSET):
+            raise ValueError(f"bodies {self.bodies}: an ensemble is of AudioSet networks ({', '.join(AUDIOSET)}), "
+                             "at least 1")
+
+    def single(self) -> ModelConfig:
+        """One body of the ensemble: what each member trains as."""
+        return replace(self, bodies=1)
 
     @property
     def pretrained(self) -> bool:
@@ -218,6 +226,28 @@ class AudioSetBackbone(nn.Module):
         return self.head(self.embed(logmel))
 
 
+class Bodies(nn.Module):
+    """An ensemble of backbones on one log-mel: the embedding is every member's, side by side (the song
+    aggregator reads all their statistics), the logits their mean. Members train one at a time, each with
+    its own seed (``train.trainer.fit``); this module only runs them together, in one graph."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.widths = [member.embedding_dims for member in members]
+        self.embedding_dims = sum(self.widths)
+
+    def embed(self, logmel: torch.Tensor) -> torch.Tensor:
+        return torch.cat([member.embed(logmel) for member in self.members], dim=1)
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        parts = embedding.split(self.widths, dim=1)
+        return torch.stack([member.classify(part) for member, part in zip(self.members, parts)]).mean(dim=0)
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(logmel))
+
+
 class SegmentNet(nn.Module):
     """(batch, samples) raw mono audio -> (batch, sum of task classes) logits."""
 
@@ -234,9 +264,19 @@ class SegmentNet(nn.Module):
         self.frontend = LogMel(audio)
         self.backbone: nn.Module
         if config.audioset:
-            self.backbone = AudioSetBackbone(config)
+            members = [AudioSetBackbone(config) for _ in range(config.bodies)]
+            self.backbone = members[0] if config.bodies == 1 else Bodies(members)
         else:
             self.backbone = PretrainedBackbone(config) if config.pretrained else Backbone(config)
+
+    @classmethod
+    def ensemble(cls, nets: list[SegmentNet]) -> SegmentNet:
+        """One network running the members (trained apart, same front end) together."""
+        config = replace(nets[0].config, bodies=len(nets))
+        net = cls(nets[0].audio, config)
+        for member, trained in zip(net.backbone.members, nets):
+            member.load_state_dict(trained.backbone.state_dict())
+        return net
 
     @property
     def trainable(self) -> nn.Module:

@@ -60,6 +60,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
                        help="pretrained models: 'segment' scales every segment to one loudness first (gain-proof)")
     model.add_argument("--dropout", type=float, default=argparse.SUPPRESS,
                        help="dropout of the heads (default: the model's)")
+    model.add_argument("--bodies", type=int, default=1, metavar="K",
+                       help="AudioSet models: an ensemble of K networks, trained one after another with seeds "
+                            "--seed, --seed+1, ..., run as one graph; the song aggregator reads every body's "
+                            "embedding statistics (evaluate also scores each body alone)")
     model.add_argument("--segment-hop", type=float, default=1.0, help="segment hop in seconds")
     opt = parser.add_argument_group("SSSL ([inferred] defaults: not fixed by the paper, measured here)")
     opt.add_argument("--epochs", type=int, default=D.epochs)
@@ -178,7 +182,11 @@ def _configs(args: argparse.Namespace):
     torch.set_flush_denormal(True)  # near-silent inputs make denormal activations: several times slower on CPUs
     first = float(str(args.segment_seconds).split(",")[0])
     model = {"dropout": args.dropout} if hasattr(args, "dropout") else {}
-    model_config = ModelConfig(arch=args.model, finetune=args.finetune, loudness=args.loudness, **model)
+    try:
+        model_config = ModelConfig(arch=args.model, finetune=args.finetune, loudness=args.loudness, bodies=args.bodies,
+                                   **model)
+    except ValueError as exc:  # a combination of --arch, --finetune, --loudness, --bodies that does not exist
+        raise MerLiveError(f"{exc}; see mer-live {args.command} --help") from None
     audio = model_config.default_audio().replace(segment_seconds=first, segment_hop_seconds=args.segment_hop)
     song = SongConfig(theta=args.theta, embedding=args.song_embedding)
     return train_config(args), audio, model_config, song, data_config(args)

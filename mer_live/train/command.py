@@ -127,12 +127,19 @@ def train_run(run: RunSettings, data: DataConfig, cfg: TrainConfig, audio: Audio
         return out
     if fitted.aggregator is None:
         raise MerLiveError("the clip-level baseline has no song aggregator to export; use it with `evaluate`")
+    if model_config.bodies > 1:  # each body kept its own loop checkpoint: the ensemble is the run's model
+        rundir.save_checkpoint(out / rundir.CHECKPOINT, {"model": fitted.net.state_dict(),
+                                                         "train_config": cfg.to_dict()})
+    by_body = {}
+    for row in fitted.history:
+        by_body.setdefault(row.get("body", 1), []).append(row)
+    best_epochs = [max(rows, key=lambda r: r.get("val_song_auc", 0))["epoch"] for rows in by_body.values()]
     val_features = fitted.features[fitted.val_indices]  # fit ran on every clip, indices 0..n-1
     val_pred = fitted.aggregator.predict_proba(val_features) > 0.5
     val_true = clip_labels(clips, fitted.val_indices)
     metrics = {
         "history": fitted.history,
-        "best_epoch": max(fitted.history, key=lambda r: r.get("val_song_auc", 0))["epoch"],
+        "best_epoch": best_epochs[0] if len(best_epochs) == 1 else best_epochs,  # one per body in an ensemble
         "aggregator_best_params": fitted.aggregator.best_params,
         "validation_songs": len(fitted.val_indices),
         "validation_svm_acc_note": "SVM fit on all songs including these; optimistic",
@@ -140,7 +147,9 @@ def train_run(run: RunSettings, data: DataConfig, cfg: TrainConfig, audio: Audio
     }
     rundir.write_run(out, config, fitted.aggregator, metrics, verification_audio(clips, fitted.val_indices, audio),
                      val_features)
-    plots.training_curves(fitted.history, list(song.tasks), out / rundir.PLOTS / "training_curves.png")
+    for body, rows in by_body.items():
+        name = "training_curves.png" if len(by_body) == 1 else f"training_curves_body{body}.png"
+        plots.training_curves(rows, list(song.tasks), out / rundir.PLOTS / name)
     if fitted.gmm_records:
         for t in song.tasks:
             plots.gmm_separation(fitted.gmm_records, t, out / rundir.PLOTS / f"gmm_{t}.png")

@@ -141,7 +141,7 @@ def cross_validate(
                 train_mels = {clips[i].path: clip_inputs[clips[i].path] for i in train_idx}
                 train_aug = [{clips[i].path: version[clips[i].path] for i in train_idx} for version in augmented]
                 fitted = fit(clips, train_mels, train_idx, Recipe(seg_audio, model_config, cfg, method, song),
-                             LoopOptions(log=lambda line: log("    " + line)), train_aug)
+                             LoopOptions(log=lambda line: log("    " + line)), train_aug, score_members=True)
                 test_mels = [clip_inputs[clips[i].path] for i in test_idx]
                 preds = predict_songs(fitted, test_mels, song)
                 truth = clip_labels(clips, test_idx)
@@ -155,6 +155,12 @@ def cross_validate(
                              for condition, per_clip in heard.items()]
                 hopped = [(f" @ hop {hop:g} s", dataclasses.replace(
                     fitted, audio=fitted.audio.replace(segment_hop_seconds=hop)), test_mels) for hop in test_hops]
+                # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run
+                hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
+                    member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels)
+                    for b, member in enumerate(fitted.members, 1)
+                    for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
+                                                                                     for h in test_hops]]
                 for suffix, model, test_inputs in [(s, fitted, x) for s, x in variants] + hopped:
                     for aggregation, probs in predict_songs(model, test_inputs, song).items():
                         per_fold.setdefault(aggregation + suffix, []).append(fold_row(

@@ -61,6 +61,7 @@ class Fitted:
     val_indices: list[int]
     clip_frames: int = 0
     features: np.ndarray | None = None  # song statistics the SVM was fit on, in the order of fit's indices
+    members: list[Fitted] = dataclasses.field(default_factory=list)  # an ensemble's bodies, each with its own SVM
 
 
 def model_inputs(logmels: dict[Path, np.ndarray], audio: AudioConfig, model_config: ModelConfig,
@@ -150,14 +151,16 @@ def song_features(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig) -
 
 
 def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], recipe: Recipe,
-        options: LoopOptions = DEFAULT_OPTIONS, augment: list[dict[Path, np.ndarray]] = ()) -> Fitted:
+        options: LoopOptions = DEFAULT_OPTIONS, augment: list[dict[Path, np.ndarray]] = (),
+        score_members: bool = False) -> Fitted:
     """Train on the songs ``indices`` (validation songs held out among them), fit the SVM.
 
     ``logmels`` holds what ``model_inputs`` gives per clip: log-mel, or cached body features.
     ``augment`` holds other versions of the same clips (the inputs at other gains): the training
     songs' versions join the segment model's training set and the SVM's, under the same labels;
     validation uses the originals only. Under data-parallel training (``options.comm``) only the
-    first process fits the SVM; the others return the segment model alone."""
+    first process fits the SVM; the others return the segment model alone. ``score_members``: an
+    ensemble's bodies also get an SVM each (``Fitted.members``), to compare them with the ensemble."""
     audio, model_config, method, song = recipe.audio, recipe.model, recipe.method, recipe.song
     cfg = method_config(method, recipe.train, model_config)
     options = dataclasses.replace(options, comm=options.comm or Solo(pick_device(cfg.device)))
@@ -178,14 +181,42 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
         train_set = segment_set([m for v in versions for m in v], np.concatenate(
             [clip_labels(clips, train_idx)] * len(versions)), audio, model_config)
         val_set = segment_set(mels(val_idx), clip_labels(clips, val_idx), audio, model_config)
-    net, history, gmm_records = train(train_set, val_set, audio, model_config, cfg, options)
+    net, history, gmm_records, members = train_bodies(train_set, val_set, audio, model_config, cfg, options)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
     if method != "clip" and options.comm.is_first:
-        fitted.features = song_features(fitted, mels(indices), song)
-        extra = [song_features(fitted, [version[clips[i].path] for i in indices], song) for version in augment]
-        fitted.aggregator = SongAggregator(list(song.tasks), seed=cfg.seed).fit(
-            np.concatenate([fitted.features, *extra]), np.concatenate([clip_labels(clips, indices)] * (1 + len(extra))))
+        labels = clip_labels(clips, indices)
+        for model in [fitted] + [Fitted(m, None, method, audio, [], {}, val_idx) for m in members if score_members]:
+            model.features = song_features(model, mels(indices), song)
+            extra = [song_features(model, [version[clips[i].path] for i in indices], song) for version in augment]
+            model.aggregator = SongAggregator(list(song.tasks), seed=cfg.seed).fit(
+                np.concatenate([model.features, *extra]), np.concatenate([labels] * (1 + len(extra))))
+            if model is not fitted:
+                fitted.members.append(model)
     return fitted
+
+
+def train_bodies(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_config: ModelConfig,
+                 cfg: TrainConfig, options: LoopOptions) -> tuple[SegmentNet, list[dict], dict, list[SegmentNet]]:
+    """``loop.train`` once, or once per body of an ensemble (``model_config.bodies``): body k trains alone with
+    seed ``cfg.seed + k`` on the same segments and validation songs (so body 1 is the single network of the same
+    settings), then they run as one. Returns the network, the history (rows carry ``body`` in an ensemble),
+    the first body's GMM records and the members (empty for one network)."""
+    if model_config.bodies == 1:
+        return *train(train_set, val_set, audio, model_config, cfg, options), []
+    nets, history = [], []
+    records: dict = {}
+    for k in range(model_config.bodies):
+        options.log(f"body {k + 1} of {model_config.bodies} (seed {cfg.seed + k})")
+        checkpoint = options.checkpoint
+        if checkpoint is not None:
+            checkpoint = checkpoint.with_name(f"{checkpoint.stem}.body{k + 1}{checkpoint.suffix}")
+        net, rows, gmm = train(train_set, val_set, audio, model_config.single(),
+                               dataclasses.replace(cfg, seed=cfg.seed + k), dataclasses.replace(options,
+                                                                                               checkpoint=checkpoint))
+        nets.append(net)
+        history += [{**row, "body": k + 1} for row in rows]
+        records = records or gmm
+    return SegmentNet.ensemble(nets), history, records, nets
 
 
 def predict_songs(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig) -> dict[str, np.ndarray]:
