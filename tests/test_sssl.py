@@ -169,3 +169,24 @@ def test_moving_average_is_what_is_kept_and_resumes(synth, tmp_path: Path):
     resumed, _, _ = train(segments, segments, AUDIO, MODEL, cfg, LoopOptions(ckpt, True, QUIET.log))
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_evaluation_hands_over_its_report_after_every_fold(synth):
+    """A study stopped after its first fold still has that fold's report (the CLI writes each one)."""
+    from mer_live.train.evaluate import cross_validate
+
+    clips, logmels = synth
+    seen: list[dict] = []
+
+    def stopped_after_the_first(report: dict) -> None:
+        seen.append(report)
+        raise KeyboardInterrupt
+
+    cfg = dataclasses.replace(FAST, epochs=1, warmup_epochs=1, segments_per_epoch=64)
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(clips, lambda audio, gain, condition=None: logmels, AUDIO, MODEL, cfg, 2, ("naive",), [2.0],
+                       log=QUIET.log, on_fold=stopped_after_the_first)
+    (report,) = seen
+    assert "first 1 of the 2 folds only" in report["protocol"]
+    assert {r["aggregation"] for r in report["results"]} == {"svm", "mean"}
+    assert all([f["fold"] for f in r["folds"]] == [1] and len(r["predictions"]) == 1 for r in report["results"])

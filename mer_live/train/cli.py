@@ -248,12 +248,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return model_inputs(heard, seg_audio, model_config, data.cache, gain_db, log=console.log,
                             threads=args.threads)
 
+    command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def save(report: dict) -> tuple[Path, Path]:  # after every fold, and at the end
+        report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
+        return write_report(report, Path(args.out), command)
+
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
                             log=console.log, max_folds=args.max_folds, run_folds=run_folds, gains=gains,
-                            strides=strides, conditions=conditions, test_hops=test_hops)
-    report["dataset"] = {"name": dataset.name, "root": str(dataset.root), "binarization": dataset.binarization}
-    command = "mer-live " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    json_path, md_path = write_report(report, Path(args.out), command)
+                            strides=strides, conditions=conditions, test_hops=test_hops, on_fold=save)
+    json_path, md_path = save(report)
     print(markdown_table(report))
     console.log(f"wrote {json_path} and {md_path}")
     return 0

@@ -92,6 +92,7 @@ def cross_validate(
     strides: tuple[int, ...] = (),
     conditions: tuple[str, ...] = (),
     test_hops: tuple[float, ...] = (),
+    on_fold: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run every (segment length, method) on every fold (or the first ``max_folds``, or the fold numbers
     ``run_folds``, counted from 1); returns the report. Every fold row keeps its fold number and the test songs'
@@ -107,7 +108,8 @@ def cross_validate(
     of songs whose quadrant stays what it was on the clean input. With ``test_hops`` (log-mel models) the
     test songs are also cut into segments at these hops in seconds: rows "svm @ hop 1 s" etc., how a model
     trained on one hop labels songs at a denser or sparser one. ``cfg.air_copies`` adds that many random
-    recordings of every training song (``inputs(audio, 0, "air-K")``) to the training set.
+    recordings of every training song (``inputs(audio, 0, "air-K")``) to the training set. ``on_fold`` gets
+    the report so far after every fold (a study stopped halfway keeps the folds it finished).
     """
     if strides and not model_config.pretrained:
         raise MerLiveError("--strides needs a pretrained model (its inputs are one row per segment)")
@@ -121,7 +123,21 @@ def cross_validate(
         numbered = [(k, fold) for k, fold in numbered if k in run_folds]
     elif max_folds:
         numbered = numbered[:max_folds]
-    results = []
+
+    def report(rows: list[dict], folds_done: list[int]) -> dict:
+        return {
+            "protocol": f"stratified {n_folds}-fold cross-validation by song (seed {cfg.seed})"
+                        + folds_note(sorted(set(folds_done)), n_folds)
+                        + "; segment model, GMM and SVM refit on each fold's training songs",
+            "n_songs": len(clips), "folds": n_folds,
+            "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(), "song": song.to_dict(),
+            "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                        "python": platform.python_version()},
+            "results": rows,
+        }
+
+    results: list[dict] = []
+    done: list[int] = []
     for seconds in segment_seconds:
         seg_audio = audio.replace(segment_seconds=seconds)
         clip_inputs = inputs(seg_audio, 0.0)
@@ -170,26 +186,25 @@ def cross_validate(
                     per_fold.setdefault(aggregation, []).append(fold_metrics)
                     log(f"    fold {k} {aggregation}: " + " ".join(
                         f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
-            for aggregation, rows in per_fold.items():
-                results.append({
-                    "segment_seconds": None if method == "clip" else seconds,
-                    "effective_segment_seconds": None if method == "clip" else seg_audio.effective_segment_seconds,
-                    "method": method, "aggregation": aggregation,
-                    "summary": summarise(rows), "folds": [{m: v for m, v in r.items() if m != "predictions"}
-                                                          for r in rows],
-                    "predictions": [r["predictions"] for r in rows],
-                    "seconds": time.perf_counter() - started,
-                })
-    return {
-        "protocol": f"stratified {n_folds}-fold cross-validation by song (seed {cfg.seed})"
-                    + folds_note([k for k, _ in numbered], n_folds)
-                    + "; segment model, GMM and SVM refit on each fold's training songs",
-        "n_songs": len(clips), "folds": n_folds,
-        "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(), "song": song.to_dict(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "python": platform.python_version()},
-        "results": results,
-    }
+                done.append(k)
+                if on_fold is not None:
+                    on_fold(report(results + rows_of(seconds, seg_audio, method, per_fold, started), done))
+            results += rows_of(seconds, seg_audio, method, per_fold, started)
+
+    return report(results, [k for k, _ in numbered])
+
+
+def rows_of(seconds: float, seg_audio: AudioConfig, method: str, per_fold: dict[str, list[dict]], started: float
+            ) -> list[dict]:
+    """The report's rows of one (segment length, method) from its fold rows."""
+    return [{
+        "segment_seconds": None if method == "clip" else seconds,
+        "effective_segment_seconds": None if method == "clip" else seg_audio.effective_segment_seconds,
+        "method": method, "aggregation": aggregation,
+        "summary": summarise(rows), "folds": [{m: v for m, v in r.items() if m != "predictions"} for r in rows],
+        "predictions": [r["predictions"] for r in rows],
+        "seconds": time.perf_counter() - started,
+    } for aggregation, rows in per_fold.items()]
 
 
 def markdown_table(report: dict) -> str:
