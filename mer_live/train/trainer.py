@@ -185,13 +185,17 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
     if method != "clip" and options.comm.is_first:
         labels = clip_labels(clips, indices)
-        for model in [fitted] + [Fitted(m, None, method, audio, [], {}, val_idx) for m in members if score_members]:
+
+        def with_aggregator(model: Fitted) -> Fitted:
             model.features = song_features(model, mels(indices), song)
             extra = [song_features(model, [version[clips[i].path] for i in indices], song) for version in augment]
             model.aggregator = SongAggregator(list(song.tasks), seed=cfg.seed).fit(
                 np.concatenate([model.features, *extra]), np.concatenate([labels] * (1 + len(extra))))
-            if model is not fitted:
-                fitted.members.append(model)
+            return model
+
+        with_aggregator(fitted)
+        if score_members:
+            fitted.members = [with_aggregator(Fitted(m, None, method, audio, [], {}, val_idx)) for m in members]
     return fitted
 
 
