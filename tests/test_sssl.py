@@ -191,3 +191,34 @@ def test_evaluation_hands_over_its_report_after_every_fold(synth):
     assert "first 1 of the 2 folds only" in report["protocol"]
     assert {r["aggregation"] for r in report["results"]} == {"svm", "mean"}
     assert all([f["fold"] for f in r["folds"]] == [1] and len(r["predictions"]) == 1 for r in report["results"])
+
+
+def test_consistency_pairs_each_segment_with_its_recording_and_pulls_them_together(synth):
+    """Under ``consistency`` the other recordings are views of the same segments (not extra ones), and
+    training on them makes the network say about the same on both."""
+    clips, logmels = synth
+    mels = [logmels[c.path] for c in clips[:32]]
+    rng = np.random.default_rng(0)
+    heard = [(m + rng.normal(1.0, 1.0, m.shape)).astype(np.float32) for m in mels]  # a louder, noisier recording
+    segments = dataclasses.replace(SegmentSet.from_clips(mels, clip_labels(clips, list(range(32))), AUDIO),
+                                   versions=[heard])
+    plain = dataclasses.replace(FAST, shift_frames=0, freq_mask=0, time_mask=0)
+    idx = np.array([0, 5, len(segments) - 1])
+    for row, i in enumerate(idx):
+        start = segments.start[i]
+        assert np.array_equal(segments.heard(idx, rng, plain)[row],
+                              heard[segments.clip_of[i]][:, start : start + segments.frames])
+    with pytest.raises(ValueError, match="shape"):
+        dataclasses.replace(segments, versions=[heard[:-1]])
+
+    def disagreement(cfg: TrainConfig) -> float:
+        net, history, _ = train(segments, segments, AUDIO, MODEL, cfg, QUIET)
+        assert all(row["kl"] > 0 for row in history) == (cfg.consistency > 0)
+        with torch.no_grad():
+            every = np.arange(len(segments))
+            p = torch.softmax(net.trainable(torch.from_numpy(segments.batch(every))).float(), 1)
+            q = torch.softmax(net.trainable(torch.from_numpy(segments.heard(every, rng, plain))).float(), 1)
+        return float((p - q).abs().mean())
+
+    naive = dataclasses.replace(FAST, epochs=2, warmup_epochs=2, gmm=False, mixup=False, rdrop=False, refine=False)
+    assert disagreement(dataclasses.replace(naive, consistency=5.0)) < 0.75 * disagreement(naive)  # about half

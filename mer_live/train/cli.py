@@ -90,6 +90,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--air-copies", type=int, default=D.air_copies, metavar="K",
                      help="also train on K random recordings of every clip through the air (a room's reverb, noise "
                           "at 5-30 dB SNR, band limits, a microphone's tilt, gain): for live microphone input")
+    opt.add_argument("--consistency", type=float, default=D.consistency, metavar="W",
+                     help="with --air-copies: the copies become paired views, and every naive (or warm-up) step "
+                          "pulls each segment's prediction through the air towards its clean one (KL, weight W; "
+                          "0: the copies are extra training segments)")
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")
@@ -159,6 +163,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from the options named like its fields; the rest (and the --no-* switches not given)
     keep the dataclass's defaults."""
     cfg = TrainConfig(**{name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)})
+    if cfg.consistency < 0 or (cfg.consistency and not (cfg.air_copies or cfg.gain_augment_db)):
+        raise MerLiveError("--consistency W needs W >= 0 and other recordings to be consistent with: "
+                           "add --air-copies K (or --gain-augment DB)")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))
 
 

@@ -55,6 +55,13 @@ def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor
     return 0.5 * (kl_ab + kl_ba).mean()
 
 
+def kl_to_target(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """KL(P_target || P), summed over classes, mean over the batch; no gradient reaches the target
+    (UDA's consistency loss: the augmented view follows the clean one, not the other way)."""
+    target = F.log_softmax(target_logits.detach(), dim=1)
+    return (target.exp() * (target - F.log_softmax(logits, dim=1))).sum(dim=1).mean()
+
+
 def linear_rampup(epoch_progress: float, warmup_epochs: int, lambda_u: float, length: int = 16) -> float:
     """lambda_u * clip((t - warm_up) / 16, 0, 1), t in fractional epochs (DivideMix)."""
     return lambda_u * float(np.clip((epoch_progress - warmup_epochs) / length, 0.0, 1.0))

@@ -5,7 +5,8 @@ three ways: ``from_clips`` cuts every clip into hop-spaced segments exactly as `
 frames audio, ``from_rows`` takes every column of a clip's cached body features as one segment
 (pretrained models), and ``one_per_clip`` takes a single window from each clip (the clip-level
 baseline). ``batch`` gives the log-mel of any of them, with a randomly shifted, masked view when
-augmenting. NumPy only.
+augmenting; ``heard`` the same segments from ``versions``, other recordings of the same clips (through
+the air), for consistency training. NumPy only.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class SegmentSet:
     labels: np.ndarray  # (clips, tasks) 0/1
     frames: int  # frames per segment
     starts: list[np.ndarray]
+    versions: list[list[np.ndarray]] = field(default_factory=list)  # other recordings of the clips, frame for frame
     clip_of: np.ndarray = field(init=False)
     start: np.ndarray = field(init=False)
 
@@ -45,6 +47,9 @@ class SegmentSet:
         self.labels = np.asarray(self.labels)
         if len(self.starts) != len(self.logmels):
             raise ValueError(f"{len(self.logmels)} clips but segment starts for {len(self.starts)}")
+        for version in self.versions:
+            if [m.shape for m in version] != [m.shape for m in self.logmels]:
+                raise ValueError("every version of the clips must have each clip's shape")
         clip_of = [np.full(len(s), c) for c, s in enumerate(self.starts)]
         self.clip_of = np.concatenate(clip_of).astype(np.int64) if clip_of else np.zeros(0, np.int64)
         self.start = np.concatenate(self.starts).astype(np.int64) if self.starts else np.zeros(0, np.int64)
@@ -72,12 +77,14 @@ class SegmentSet:
         """(segments, tasks): each segment inherits its clip's label."""
         return self.labels[self.clip_of]
 
-    def batch(self, idx: np.ndarray, rng: np.random.Generator | None = None, cfg: TrainConfig | None = None
-              ) -> np.ndarray:
-        """(len(idx), n_mels, frames) log-mel; with ``rng`` a randomly shifted, masked view."""
+    def batch(self, idx: np.ndarray, rng: np.random.Generator | None = None, cfg: TrainConfig | None = None,
+              version: np.ndarray | None = None) -> np.ndarray:
+        """(len(idx), n_mels, frames) log-mel; with ``rng`` a randomly shifted, masked view; with ``version``
+        (an index into ``versions`` per row) from those recordings of the clips."""
         out = np.empty((len(idx), self.logmels[0].shape[0], self.frames), dtype=np.float32)
         for row, i in enumerate(idx):
-            mel = self.logmels[self.clip_of[i]]
+            clip = self.clip_of[i]
+            mel = self.logmels[clip] if version is None else self.versions[version[row]][clip]
             start = int(self.start[i])
             if rng is not None and cfg is not None and cfg.shift_frames:
                 last = max(0, mel.shape[1] - self.frames)
@@ -88,6 +95,11 @@ class SegmentSet:
             if rng is not None and cfg is not None:
                 spec_augment(out[row], rng, cfg)
         return out
+
+    def heard(self, idx: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
+        """The segments ``idx`` as a random one of ``versions`` has them (one draw per row), viewed as ``batch``
+        views them."""
+        return self.batch(idx, rng, cfg, rng.integers(len(self.versions), size=len(idx)))
 
 
 def spec_augment(mel: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> None:

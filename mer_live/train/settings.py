@@ -60,6 +60,11 @@ class TrainConfig:
     # and kept; under SSSL it is also the teacher that divides the segments and guesses their targets (Mean
     # Teacher's alternative to the paper's R-Drop passes) [inferred]
     ema: float = 0.0
+    # > 0 (with air_copies or gain_augment_db): those other recordings of a clip are not extra segments but
+    # paired views; every step also hears each segment through one of them and pulls that prediction towards
+    # the clean view's (KL from the clean softmax, its gradient stopped, times this weight: UDA's consistency
+    # loss), so the network says through a room what it says on the file [inferred]
+    consistency: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

@@ -102,6 +102,18 @@ def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tas
     return sum(F.cross_entropy(v, y[:, t]) for t, v in enumerate(logits.values()))
 
 
+def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Tensor, y: torch.Tensor,
+                     tasks: dict[str, int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy on inherited labels for the clean view, plus ``weight`` times the KL from its softmax
+    (gradient stopped) to the same segments ``heard`` through the air; one pass over both, so batch norm
+    sees both."""
+    logits = backbone(torch.cat([x, heard])).float()
+    clean, air = (split_logits(chunk, tasks) for chunk in logits.chunk(2))
+    lx = sum(F.cross_entropy(clean[task], y[:, t]) for t, task in enumerate(tasks))
+    kl = sum(losses.kl_to_target(air[task], clean[task]) for task in tasks)
+    return lx + weight * kl, {"lx": lx.item(), "kl": kl.item()}
+
+
 def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor,
               clean: torch.Tensor, tasks: dict[str, int], cfg: TrainConfig, lambda_u: float,
               rng: np.random.Generator, teacher: torch.nn.Module | None = None
@@ -220,7 +232,8 @@ class Epoch:
 
 def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps: int = 0,
               progress: Callable[[int, int], None] | None = None, timed: bool = False) -> Epoch:
-    """One epoch: warm-up (plain CE on inherited labels) before ``cfg.warmup_epochs``, else the GMM
+    """One epoch: warm-up (plain CE on inherited labels, plus ``consistency_step``'s term when the segments
+    have other recordings and ``cfg.consistency`` is on) before ``cfg.warmup_epochs``, else the GMM
     division of every segment then SSSL steps. ``max_steps`` cuts the epoch short (benchmarks);
     ``timed`` waits for the device around each part so the times are real. A non-finite loss
     raises ``Diverged`` before it reaches the weights."""
@@ -240,16 +253,20 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
     steps = max(1, len(order) // cfg.batch_size)
     result.steps = min(steps, max_steps) if max_steps else steps
     use_amp = device.type == "cuda"
+    consistent = cfg.consistency > 0 and bool(segments.versions)
     model.train()
     for step in range(result.steps):
         started = time.perf_counter()
         idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         y = run.labels[idx].to(device)
         views = [torch.from_numpy(segments.batch(idx, rng, cfg)).to(device) for _ in range(1 if warm else 2)]
+        heard = torch.from_numpy(segments.heard(idx, rng, cfg)).to(device) if warm and consistent else None
         _sync(device, timed)
         loaded = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            if warm:
+            if heard is not None:
+                loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency)
+            elif warm:
                 loss, parts = warmup_step(model, views[0], y, tasks), {}
             else:
                 w = torch.from_numpy(result.clean[idx]).float().to(device)

@@ -156,11 +156,12 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
     """Train on the songs ``indices`` (validation songs held out among them), fit the SVM.
 
     ``logmels`` holds what ``model_inputs`` gives per clip: log-mel, or cached body features.
-    ``augment`` holds other versions of the same clips (the inputs at other gains): the training
-    songs' versions join the segment model's training set and the SVM's, under the same labels;
-    validation uses the originals only. Under data-parallel training (``options.comm``) only the
-    first process fits the SVM; the others return the segment model alone. ``score_members``: an
-    ensemble's bodies also get an SVM each (``Fitted.members``), to compare them with the ensemble."""
+    ``augment`` holds other versions of the same clips (at other gains, through the air): the training
+    songs' versions join the segment model's training set (as paired views of the same segments under
+    ``cfg.consistency``) and the SVM's, under the same labels; validation uses the originals only. Under
+    data-parallel training (``options.comm``) only the first process fits the SVM; the others return the
+    segment model alone. ``score_members``: an ensemble's bodies also get an SVM each (``Fitted.members``),
+    to compare them with the ensemble."""
     audio, model_config, method, song = recipe.audio, recipe.model, recipe.method, recipe.song
     cfg = method_config(method, recipe.train, model_config)
     options = dataclasses.replace(options, comm=options.comm or Solo(pick_device(cfg.device)))
@@ -178,8 +179,12 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
     else:
         frames = 0
         versions = [mels(train_idx)] + [[extra[clips[i].path] for i in train_idx] for extra in augment]
-        train_set = segment_set([m for v in versions for m in v], np.concatenate(
-            [clip_labels(clips, train_idx)] * len(versions)), audio, model_config)
+        if cfg.consistency:  # the other versions are paired views of the same segments, not more segments
+            train_set = dataclasses.replace(segment_set(versions[0], clip_labels(clips, train_idx), audio,
+                                                        model_config), versions=versions[1:])
+        else:
+            train_set = segment_set([m for v in versions for m in v], np.concatenate(
+                [clip_labels(clips, train_idx)] * len(versions)), audio, model_config)
         val_set = segment_set(mels(val_idx), clip_labels(clips, val_idx), audio, model_config)
     net, history, gmm_records, members = train_bodies(train_set, val_set, audio, model_config, cfg, options)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
