@@ -166,6 +166,11 @@ def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
     assert '"segment_seconds": 2.0' in (out / rundir.CONFIG).read_text()  # config.json is left as it was
     more = run_record(RunSettings(out), dataclasses.replace(cfg, epochs=5), audio, model_config, song)
     assert rundir.resume_conflicts(json.loads((out / rundir.CONFIG).read_text()), more) == []  # more epochs resume
+    older = json.loads((out / rundir.CONFIG).read_text())
+    del older["train"]["consistency"]  # a run made before the setting existed had its default
+    assert rundir.resume_conflicts(older, more) == []
+    assert rundir.resume_conflicts(older, run_record(RunSettings(out), dataclasses.replace(cfg, consistency=1.0),
+                                                     audio, model_config, song)) == ["consistency 0.0 -> 1.0"]
 
 
 def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_path: Path):

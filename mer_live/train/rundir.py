@@ -30,6 +30,7 @@ from mer_live.atomic import atomic_file, atomic_write_text
 from mer_live.config import AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
 from mer_live.nn.model import ModelConfig, SegmentNet
+from mer_live.train.settings import TRAIN_DEFAULTS
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -127,7 +128,8 @@ def open_run(path: str | os.PathLike) -> Run:
 
 def resume_conflicts(saved: dict, new: dict) -> list[str]:
     """The settings of ``new`` (a config.json about to be written) that differ from the ``saved`` run's,
-    as "section.key: saved -> new"; epochs and the compute device may change."""
+    as "section.key: saved -> new"; epochs and the compute device may change, and a training setting the
+    saved run predates counts as its default."""
     changes = []
     for section in ("audio", "model", "train", "song", "method"):
         old, now = saved.get(section), new.get(section)
@@ -138,7 +140,8 @@ def resume_conflicts(saved: dict, new: dict) -> list[str]:
         for key in sorted(set(old) | set(now)):
             if key in ("derived", "horizon") or key in RESUMABLE_CHANGES.get(section, ()):
                 continue
-            a, b = old.get(key), now.get(key)
+            # a training setting added since the saved run was made had its default there
+            a, b = old.get(key, TRAIN_DEFAULTS.to_dict().get(key) if section == "train" else None), now.get(key)
             if isinstance(a, list | tuple) and isinstance(b, list | tuple):
                 a, b = list(a), list(b)
             if a != b:
