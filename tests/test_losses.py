@@ -45,6 +45,17 @@ def test_symmetric_kl():
     assert losses.symmetric_kl(torch.log(p), torch.log(p)).item() == 0
 
 
+def test_kl_to_target_follows_the_target_and_leaves_it_alone():
+    target = t([math.log(0.8), math.log(0.2)])  # softmax [0.8, 0.2]
+    logits = t([0.0, 0.0]).requires_grad_()  # softmax [0.5, 0.5]
+    target.requires_grad_()
+    kl = losses.kl_to_target(logits, target)
+    assert math.isclose(kl.item(), 0.8 * math.log(0.8 / 0.5) + 0.2 * math.log(0.2 / 0.5), rel_tol=1e-9)
+    kl.backward()
+    assert target.grad is None and logits.grad is not None and logits.grad.abs().sum() > 0
+    assert losses.kl_to_target(target.detach(), target.detach()).item() == 0.0
+
+
 def test_rampup_and_mixup_lambda():
     assert losses.linear_rampup(12, 4, 25.0) == 12.5
     assert losses.linear_rampup(2, 4, 25.0) == 0 and losses.linear_rampup(40, 4, 25.0) == 25
