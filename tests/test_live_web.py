@@ -65,6 +65,15 @@ def test_the_page_is_self_contained_and_says_so_in_its_policy():
     assert "innerHTML" not in text  # event text goes in as textContent: a file name is never markup
 
 
+def assert_nothing_listens(port: int) -> None:
+    """The page's port takes a new listener, which Linux refuses while anything still listens there (a
+    connect test can self-connect on a free local port)."""
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+        again.listen()
+
+
 def test_events_in_order_resumed_by_id_and_ended_by_stopped():
     stop = threading.Event()
     with LivePage(stop, port=0) as page:
@@ -90,10 +99,7 @@ def test_events_in_order_resumed_by_id_and_ended_by_stopped():
         page.close(t=7.0, segments=5)
         reader.join(timeout=10)
     assert not reader.is_alive() and waiting[-1] == {"event": "stopped", "t": 7.0, "segments": 5}
-    with socket.socket() as again:  # nothing listens there any more: the port takes a new listener (a connect
-        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # test can self-connect on a free port)
-        again.bind(("127.0.0.1", port))
-        again.listen()
+    assert_nothing_listens(port)
 
 
 def test_the_stop_event_closes_the_page_even_when_the_loop_never_comes_back(monkeypatch):
@@ -106,10 +112,7 @@ def test_the_stop_event_closes_the_page_even_when_the_loop_never_comes_back(monk
     while not page.events.closed or page._serving.is_alive():
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    with socket.socket() as again:  # nothing listens there any more: the port takes a new listener (a connect
-        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # test can self-connect on a free port)
-        again.bind(("127.0.0.1", port))
-        again.listen()
+    assert_nothing_listens(port)
 
 
 def test_a_port_in_use_is_one_line():

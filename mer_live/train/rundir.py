@@ -131,6 +131,7 @@ def resume_conflicts(saved: dict, new: dict) -> list[str]:
     as "section.key: saved -> new"; epochs and the compute device may change, and a training setting the
     saved run predates counts as its default."""
     changes = []
+    predates = {"train": TRAIN_DEFAULTS.to_dict()}  # a training setting added since the saved run had its default
     for section in ("audio", "model", "train", "song", "method"):
         old, now = saved.get(section), new.get(section)
         if not isinstance(old, dict) or not isinstance(now, dict):
@@ -140,8 +141,7 @@ def resume_conflicts(saved: dict, new: dict) -> list[str]:
         for key in sorted(set(old) | set(now)):
             if key in ("derived", "horizon") or key in RESUMABLE_CHANGES.get(section, ()):
                 continue
-            # a training setting added since the saved run was made had its default there
-            a, b = old.get(key, TRAIN_DEFAULTS.to_dict().get(key) if section == "train" else None), now.get(key)
+            a, b = old.get(key, predates.get(section, {}).get(key)), now.get(key)
             if isinstance(a, list | tuple) and isinstance(b, list | tuple):
                 a, b = list(a), list(b)
             if a != b:
