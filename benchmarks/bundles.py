@@ -38,13 +38,12 @@ def packaged() -> Bundle | None:
 
 
 def tiers(exclude: str = "") -> dict[str, Bundle]:
-    """The packaged models to compare in this checkout, by name: ``fast`` (the default's bundle at its stride)
-    and the previous default ``musicnn`` beside ``default``."""
-    from mer_live.runtime.bundle import PACKAGED, TIERS
+    """The packaged models to compare in this checkout, by name: ``fast`` and the previous default ``musicnn``
+    beside ``default``."""
+    from mer_live.runtime.bundle import PACKAGED
 
-    folders = {name: PACKAGED[base] for name, (base, _) in TIERS.items()} | PACKAGED
-    return {name: load_bundle(folders[name]) for name in ("fast", "default", "musicnn")
-            if name != exclude and (folders[name] / "bundle.json").is_file()}
+    return {name: load_bundle(PACKAGED[name]) for name in ("fast", "default", "musicnn")
+            if name != exclude and (PACKAGED[name] / "bundle.json").is_file()}
 
 
 def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:

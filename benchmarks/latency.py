@@ -11,7 +11,6 @@ reported apart; the real-time factor is compute / hop.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -302,23 +301,22 @@ def plot(rows: list[dict], path) -> None:
 def chosen_bundles(args: argparse.Namespace, work, lengths: list[float], models: list[str], archs: list[str]
                    ) -> dict[tuple[str, float], Bundle]:
     """(model, segment seconds) -> bundle: the packaged model at its own length, a stand-in of its
-    architecture at the others; a packaged tier (``fast``) at its own length only, its bundle hopping as its
-    stride says; ``--archs`` as stand-ins; ``--bundle`` alone."""
-    from mer_live.runtime.bundle import PACKAGED, load_bundle, tier
+    architecture at the others; a bundle that hops more than a second (``fast``: its windows do not overlap)
+    at its own length and hop only; ``--archs`` as stand-ins; ``--bundle`` alone."""
+    from mer_live.runtime.bundle import PACKAGED, load_bundle
 
     if args.bundle is not None:
         bundle = load_bundle(args.bundle)
         return {(bundles.arch_of(bundle), bundle.audio.segment_seconds): bundle}
     chosen: dict[tuple[str, float], Bundle] = {}
     for model in models:
-        base, stride = tier(model)
-        folder = PACKAGED.get(base, PACKAGED["default"].parent / base)
+        folder = PACKAGED.get(model, PACKAGED["default"].parent / model)
         if not (folder / "bundle.json").is_file():
             common.console.print(f"{model}: not packaged in this checkout, skipped", highlight=False)
             continue
         own = load_bundle(folder)
-        if stride > 1:
-            chosen[(model, own.audio.segment_seconds)] = dataclasses.replace(own, audio=own.audio.strided(stride))
+        if own.audio.effective_hop_seconds > 1.0:
+            chosen[(model, own.audio.segment_seconds)] = own
             continue
         for seconds in lengths:
             fits = own.audio.segment_seconds == seconds

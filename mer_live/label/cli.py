@@ -47,7 +47,7 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
                              "main process (least memory)")
     parser.add_argument("--stride", type=int, default=1, metavar="K",
                         help="label from every K-th segment only: 3 gives non-overlapping 3 s segments, a third of "
-                             "the compute (the default model at stride 3 is --model fast)")
+                             "the compute (--model fast hops 3 s already)")
     parser.add_argument("--strict", action="store_true", help="stop at the first file that fails")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows already in --out and skip those files (failed ones are retried)")

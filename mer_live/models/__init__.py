@@ -1,2 +1,2 @@
-"""The packaged model bundles: ``default`` (used when --model is not given; ``fast`` is it at stride 3),
+"""The packaged model bundles: ``default`` (used when --model is not given), ``fast`` (a window every 3 s),
 ``musicnn`` and ``compact``, and the pretrained weights they start from (``pretrained/``)."""

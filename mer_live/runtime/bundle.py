@@ -26,30 +26,17 @@ MANIFEST = "bundle.json"
 PICKLE = "aggregator.pkl"
 REQUIRED_FILES = ("segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx")
 DEFAULT_BUNDLE = Path(__file__).parents[1] / "models" / "default"
-# bundles shipped in the package, by name: the default (the AudioSet MobileNet fine-tuned end to end), the
-# previous default (pretrained musicnn, fine-tuned top) and the smallest (compact, from scratch)
-PACKAGED = {name: DEFAULT_BUNDLE.parent / name for name in ("default", "musicnn", "compact")}
-# packaged names that are a packaged bundle labeling from every k-th window: `fast` is the default's network
-# on non-overlapping windows (3 s windows every 3 s instead of every second), a third of its compute
-TIERS = {"fast": ("default", 3)}
+# bundles shipped in the package, by name: the default (the AudioSet MobileNet fine-tuned end to end, 3 s
+# windows every second), fast (the same network trained to agree with itself through the air, 3 s windows
+# every 3 s: a third of the default's compute), the previous default (pretrained musicnn, fine-tuned top)
+# and the smallest (compact, from scratch)
+PACKAGED = {name: DEFAULT_BUNDLE.parent / name for name in ("default", "fast", "musicnn", "compact")}
 
 
-def tier(path: str | os.PathLike | None) -> tuple[str | os.PathLike | None, int]:
-    """(bundle, stride) that ``path`` names: a packaged tier ("fast") is its base bundle at its stride,
-    anything else (a folder, another name, None) itself at stride 1."""
-    if path is not None and str(path) in TIERS and not Path(path).exists():
-        return TIERS[str(path)]
-    return path, 1
-
-
-def packaged_name(path: str | os.PathLike, stride: int = 1) -> str | None:
-    """The packaged name ("default", "fast", ...) of a bundle folder at a stride, None for other folders."""
+def packaged_name(path: str | os.PathLike) -> str | None:
+    """The packaged name ("default", "fast", ...) of a bundle folder, None for other folders."""
     real = os.path.realpath(path)
-    for name, (base, factor) in TIERS.items():
-        if stride == factor and real == os.path.realpath(PACKAGED[base]):
-            return name
-    return next((name for name, folder in PACKAGED.items()
-                 if stride == 1 and real == os.path.realpath(folder)), None)
+    return next((name for name, folder in PACKAGED.items() if real == os.path.realpath(folder)), None)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -104,9 +91,8 @@ class Bundle:
 
 
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
-    """Open and verify a bundle: a folder, a packaged bundle's name ("default", "musicnn", "compact"; "fast"
-    is the default's bundle, which ``engine.load`` runs at its stride), or None for the packaged default."""
-    path = tier(path)[0]
+    """Open and verify a bundle: a folder, a packaged bundle's name ("default", "fast", "musicnn", "compact"),
+    or None for the packaged default."""
     if path is None or (str(path) in PACKAGED and not Path(path).exists()):
         path = PACKAGED[str(path or "default")]
     path = Path(path)

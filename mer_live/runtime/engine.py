@@ -14,7 +14,7 @@ import numpy as np
 from mer_live.audio.samples import StreamResampler
 from mer_live.deprecation import deprecated
 from mer_live.errors import AudioError, MerLiveError
-from mer_live.runtime.bundle import Bundle, load_bundle, packaged_name, tier
+from mer_live.runtime.bundle import Bundle, load_bundle, packaged_name
 from mer_live.runtime.results import SongResult
 from mer_live.runtime.stages import Stages
 from mer_live.runtime.stream import Stream
@@ -84,8 +84,9 @@ class Model:
 
     @property
     def name(self) -> str:
-        """The packaged name ("default", "fast", ...) of this bundle at this stride, else the bundle's folder."""
-        return packaged_name(self.bundle.path, self.stride) or str(self.bundle.path)
+        """The packaged name ("default", "fast", ...) of this bundle, else its folder; with the stride when not 1."""
+        name = packaged_name(self.bundle.path) or str(self.bundle.path)
+        return name if self.stride == 1 else f"{name} --stride {self.stride}"
 
     def warm_up(self) -> None:
         """Run every graph once so first-run costs (allocations, cuDNN search) are not timed."""
@@ -95,13 +96,7 @@ class Model:
 def load(path: str | os.PathLike | None = None, provider: str = "auto", threads: int | None = None,
          stride: int = 1, aggregator: str = "onnx") -> Model:
     """A model: the packaged default (None), a packaged name ("default", "fast", "musicnn", "compact") or a
-    bundle folder. "fast" is the default's bundle at the stride ``bundle.TIERS`` gives it.
+    bundle folder.
 
     ``provider``: "auto" (CUDA when this onnxruntime has it, else the CPU), "cpu" or "cuda"."""
-    base, factor = tier(path)
-    if factor != 1:
-        if stride != 1:
-            raise MerLiveError(f"--model {path} is the {base} model at --stride {factor} already; for another "
-                               f"stride use --model {base} --stride K")
-        stride = factor
-    return Model(load_bundle(base), provider=provider, threads=threads, stride=stride, aggregator=aggregator)
+    return Model(load_bundle(path), provider=provider, threads=threads, stride=stride, aggregator=aggregator)

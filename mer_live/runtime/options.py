@@ -24,9 +24,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--compute`` (and its old name ``--provider``), ``--aggregator``."""
     parser.add_argument("--model", metavar="BUNDLE",
                         help="model bundle directory, or a packaged model: default (an AudioSet MobileNet "
-                             "fine-tuned end to end; a window every second), fast (the same network, a window every "
-                             "3 s: a third of the compute), musicnn (the previous default, about 8 times the "
-                             "compute) or compact (from scratch, least accurate)")
+                             "fine-tuned end to end; a window every second), fast (the same network trained to "
+                             "hear music through the air; a window every 3 s: a third of the compute), musicnn "
+                             "(the previous default, about 8 times the compute) or compact (from scratch, least "
+                             "accurate)")
     parser.add_argument("--compute", dest="provider", choices=PROVIDERS, default="auto",
                         help="where the model runs (ONNX Runtime provider): auto uses CUDA when this onnxruntime "
                              "has it, else the CPU (the provider actually used is reported)")
