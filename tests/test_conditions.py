@@ -74,3 +74,18 @@ def test_cache_entries_per_condition_are_stable(tmp_path, write_audio):
     again = LogMelCache(tmp_path / "other", AUDIOSET_AUDIO, "room").get(path)
     assert room.shape == clean.shape and not np.allclose(room, clean)
     assert np.array_equal(room, again)  # seeded by the file and the condition, not by the run
+
+
+def test_a_share_of_chains_passes_a_telephone_band():
+    """``phone``: that share of the random chains keeps 250-400 Hz to 3-4 kHz; the name carries the share, and
+    without it the names (and so the cached copies) are the ones made before the option existed."""
+    x = music_like(2.0)
+
+    def low_to_mid(phone: float) -> np.ndarray:  # 55 Hz against 880 Hz, per chain, noise and all
+        chains = [conditions.through_the_air(x, SR, np.random.default_rng(seed), phone) for seed in range(24)]
+        return np.array([band_energy(c, 40, 70) / band_energy(c, 850, 910) for c in chains])
+
+    wide, phone = low_to_mid(0.0), low_to_mid(1.0)
+    assert np.median(phone) < 0.02 * np.median(wide)
+    assert conditions.air_condition(1) == "air-1" and conditions.air_phone_share("air-1") == 0.0
+    assert conditions.air_phone_share(conditions.air_condition(1, 0.3)) == 0.3

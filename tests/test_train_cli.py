@@ -193,6 +193,9 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
     alone = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--consistency", "1",
                      "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert alone.returncode == 2 and "--air-copies" in alone.stderr and "Traceback" not in alone.stderr
+    phone = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--air-phone", "0.3",
+                     "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert phone.returncode == 2 and "--air-copies" in phone.stderr and "Traceback" not in phone.stderr
 
 
 def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: Path):

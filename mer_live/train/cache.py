@@ -87,7 +87,8 @@ class LogMelCache:
         seed = int(hashlib.sha256(f"{key}:{self.condition}".encode()).hexdigest()[:16], 16)
         rng = np.random.default_rng(seed)
         if self.condition.startswith("air-"):
-            return conditions.through_the_air(samples, self.audio.sample_rate, rng)
+            phone = conditions.air_phone_share(self.condition)
+            return conditions.through_the_air(samples, self.audio.sample_rate, rng, phone)
         return conditions.apply_condition(samples, self.audio.sample_rate, self.condition, rng)
 
     def get(self, path: str | os.PathLike) -> np.ndarray:

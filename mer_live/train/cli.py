@@ -90,6 +90,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--air-copies", type=int, default=D.air_copies, metavar="K",
                      help="also train on K random recordings of every clip through the air (a room's reverb, noise "
                           "at 5-30 dB SNR, band limits, a microphone's tilt, gain): for live microphone input")
+    opt.add_argument("--air-phone", type=float, default=D.air_phone, metavar="P",
+                     help="with --air-copies: this share of the recordings passes a telephone's band (250-400 Hz "
+                          "to 3-4 kHz) instead of the wide band limits (0: none)")
     opt.add_argument("--consistency", type=float, default=D.consistency, metavar="W",
                      help="with --air-copies: the copies become paired views, and every naive (or warm-up) step "
                           "pulls each segment's prediction through the air towards its clean one (KL, weight W; "
@@ -166,6 +169,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if cfg.consistency < 0 or (cfg.consistency and not (cfg.air_copies or cfg.gain_augment_db)):
         raise MerLiveError("--consistency W needs W >= 0 and other recordings to be consistent with: "
                            "add --air-copies K (or --gain-augment DB)")
+    if not 0 <= cfg.air_phone <= 1 or (cfg.air_phone and not cfg.air_copies):
+        raise MerLiveError("--air-phone P needs 0 <= P <= 1 and recordings to pass through a telephone: "
+                           "add --air-copies K")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))
 
 

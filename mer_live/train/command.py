@@ -13,6 +13,7 @@ from mer_live.nn.model import ModelConfig
 from mer_live.train import rundir
 from mer_live.train.cache import LogMelCache
 from mer_live.train.comm import Communicator, Solo, pick_device
+from mer_live.train.conditions import air_condition
 from mer_live.train.datasets import Clip, Dataset, load_dataset
 from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import DataConfig, RunSettings, TrainConfig
@@ -114,7 +115,8 @@ def train_run(run: RunSettings, data: DataConfig, cfg: TrainConfig, audio: Audio
     with comm.first_then_rest():
         inputs = model_inputs(logmels, audio, model_config, data.cache, log=log)
         augment = [model_inputs(logmels, audio, model_config, data.cache, g, log=log) for g in cfg.gain_augment_db]
-        augment += [model_inputs(conditioned_logmels(data, audio, clips, f"air-{k}", quiet=not first), audio,
+        augment += [model_inputs(conditioned_logmels(data, audio, clips, air_condition(k, cfg.air_phone),
+                                                     quiet=not first), audio,
                                  model_config, data.cache, log=log) for k in range(cfg.air_copies)]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=not first) as bar:

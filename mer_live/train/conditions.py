@@ -6,8 +6,9 @@ test conditions after the sox chains they stand for (``evaluate --conditions``):
 darkening noise, RT60 0.6 s, mixed at equal energy with the direct sound), ``noise`` (pink noise at 15 dB
 SNR) and ``phone`` (``highpass 300 lowpass 3400``). ``through_the_air`` draws a random chain of the same
 kinds for training (``--air-copies``): a room with RT60 0.2-1.2 s, noise at 5-30 dB SNR, band limits
-and a microphone's tilt, a gain of -12..+6 dB. All of it is deterministic given the generator, so a
-cached conditioned clip is reproducible.
+and a microphone's tilt, a gain of -12..+6 dB; with ``phone`` > 0 that share of chains passes a
+telephone's band instead of the wide band limits (``--air-phone``). All of it is deterministic given the
+generator, so a cached conditioned clip is reproducible.
 """
 
 from __future__ import annotations
@@ -76,11 +77,26 @@ def apply_condition(x: np.ndarray, sr: int, condition: str, rng: np.random.Gener
     raise ValueError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
 
 
-def through_the_air(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """A random recording chain for training: each stage with probability about one half."""
+def air_condition(k: int, phone: float = 0.0) -> str:
+    """The name (and cache suffix) of the ``k``-th random recording chain of a clip, ``phone`` its share of
+    telephone bands: ``air-0``, or ``air-0-phone0.3``."""
+    return f"air-{k}" if not phone else f"air-{k}-phone{phone:g}"
+
+
+def air_phone_share(condition: str) -> float:
+    """The telephone share an ``air_condition`` name carries (0 when none)."""
+    return float(condition.split("-phone", 1)[1]) if "-phone" in condition else 0.0
+
+
+def through_the_air(x: np.ndarray, sr: int, rng: np.random.Generator, phone: float = 0.0) -> np.ndarray:
+    """A random recording chain for training: each stage with probability about one half. ``phone``: the
+    share of chains whose band is a telephone's (250-400 Hz to 3-4 kHz, 4th order) instead; 0 draws exactly
+    what it always drew, so cached copies stay valid."""
     if rng.random() < 0.6:
         x = reverberate(x, room_response(sr, rng.uniform(0.2, 1.2), rng, rng.uniform(2000, 8000)))
-    if rng.random() < 0.5:
+    if phone and rng.random() < phone:
+        x = _filter(x, sr, "bandpass", (rng.uniform(250, 400), rng.uniform(3000, 4000)))
+    elif rng.random() < 0.5:
         low = rng.uniform(50, 350)
         high = min(rng.uniform(3000, 16000), 0.45 * sr)
         x = _filter(x, sr, "bandpass", (low, high), order=2)

@@ -20,6 +20,7 @@ from mer_live.config import DEFAULT_SONG, TASKS, AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
 from mer_live.nn.model import ModelConfig
 from mer_live.stats import quadrant
+from mer_live.train.conditions import air_condition
 from mer_live.train.datasets import Clip
 from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import TrainConfig
@@ -142,7 +143,7 @@ def cross_validate(
         seg_audio = audio.replace(segment_seconds=seconds)
         clip_inputs = inputs(seg_audio, 0.0)
         augmented = [inputs(seg_audio, g) for g in cfg.gain_augment_db]
-        augmented += [inputs(seg_audio, 0.0, f"air-{k}") for k in range(cfg.air_copies)]
+        augmented += [inputs(seg_audio, 0.0, air_condition(k, cfg.air_phone)) for k in range(cfg.air_copies)]
         gained = {g: inputs(seg_audio, g) for g in gains}
         heard = {c: inputs(seg_audio, 0.0, c) for c in conditions}
         for method in methods:

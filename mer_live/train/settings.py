@@ -56,6 +56,7 @@ class TrainConfig:
     segments_per_epoch: int = 0  # 0 = every segment each epoch; else a fresh random subset
     gain_augment_db: tuple[float, ...] = ()  # also train on every clip as if recorded at these gains [inferred]
     air_copies: int = 0  # also train on this many random room / noise / band / gain recordings of every clip
+    air_phone: float = 0.0  # the share of those recordings heard through a telephone's band [inferred]
     # > 0: an exponential moving average of the weights, updated every step with this decay, is what is validated
     # and kept; under SSSL it is also the teacher that divides the segments and guesses their targets (Mean
     # Teacher's alternative to the paper's R-Drop passes) [inferred]
