@@ -141,6 +141,13 @@ def test_streaming_a_real_mp3_equals_predicting_it(music_clip):
     _check_stream_equals_predict(str(music_clip), model, [None, 4096, model.audio.sample_rate + 7])
 
 
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_packaged_tiers_stream_as_they_predict(name):
+    """Both tiers live: the default updating every second, `fast` every 3 s, as `predict` labels the file."""
+    model = mer_live.load(name, provider="cpu")
+    _check_stream_equals_predict(str(music_wav()), model, [None, 4096])
+
+
 def test_predict_takes_arrays_at_any_rate_and_the_stream_resamples_too():
     model = mer_live.load(tiny_bundle().path, provider="cpu")
     sr = model.audio.sample_rate
