@@ -177,11 +177,18 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
     out = tmp_path / "eval"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
                       "--methods", "naive", "--conditions", "room,noise,phone", "--air-copies", "1",
-                      "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+                      "--compare-svm-copies", "0", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "evaluation.json").read_text())
     rows = {r["aggregation"]: r for r in report["results"]}
     assert {"svm @ room", "svm @ noise", "svm @ phone", "mean @ phone"} <= set(rows)
+    # the same fold networks with a song SVM fit on the clean songs only, under every condition too
+    assert {"svm (0 copies)", "svm (0 copies) @ room", "svm (0 copies) @ phone"} <= set(rows)
+    assert not any(name.startswith("mean (") for name in rows)  # the plain mean has no SVM to vary
+    plain, clean_fit = rows["svm"]["predictions"], rows["svm (0 copies)"]["predictions"]
+    assert [f["songs"] for f in plain] == [f["songs"] for f in clean_fit]
+    assert [f["probs"] for f in plain] != [f["probs"] for f in clean_fit]
     for condition in ("room", "noise", "phone"):
         assert 0.0 <= rows[f"svm @ {condition}"]["summary"]["quadrant_agreement"]["mean"] <= 1.0
     assert report["train"]["air_copies"] == 1
@@ -196,6 +203,10 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
     phone = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--air-phone", "0.3",
                      "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert phone.returncode == 2 and "--air-copies" in phone.stderr and "Traceback" not in phone.stderr
+    for option in ("--svm-copies", "--compare-svm-copies"):
+        bare = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), option, "0",
+                        "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+        assert bare.returncode == 2 and "--air-copies" in bare.stderr and "Traceback" not in bare.stderr
 
 
 def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: Path):
@@ -263,3 +274,22 @@ def test_an_ensemble_trains_body_by_body_exports_as_one_graph_and_labels(tmp_pat
     refused = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--bodies", "2", "--out", str(tmp_path / "x"),
                        cwd=tmp_path)
     assert refused.returncode == 2 and "AudioSet" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_song_svm_fits_on_as_many_other_recordings_as_asked():
+    """``--svm-copies K``: the SVM sees the clean songs and the first K other versions, so its support
+    vectors (the bundle's size) come from those rows only; by default it sees every version."""
+    import numpy as np
+
+    from mer_live.config import DEFAULT_SONG
+    from mer_live.train.trainer import Fitted, fit_aggregator
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (40, len(DEFAULT_SONG.tasks)))
+    clean = rng.normal(size=(40, 6)) + labels[:, :1]
+    others = [clean + rng.normal(0, 0.3, clean.shape) for _ in range(2)]
+    fitted = Fitted(None, None, "naive", None, [], {}, [], features=clean, other_features=others)
+    for copies, rows in ((0, 40), (1, 80), (None, 120)):
+        svm = fit_aggregator(fitted, labels, DEFAULT_SONG, 0, copies).models[DEFAULT_SONG.tasks[0]]
+        assert svm[0].n_samples_seen_ == rows
+        assert svm[-1].n_support_.sum() <= rows

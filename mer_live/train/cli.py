@@ -93,6 +93,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--air-phone", type=float, default=D.air_phone, metavar="P",
                      help="with --air-copies: this share of the recordings passes a telephone's band (250-400 Hz "
                           "to 3-4 kHz) instead of the wide band limits (0: none)")
+    opt.add_argument("--svm-copies", type=int, default=D.svm_copies, metavar="K",
+                     help="with --air-copies (or --gain-augment): the song SVM fits on the clean songs and only the "
+                          "first K other recordings of them (default: all); every recording adds its songs to the "
+                          "support vectors, so fewer make a smaller bundle")
     opt.add_argument("--consistency", type=float, default=D.consistency, metavar="W",
                      help="with --air-copies: the copies become paired views, and every naive (or warm-up) step "
                           "pulls each segment's prediction through the air towards its clean one (KL, weight W; "
@@ -160,6 +164,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conditions", default="",
                         help="also test every fold's songs heard through the air: a comma list of room (highpass "
                              "120 Hz + reverb), noise (pink, 15 dB SNR), phone (300-3400 Hz)")
+    parser.add_argument("--compare-svm-copies", default="", metavar="K[,K...]",
+                        help="with --air-copies: every fold's network also gets song SVMs fit on the clean songs "
+                             "and only K of their other recordings, e.g. 0,1 (rows 'svm (K copies)', paired)")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -172,6 +179,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if not 0 <= cfg.air_phone <= 1 or (cfg.air_phone and not cfg.air_copies):
         raise MerLiveError("--air-phone P needs 0 <= P <= 1 and recordings to pass through a telephone: "
                            "add --air-copies K")
+    if cfg.svm_copies is not None and (cfg.svm_copies < 0 or not (cfg.air_copies or cfg.gain_augment_db)):
+        raise MerLiveError("--svm-copies K needs K >= 0 and other recordings for the song SVM to fit on: "
+                           "add --air-copies K (or --gain-augment DB)")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))
 
 
@@ -243,9 +253,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         run_folds = tuple(int(k) for k in args.run_folds.split(",") if k.strip())
         test_hops = tuple(float(h) for h in args.test_hops.split(",") if h.strip())
+        svm_copies = tuple(int(k) for k in args.compare_svm_copies.split(",") if k.strip())
     except ValueError:
-        raise MerLiveError(f"--run-folds and --test-hops take numbers like 4,5 and 1: got {args.run_folds!r}, "
-                           f"{args.test_hops!r}") from None
+        raise MerLiveError(f"--run-folds, --test-hops and --compare-svm-copies take numbers like 4,5 and 1: got "
+                           f"{args.run_folds!r}, {args.test_hops!r}, {args.compare_svm_copies!r}") from None
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from {', '.join(METHODS)}")
@@ -253,6 +264,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if unknown:
         raise MerLiveError(f"unknown conditions {sorted(unknown)}: choose from {', '.join(CONDITIONS)}")
     cfg, audio, model_config, song, data = _configs(args)
+    if svm_copies and (min(svm_copies) < 0 or not (cfg.air_copies or cfg.gain_augment_db)):
+        raise MerLiveError("--compare-svm-copies K needs K >= 0 and other recordings to fit on: add --air-copies K")
     dataset, clips, logmels = prepare_data(data, audio)
     console = log_console()
 
@@ -269,7 +282,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
                             log=console.log, max_folds=args.max_folds, run_folds=run_folds, gains=gains,
-                            strides=strides, conditions=conditions, test_hops=test_hops, on_fold=save)
+                            strides=strides, conditions=conditions, test_hops=test_hops, svm_copies=svm_copies,
+                            on_fold=save)
     json_path, md_path = save(report)
     print(markdown_table(report))
     console.log(f"wrote {json_path} and {md_path}")

@@ -25,7 +25,7 @@ from mer_live.train.datasets import Clip
 from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import TrainConfig
 from mer_live.train.splits import song_folds
-from mer_live.train.trainer import Recipe, clip_labels, fit, predict_songs
+from mer_live.train.trainer import Recipe, clip_labels, fit, fit_aggregator, predict_songs
 
 QUADRANT_ORDER = ("Q1", "Q2", "Q3", "Q4")
 METRICS = ("valence_acc", "valence_f1", "arousal_acc", "arousal_f1", "quadrant_acc", "quadrant_f1")
@@ -93,6 +93,7 @@ def cross_validate(
     strides: tuple[int, ...] = (),
     conditions: tuple[str, ...] = (),
     test_hops: tuple[float, ...] = (),
+    svm_copies: tuple[int, ...] = (),
     on_fold: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run every (segment length, method) on every fold (or the first ``max_folds``, or the fold numbers
@@ -109,7 +110,9 @@ def cross_validate(
     of songs whose quadrant stays what it was on the clean input. With ``test_hops`` (log-mel models) the
     test songs are also cut into segments at these hops in seconds: rows "svm @ hop 1 s" etc., how a model
     trained on one hop labels songs at a denser or sparser one. ``cfg.air_copies`` adds that many random
-    recordings of every training song (``inputs(audio, 0, "air-K")``) to the training set. ``on_fold`` gets
+    recordings of every training song (``inputs(audio, 0, "air-K")``) to the training set; with ``svm_copies``
+    every fold's network also gets song SVMs fit on the clean songs and only that many of those recordings
+    (rows "svm (K copies)", with every test variant): the same network, paired. ``on_fold`` gets
     the report so far after every fold (a study stopped halfway keeps the folds it finished).
     """
     if strides and not model_config.pretrained:
@@ -160,33 +163,45 @@ def cross_validate(
                 fitted = fit(clips, train_mels, train_idx, Recipe(seg_audio, model_config, cfg, method, song),
                              LoopOptions(log=lambda line: log("    " + line)), train_aug, score_members=True)
                 test_mels = [clip_inputs[clips[i].path] for i in test_idx]
-                preds = predict_songs(fitted, test_mels, song)
                 truth = clip_labels(clips, test_idx)
                 songs = [clips[i].path.name for i in test_idx]
-                # the same test songs from fewer segments, or at another input gain
-                variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
-                            for k in strides]
-                variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
-                             for gain, per_clip in gained.items()]
-                variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
-                             for condition, per_clip in heard.items()]
-                hopped = [(f" @ hop {hop:g} s", dataclasses.replace(
-                    fitted, audio=fitted.audio.replace(segment_hop_seconds=hop)), test_mels) for hop in test_hops]
-                # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run
-                hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
-                    member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels)
-                    for b, member in enumerate(fitted.members, 1)
-                    for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
-                                                                                     for h in test_hops]]
-                for suffix, model, test_inputs in [(s, fitted, x) for s, x in variants] + hopped:
-                    for aggregation, probs in predict_songs(model, test_inputs, song).items():
-                        per_fold.setdefault(aggregation + suffix, []).append(fold_row(
-                            k, songs, truth, probs, quadrant_agreement=quadrant_agreement(probs, preds[aggregation])))
-                for aggregation, probs in preds.items():
-                    fold_metrics = fold_row(k, songs, truth, probs)
-                    per_fold.setdefault(aggregation, []).append(fold_metrics)
-                    log(f"    fold {k} {aggregation}: " + " ".join(
-                        f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
+                # the same network with song SVMs fit on fewer of the other recordings: rows "svm (K copies)"
+                labels = clip_labels(clips, train_idx)
+                fits = [("", fitted)] + [(f" ({copies} copies)", dataclasses.replace(
+                    fitted, aggregator=fit_aggregator(fitted, labels, song, cfg.seed, copies), members=[]))
+                    for copies in svm_copies]
+                for tag, model in fits:
+                    preds = predict_songs(model, test_mels, song)
+                    if tag:  # the plain mean does not depend on the SVM
+                        preds = {"svm" + tag: preds["svm"]}
+                    # the same test songs from fewer segments, or at another input gain
+                    variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
+                                for k in strides]
+                    variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
+                                 for gain, per_clip in gained.items()]
+                    variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
+                                 for condition, per_clip in heard.items()]
+                    hopped = [(f" @ hop {hop:g} s", dataclasses.replace(
+                        model, audio=model.audio.replace(segment_hop_seconds=hop)), test_mels) for hop in test_hops]
+                    # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run
+                    hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
+                        member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels)
+                        for b, member in enumerate(model.members, 1)
+                        for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
+                                                                                         for h in test_hops]]
+                    for suffix, variant, test_inputs in [(s, model, x) for s, x in variants] + hopped:
+                        for aggregation, probs in predict_songs(variant, test_inputs, song).items():
+                            if tag and aggregation != "svm":
+                                continue
+                            aggregation += tag
+                            per_fold.setdefault(aggregation + suffix, []).append(fold_row(
+                                k, songs, truth, probs,
+                                quadrant_agreement=quadrant_agreement(probs, preds[aggregation])))
+                    for aggregation, probs in preds.items():
+                        fold_metrics = fold_row(k, songs, truth, probs)
+                        per_fold.setdefault(aggregation, []).append(fold_metrics)
+                        log(f"    fold {k} {aggregation}: " + " ".join(
+                            f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
                 done.append(k)
                 if on_fold is not None:
                     on_fold(report(results + rows_of(seconds, seg_audio, method, per_fold, started), done))

@@ -57,6 +57,9 @@ class TrainConfig:
     gain_augment_db: tuple[float, ...] = ()  # also train on every clip as if recorded at these gains [inferred]
     air_copies: int = 0  # also train on this many random room / noise / band / gain recordings of every clip
     air_phone: float = 0.0  # the share of those recordings heard through a telephone's band [inferred]
+    # the song SVM fits on the clean songs and the first this many other versions of them (None: all, as the
+    # segment model); every version adds its songs' rows to the support vectors, so fewer make a smaller bundle
+    svm_copies: int | None = None
     # > 0: an exponential moving average of the weights, updated every step with this decay, is what is validated
     # and kept; under SSSL it is also the teacher that divides the segments and guesses their targets (Mean
     # Teacher's alternative to the paper's R-Drop passes) [inferred]

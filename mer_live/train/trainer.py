@@ -60,7 +60,8 @@ class Fitted:
     gmm_records: dict
     val_indices: list[int]
     clip_frames: int = 0
-    features: np.ndarray | None = None  # song statistics the SVM was fit on, in the order of fit's indices
+    features: np.ndarray | None = None  # the clean songs' statistics, in the order of fit's indices
+    other_features: list[np.ndarray] = dataclasses.field(default_factory=list)  # the same of the other versions
     members: list[Fitted] = dataclasses.field(default_factory=list)  # an ensemble's bodies, each with its own SVM
 
 
@@ -193,15 +194,23 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
 
         def with_aggregator(model: Fitted) -> Fitted:
             model.features = song_features(model, mels(indices), song)
-            extra = [song_features(model, [version[clips[i].path] for i in indices], song) for version in augment]
-            model.aggregator = SongAggregator(list(song.tasks), seed=cfg.seed).fit(
-                np.concatenate([model.features, *extra]), np.concatenate([labels] * (1 + len(extra))))
+            model.other_features = [song_features(model, [version[clips[i].path] for i in indices], song)
+                                    for version in augment]
+            model.aggregator = fit_aggregator(model, labels, song, cfg.seed, cfg.svm_copies)
             return model
 
         with_aggregator(fitted)
         if score_members:
             fitted.members = [with_aggregator(Fitted(m, None, method, audio, [], {}, val_idx)) for m in members]
     return fitted
+
+
+def fit_aggregator(model: Fitted, labels: np.ndarray, song: SongConfig, seed: int, copies: int | None
+                   ) -> SongAggregator:
+    """The song SVM on the clean songs' statistics and those of their first ``copies`` other versions
+    (None: all), every version under its song's labels."""
+    rows = [model.features, *model.other_features[:copies]]
+    return SongAggregator(list(song.tasks), seed=seed).fit(np.concatenate(rows), np.concatenate([labels] * len(rows)))
 
 
 def train_bodies(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_config: ModelConfig,
