@@ -293,3 +293,34 @@ def test_the_song_svm_fits_on_as_many_other_recordings_as_asked():
         svm = fit_aggregator(fitted, labels, DEFAULT_SONG, 0, copies).models[DEFAULT_SONG.tasks[0]]
         assert svm[0].n_samples_seen_ == rows
         assert svm[-1].n_support_.sum() <= rows
+
+
+def test_a_finished_run_resumes_with_a_song_svm_on_fewer_recordings(tmp_path: Path):
+    """``--svm-copies`` changes the song stage only: a finished run resumed with it keeps its network and
+    refits the SVM on the clean songs alone, and its config.json says so."""
+    import pickle
+
+    import torch
+
+    from mer_live.train import rundir
+
+    out = tmp_path / "run"
+    args = [*TINY, "--root", str(tmp_path / "synth"), "--segment-seconds", "2", "--air-copies", "1",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+
+    def rows_seen() -> int:
+        aggregator = pickle.loads((out / rundir.AGGREGATOR).read_bytes())
+        return aggregator.models["valence"][0].n_samples_seen_
+
+    first = mer_live("train", *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    network = torch.load(out / rundir.CHECKPOINT, weights_only=False)["model"]
+    assert rows_seen() == 32  # 16 songs, clean and through the air
+    again = mer_live("train", *args, "--svm-copies", "0", "--resume", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert rows_seen() == 16
+    kept = torch.load(out / rundir.CHECKPOINT, weights_only=False)["model"]
+    assert all(torch.equal(network[k], kept[k]) for k in network)
+    assert json.loads((out / rundir.CONFIG).read_text())["train"]["svm_copies"] == 0
+    other = mer_live("train", *args, "--resume", "--air-copies", "2", cwd=tmp_path)
+    assert other.returncode == 2 and "air_copies 1 -> 2" in other.stderr  # the network's data may not change

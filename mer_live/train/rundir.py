@@ -40,7 +40,8 @@ VERIFY_AUDIO = "verify_audio.npy"
 VERIFY_FEATURES = "verify_features.npy"
 PLOTS = "plots"
 # settings a checkpoint may be resumed under although they differ: more epochs extend a run; where it runs
-RESUMABLE_CHANGES = {"train": ("epochs", "device")}
+# does not change what it learns; the song SVM is refit at the end of every run, the network untouched
+RESUMABLE_CHANGES = {"train": ("epochs", "device", "svm_copies")}
 
 
 def run_config(audio: AudioConfig, model_config: ModelConfig, train: dict, song: SongConfig, **extra: object
@@ -128,7 +129,7 @@ def open_run(path: str | os.PathLike) -> Run:
 
 def resume_conflicts(saved: dict, new: dict) -> list[str]:
     """The settings of ``new`` (a config.json about to be written) that differ from the ``saved`` run's,
-    as "section.key: saved -> new"; epochs and the compute device may change, and a training setting the
+    as "section.key: saved -> new"; those in ``RESUMABLE_CHANGES`` may change, and a training setting the
     saved run predates counts as its default."""
     changes = []
     predates = {"train": TRAIN_DEFAULTS.to_dict()}  # a training setting added since the saved run had its default
