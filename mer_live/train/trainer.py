@@ -159,10 +159,10 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
     ``logmels`` holds what ``model_inputs`` gives per clip: log-mel, or cached body features.
     ``augment`` holds other versions of the same clips (at other gains, through the air): the training
     songs' versions join the segment model's training set (as paired views of the same segments under
-    ``cfg.consistency``) and the SVM's, under the same labels; validation uses the originals only. Under
-    data-parallel training (``options.comm``) only the first process fits the SVM; the others return the
-    segment model alone. ``score_members``: an ensemble's bodies also get an SVM each (``Fitted.members``),
-    to compare them with the ensemble."""
+    ``cfg.consistency``) and the SVM's (the first ``cfg.svm_copies`` of them, or all), under the same labels;
+    validation uses the originals only. Under data-parallel training (``options.comm``) only the first
+    process fits the SVM; the others return the segment model alone. ``score_members``: an ensemble's bodies
+    also get an SVM each (``Fitted.members``), to compare them with the ensemble."""
     audio, model_config, method, song = recipe.audio, recipe.model, recipe.method, recipe.song
     cfg = method_config(method, recipe.train, model_config)
     options = dataclasses.replace(options, comm=options.comm or Solo(pick_device(cfg.device)))
