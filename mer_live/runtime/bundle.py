@@ -27,9 +27,9 @@ PICKLE = "aggregator.pkl"
 REQUIRED_FILES = ("segment.onnx", "frontend.onnx", "backbone.onnx", "aggregator.onnx")
 DEFAULT_BUNDLE = Path(__file__).parents[1] / "models" / "default"
 # bundles shipped in the package, by name: the default (the AudioSet MobileNet fine-tuned end to end, 3 s
-# windows every second), fast (the same network trained to agree with itself through the air, 3 s windows
-# every 3 s: a third of the default's compute), the previous default (pretrained musicnn, fine-tuned top)
-# and the smallest (compact, from scratch)
+# windows every second), fast (the default's files with 3 s windows every 3 s, as it trained: a third of
+# the default's compute), the previous default (pretrained musicnn, fine-tuned top) and the smallest
+# (compact, from scratch)
 PACKAGED = {name: DEFAULT_BUNDLE.parent / name for name in ("default", "fast", "musicnn", "compact")}
 
 
