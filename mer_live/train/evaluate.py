@@ -167,41 +167,32 @@ def cross_validate(
                 songs = [clips[i].path.name for i in test_idx]
                 # the same network with song SVMs fit on fewer of the other recordings: rows "svm (K copies)"
                 labels = clip_labels(clips, train_idx)
-                fits = [("", fitted)] + [(f" ({copies} copies)", dataclasses.replace(
-                    fitted, aggregator=fit_aggregator(fitted, labels, song, cfg.seed, copies), members=[]))
-                    for copies in svm_copies]
-                for tag, model in fits:
-                    preds = predict_songs(model, test_mels, song)
-                    if tag:  # the plain mean does not depend on the SVM
-                        preds = {"svm" + tag: preds["svm"]}
-                    # the same test songs from fewer segments, or at another input gain
-                    variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
-                                for k in strides]
-                    variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
-                                 for gain, per_clip in gained.items()]
-                    variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
-                                 for condition, per_clip in heard.items()]
-                    hopped = [(f" @ hop {hop:g} s", dataclasses.replace(
-                        model, audio=model.audio.replace(segment_hop_seconds=hop)), test_mels) for hop in test_hops]
-                    # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run
-                    hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
-                        member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels)
-                        for b, member in enumerate(model.members, 1)
-                        for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
-                                                                                         for h in test_hops]]
-                    for suffix, variant, test_inputs in [(s, model, x) for s, x in variants] + hopped:
-                        for aggregation, probs in predict_songs(variant, test_inputs, song).items():
-                            if tag and aggregation != "svm":
-                                continue
-                            aggregation += tag
-                            per_fold.setdefault(aggregation + suffix, []).append(fold_row(
-                                k, songs, truth, probs,
-                                quadrant_agreement=quadrant_agreement(probs, preds[aggregation])))
-                    for aggregation, probs in preds.items():
-                        fold_metrics = fold_row(k, songs, truth, probs)
-                        per_fold.setdefault(aggregation, []).append(fold_metrics)
-                        log(f"    fold {k} {aggregation}: " + " ".join(
-                            f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
+                svms = {f" ({copies} copies)": fit_aggregator(fitted, labels, song, cfg.seed, copies)
+                        for copies in svm_copies}
+                preds = predict_songs(fitted, test_mels, song, svms)
+                # the same test songs from fewer segments, or at another input gain
+                variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
+                            for k in strides]
+                variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
+                             for gain, per_clip in gained.items()]
+                variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
+                             for condition, per_clip in heard.items()]
+                hopped = [(f" @ hop {hop:g} s", dataclasses.replace(
+                    fitted, audio=fitted.audio.replace(segment_hop_seconds=hop)), test_mels, svms) for hop in test_hops]
+                # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run
+                hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
+                    member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels, {})
+                    for b, member in enumerate(fitted.members, 1)
+                    for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
+                                                                                     for h in test_hops]]
+                for suffix, variant, test_inputs, others in [(s, fitted, x, svms) for s, x in variants] + hopped:
+                    for aggregation, probs in predict_songs(variant, test_inputs, song, others).items():
+                        per_fold.setdefault(aggregation + suffix, []).append(fold_row(
+                            k, songs, truth, probs, quadrant_agreement=quadrant_agreement(probs, preds[aggregation])))
+                for aggregation, probs in preds.items():
+                    fold_metrics = fold_row(k, songs, truth, probs)
+                    per_fold.setdefault(aggregation, []).append(fold_metrics)
+                    log(f"    fold {k} {aggregation}: " + " ".join(f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
                 done.append(k)
                 if on_fold is not None:
                     on_fold(report(results + rows_of(seconds, seg_audio, method, per_fold, started), done))

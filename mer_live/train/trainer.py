@@ -237,14 +237,17 @@ def train_bodies(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig,
     return SegmentNet.ensemble(nets), history, records, nets
 
 
-def predict_songs(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig) -> dict[str, np.ndarray]:
-    """Song-level P(high) per task: {"svm": (songs, tasks), "mean": (songs, tasks)}."""
+def predict_songs(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig,
+                  other_svms: dict[str, SongAggregator] | None = None) -> dict[str, np.ndarray]:
+    """Song-level P(high) per task: {"svm": (songs, tasks), "mean": (songs, tasks)}, and "svm" + name for every
+    other song SVM of the same network (``fit_aggregator``), read from the same features: the network runs once."""
     if fitted.method == "clip":
         probs = np.concatenate(song_probabilities(fitted, logmels))
         return {"clip": probs}
     features = song_features(fitted, logmels, song)
     return {"svm": fitted.aggregator.predict_proba(features),
-            "mean": mean_probabilities(features, list(TASKS))}
+            "mean": mean_probabilities(features, list(TASKS)),
+            **{"svm" + name: svm.predict_proba(features) for name, svm in (other_svms or {}).items()}}
 
 
 def verification_audio(clips: list[Clip], indices: list[int], audio: AudioConfig, count: int = 16
