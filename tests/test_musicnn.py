@@ -125,3 +125,28 @@ def test_pretrained_segment_net_takes_only_musicnn_front_end():
     assert trainable and all(n.startswith("head.") for n in trainable)  # body and tagging back end frozen
     tuned = SegmentNet(MUSICNN_AUDIO, ModelConfig(arch="musicnn-msd", finetune="top"))
     assert any(n.startswith("backend.") for n, p in tuned.trainable.named_parameters() if p.requires_grad)
+
+
+def test_midend_fine_tuning_trains_mid_end_and_back_end_on_front_end_maps():
+    """``finetune="mid"``: the trainable part reads the frozen front end's maps and gives the whole network's
+    logits; the mid-end and back end learn at the body's rate, the front end not at all."""
+    from mer_live.train.settings import TrainConfig
+    from mer_live.train.sssl import param_groups
+
+    with pytest.raises(ValueError, match="mid-end"):
+        ModelConfig(arch="vgg-msd", finetune="mid")
+    net = SegmentNet(MUSICNN_AUDIO, ModelConfig(arch="musicnn-msd", finetune="mid")).eval()
+    named = dict(net.trainable.named_parameters())
+    learning = {n for n, p in named.items() if p.requires_grad}
+    assert {n.split(".")[1] for n in learning if n.startswith("body.")} == {"midend", "midend_bn"}
+    assert any(n.startswith("top.backend.") for n in learning) and any(n.startswith("top.head.") for n in learning)
+    assert set(net.state_dict()) == set(SegmentNet(MUSICNN_AUDIO, ModelConfig(arch="musicnn-msd")).state_dict())
+    groups = param_groups(net.trainable, TrainConfig(lr=1e-3, backbone_lr_scale=0.1))
+    slow = {id(p) for p in groups[1]["params"]}
+    assert groups[1]["lr"] == pytest.approx(1e-4)
+    assert {n for n, p in named.items() if id(p) in slow} == {n for n in learning if not n.startswith("top.head.")}
+    logmel = torch.randn(2, 96, 188) - 4.0
+    with torch.no_grad():
+        whole = net.backbone(logmel)
+        from_maps = net.trainable(net.backbone.body.front(logmel))
+    assert torch.allclose(whole, from_maps, atol=1e-5)

@@ -115,6 +115,35 @@ def test_pretrained_model_trains_exports_and_labels(tmp_path: Path):
     assert len(ends) == 1 and abs(ends[0]["valence"] - row["valence"]) < 1e-4  # the stream ends where label is
 
 
+def test_musicnn_mid_end_fine_tunes_on_cached_front_end_maps_and_exports(tmp_path: Path):
+    """--finetune mid: front-end maps cached once, mid-end and back end trained on them, the bundle's ONNX graph
+    (the whole network on raw audio) agrees with the trained PyTorch model, and it labels a file."""
+    import torch
+
+    from mer_live.nn.musicnn import load_pretrained
+
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    result = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"),
+                      "--arch", "musicnn-msd", "--finetune", "mid", "--song-embedding", "--segment-seconds", "3",
+                      "--out", str(run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "musicnn-msd front-end maps for 16 clips" in result.stderr
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    pretrained = load_pretrained("musicnn-msd", "body")
+    moved = {k for k, v in pretrained.items() if not torch.equal(state[f"backbone.body.{k}"].reshape(v.shape), v)}
+    assert moved and all(k.startswith(("midend.", "midend_bn.")) for k in moved)  # the front end stays frozen
+    assert any(k.startswith("midend.") and k.endswith("weight") for k in moved)
+    exported = mer_live("export", str(run), "--out", str(bundle), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["verification"]["segment_onnx_vs_torch_max_abs"] < 1e-4
+    assert manifest["model"]["finetune"] == "mid" and "mid-end" in manifest["model"]["pretrained"]["weights"]
+    clip = next((tmp_path / "synth").rglob("*.wav"))
+    labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
+    assert labeled.returncode == 0, labeled.stderr
+    assert json.loads(labeled.stdout)["files"][0]["quadrant"] in ("Q1", "Q2", "Q3", "Q4")
+
+
 def test_evaluate_reports_gain_rows_and_quadrant_agreement(tmp_path: Path):
     out = tmp_path / "eval"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",

@@ -40,6 +40,9 @@ MODEL_TOLERANCE = 1e-4
 AGGREGATOR_TOLERANCE = 1e-5
 VARIANTS = ("fp16", "int8")
 PROB_MEANING = "probability that {task} is high, 0-1 (class order low=0, high=1)"
+# what training changed of a musicnn network, by --finetune
+TUNED = {"heads": "body and tagging back end frozen", "top": "tagging back end fine-tuned",
+         "mid": "mid-end and tagging back end fine-tuned, front end frozen"}
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -220,7 +223,8 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         _write(out / NOTICE, (WEIGHTS_DIR / NOTICE).read_bytes())
         files.append(NOTICE)
         model_record["pretrained"] = {
-            "weights": f"{PRETRAINED[run.model_config.arch][0]} of the musicnn package 0.1.0 (Pons and Serra 2019)",
+            "weights": f"{PRETRAINED[run.model_config.arch][0]} of the musicnn package 0.1.0 (Pons and Serra 2019); "
+                       + TUNED[run.model_config.finetune],
             "licence": "ISC; see NOTICE",
         }
     if run.model_config.audioset:

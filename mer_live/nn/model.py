@@ -41,7 +41,7 @@ class ModelConfig:
     arch: str = "compact"
     tasks: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TASKS))
     dropout: float = 0.5
-    finetune: str = "heads"  # pretrained only: "heads", "top" (musicnn) or "full" (AudioSet MobileNet)
+    finetune: str = "heads"  # pretrained only: "heads", "top" or "mid" (musicnn), or "full" (AudioSet MobileNet)
     loudness: str = "none"  # pretrained only: "none" or "segment" (each segment at one loudness; gain-proof)
     bodies: int = 1  # AudioSet only: an ensemble of this many networks, each trained with its own seed
 
@@ -55,6 +55,8 @@ class ModelConfig:
                              f"{self.arch}'s body stays frozen (use 'top')")
         if self.finetune == "top" and self.arch in AUDIOSET:
             raise ValueError(f"{self.arch} fine-tunes 'heads' or the whole network ('full'), not 'top'")
+        if self.finetune == "mid" and PRETRAINED.get(self.arch, ("", ""))[1] != "musicnn":
+            raise ValueError(f"finetune 'mid' trains musicnn's mid-end (musicnn-msd, musicnn-mtt), not {self.arch}'s")
         if self.loudness not in LOUDNESS:
             raise ValueError(f"unknown loudness {self.loudness!r}; choose from {', '.join(LOUDNESS)}")
         if self.bodies < 1 or (self.bodies > 1 and self.arch not in AUDIOSET):
@@ -69,6 +71,11 @@ class ModelConfig:
     def pretrained(self) -> bool:
         """A frozen musicnn-family body whose per-segment features training caches (only the top learns)."""
         return self.arch in PRETRAINED
+
+    @property
+    def caches_front_maps(self) -> bool:
+        """Training caches musicnn's front-end maps (``finetune="mid"``), not the whole body's pooled vector."""
+        return self.finetune == "mid"
 
     @property
     def audioset(self) -> bool:
@@ -167,6 +174,29 @@ class Top(nn.Module):
         return self.head(self.embed(features))
 
 
+class MidendTop(nn.Module):
+    """Cached front-end maps (batch, 561, frames) -> task logits: musicnn's mid-end, pooling, then ``Top``.
+
+    What ``finetune="mid"`` trains. It is a view over a backbone's own ``body`` and ``top`` (keyed as the
+    backbone keys them), not a part of the network: the front end stays frozen, so training reads its
+    maps from the cache and runs only the mid-end and what follows.
+    """
+
+    def __init__(self, body: musicnn.MusicnnBody, top: Top) -> None:
+        super().__init__()
+        self.body = body
+        self.top = top
+
+    def embed(self, front: torch.Tensor) -> torch.Tensor:
+        return self.top.embed(musicnn.pool_max_mean(self.body.mid(front)))
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.top.head(embedding)
+
+    def forward(self, front: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(front))
+
+
 class PretrainedBackbone(nn.Module):
     """(batch, n_mels, frames) log-mel -> logits: the frozen pretrained body, then ``Top``."""
 
@@ -177,6 +207,17 @@ class PretrainedBackbone(nn.Module):
         if self.top.backend is not None:
             self.top.backend.load_state_dict(musicnn.load_pretrained(config.arch, "head"))
         self.body.requires_grad_(False)
+        self.midend_top: MidendTop | None = None
+        if config.caches_front_maps:
+            for part in (*self.body.midend, *self.body.midend_bn):
+                part.requires_grad_(True)
+            # a view, not a child module: registering it would list the body's and top's weights twice
+            object.__setattr__(self, "midend_top", MidendTop(self.body, self.top))
+
+    @property
+    def trainable(self) -> nn.Module:
+        """What training updates, on cached inputs: the mid-end and top (``mid``), else the top."""
+        return self.midend_top if self.midend_top is not None else self.top
 
     @property
     def embedding_dims(self) -> int:
@@ -280,8 +321,9 @@ class SegmentNet(nn.Module):
 
     @property
     def trainable(self) -> nn.Module:
-        """What training updates: the top of a pretrained backbone (on cached body features), else all of it."""
-        return self.backbone.top if self.config.pretrained else self.backbone
+        """What training updates: the top of a pretrained backbone (on cached body features or front-end maps),
+        else all of it."""
+        return self.backbone.trainable if self.config.pretrained else self.backbone
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.frontend(audio))

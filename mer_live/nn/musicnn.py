@@ -89,8 +89,8 @@ class MusicnnBody(nn.Module):
         self.midend = nn.ModuleList(nn.Conv1d(w, MIDEND_FILTERS, 7) for w in widths)
         self.midend_bn = nn.ModuleList(bn(MIDEND_FILTERS) for _ in widths)
 
-    def frames(self, logmel: torch.Tensor) -> torch.Tensor:
-        """(batch, 96, frames) -> (batch, 753, frames): front-end and mid-end maps, densely joined."""
+    def front(self, logmel: torch.Tensor) -> torch.Tensor:
+        """(batch, 96, frames) -> (batch, 561, frames): the timbral and temporal front end, pooled over mels."""
         x = network_input(logmel, self.loudness, self.input_bn)
         maps = []
         padded = nn.functional.pad(x, (0, 0, 3, 3))
@@ -99,13 +99,20 @@ class MusicnnBody(nn.Module):
         for k, conv, norm in zip(TEMPORAL, self.temporal, self.temporal_bn):
             same = nn.functional.pad(x, (0, 0, (k - 1) // 2, k // 2))  # TF "same": the odd pad goes after
             maps.append(norm(torch.relu(conv(same))).amax(dim=3))
-        front = torch.cat(maps, dim=1)
+        return torch.cat(maps, dim=1)
+
+    def mid(self, front: torch.Tensor) -> torch.Tensor:
+        """(batch, 561, frames) front-end maps -> (batch, 753, frames): front end and mid-end, densely joined."""
         out, y = [front], front
         for i, (conv, norm) in enumerate(zip(self.midend, self.midend_bn)):
             z = norm(torch.relu(conv(nn.functional.pad(y, (3, 3)))))
             y = z if i == 0 else z + y
             out.append(y)
         return torch.cat(out, dim=1)
+
+    def frames(self, logmel: torch.Tensor) -> torch.Tensor:
+        """(batch, 96, frames) -> (batch, 753, frames): front-end and mid-end maps, densely joined."""
+        return self.mid(self.front(logmel))
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         return pool_max_mean(self.frames(logmel))

@@ -55,7 +55,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                             "tagging; mn04, on AudioSet) or one trained from scratch (compact, vgg16); default compact")
     model.add_argument("--finetune", choices=list(FINETUNE), default="heads",
                        help="pretrained models: train our heads only (heads), also musicnn's tagging back end (top), "
-                            "or the whole AudioSet network (full, mn04)")
+                            "also musicnn's mid-end on cached front-end maps (mid), or the whole AudioSet network "
+                            "(full, mn04)")
     model.add_argument("--loudness", choices=list(LOUDNESS), default="none",
                        help="pretrained models: 'segment' scales every segment to one loudness first (gain-proof)")
     model.add_argument("--dropout", type=float, default=argparse.SUPPRESS,

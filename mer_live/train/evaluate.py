@@ -115,8 +115,8 @@ def cross_validate(
     (rows "svm (K copies)", with every test variant): the same network, paired. ``on_fold`` gets
     the report so far after every fold (a study stopped halfway keeps the folds it finished).
     """
-    if strides and not model_config.pretrained:
-        raise MerLiveError("--strides needs a pretrained model (its inputs are one row per segment)")
+    if strides and (not model_config.pretrained or model_config.caches_front_maps):
+        raise MerLiveError("--strides needs a pretrained model with a frozen body (its inputs are one row per segment)")
     if test_hops and model_config.pretrained:
         raise MerLiveError("--test-hops needs a log-mel model (a pretrained one's cached rows are at one hop)")
     numbered = list(enumerate(song_folds(clips, n_folds, cfg.seed), 1))

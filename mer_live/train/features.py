@@ -1,11 +1,13 @@
-"""Frozen-body feature cache: a pretrained body's pooled vector for every segment of every clip.
+"""Frozen-body feature cache: a pretrained body's pooled vector for every segment of every clip (or, when
+musicnn's mid-end is fine-tuned, its front end's maps of every segment).
 
 The body of a pretrained backbone never changes during training, so its output for a segment
 is a pure function of the clip's log-mel, the segment settings, the weights and the input gain.
 It is computed once, with ONNX Runtime (about twice as fast as eager PyTorch on this kind of
 CPU), and stored on disk beside the log-mel cache; training the top and the SSSL loop on it take
 minutes where running the body every step would take hours. ``SegmentSet`` reads a clip's
-(features, segments) array as a clip of one-frame "segments", one per real segment.
+(features, segments) array as a clip of one-frame "segments", one per real segment; front-end maps are
+stored as (561, segments x segment frames), each segment's maps side by side.
 """
 
 from __future__ import annotations
@@ -47,8 +49,20 @@ def segment_windows(logmel: np.ndarray, audio: AudioConfig) -> np.ndarray:
     return np.stack([logmel[:, s : s + audio.segment_frames] for s in starts])
 
 
+class FrontMaps(torch.nn.Module):
+    """A musicnn body's frozen front end alone: (batch, 96, frames) -> (batch, 561, frames)."""
+
+    def __init__(self, body: musicnn.MusicnnBody) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.body.front(logmel)
+
+
 class FeatureCache:
-    """``get(logmel, gain_db)`` -> float32 (features, segments) of the frozen body, cached on disk."""
+    """``get(logmel, gain_db)`` -> float32 (features, segments) of the frozen body, or (channels, segments x
+    frames) of its front end (``model_config.caches_front_maps``), cached on disk."""
 
     def __init__(self, cache_dir: str | os.PathLike, audio: AudioConfig, model_config: ModelConfig,
                  threads: int = 0) -> None:
@@ -58,9 +72,11 @@ class FeatureCache:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.audio = audio
         body = musicnn.pretrained_body(model_config.arch, model_config.loudness)
+        self.maps = model_config.caches_front_maps
         graph = io.BytesIO()
         example = torch.zeros(2, audio.n_mels, audio.segment_frames)
-        torch.onnx.export(body.eval(), (example,), graph, input_names=["logmel"], output_names=["features"],
+        frozen = FrontMaps(body) if self.maps else body
+        torch.onnx.export(frozen.eval(), (example,), graph, input_names=["logmel"], output_names=["features"],
                           dynamic_axes={"logmel": {0: "batch"}, "features": {0: "batch"}}, opset_version=17,
                           dynamo=False)
         options = ort.SessionOptions()
@@ -71,13 +87,18 @@ class FeatureCache:
                     "weights": hashlib.sha256(musicnn.weights_path(model_config.arch).read_bytes()).hexdigest(),
                     "segment_frames": audio.segment_frames, "hop_frames": audio.hop_frames,
                     **{name: getattr(audio, name) for name in FRONTEND_FIELDS}}
+        if self.maps:  # only then: the pooled vectors cached before this setting existed keep their keys
+            settings["part"] = "front end"
         self.fingerprint = json.dumps(settings, sort_keys=True).encode()
         self.computed = 0
 
     def compute(self, logmel: np.ndarray) -> np.ndarray:
         windows = segment_windows(logmel, self.audio)
         parts = [self.session.run(None, {"logmel": windows[i : i + BATCH]})[0] for i in range(0, len(windows), BATCH)]
-        return np.concatenate(parts).T.astype(np.float32)
+        out = np.concatenate(parts).astype(np.float32)
+        if self.maps:  # (segments, channels, frames) -> (channels, segments x frames)
+            return np.ascontiguousarray(out.transpose(1, 0, 2).reshape(out.shape[1], -1))
+        return out.T
 
     def get(self, logmel: np.ndarray, gain_db: float = 0.0) -> np.ndarray:
         key = hashlib.sha256(self.fingerprint + f"gain={gain_db:g}".encode() + logmel.tobytes()).hexdigest()

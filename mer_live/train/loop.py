@@ -174,7 +174,10 @@ def kept_state(net: SegmentNet, kept: torch.nn.Module) -> dict[str, torch.Tensor
     moving average)."""
     state = copy.deepcopy(net.state_dict())
     if kept is not net.trainable:
-        prefix = next(name for name, module in net.named_modules() if module is net.trainable)
+        names = {id(module): name for name, module in net.named_modules()}
+        trainable = net.trainable
+        # a view over the backbone's parts (musicnn's mid-end and top) is keyed as the backbone that holds them
+        prefix = names[id(trainable)] if id(trainable) in names else names[id(trainable.top)].rpartition(".")[0]
         state.update({f"{prefix}.{k}": v.detach().clone() for k, v in kept.state_dict().items()})
     return state
 

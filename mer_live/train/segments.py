@@ -1,9 +1,10 @@
 """The segments training reads: slices of cached clip log-mels that inherit their clip's labels.
 
 A ``SegmentSet`` is a list of (clip, start frame) pairs into the clips' cached arrays, built one of
-three ways: ``from_clips`` cuts every clip into hop-spaced segments exactly as ``AudioConfig``
+four ways: ``from_clips`` cuts every clip into hop-spaced segments exactly as ``AudioConfig``
 frames audio, ``from_rows`` takes every column of a clip's cached body features as one segment
-(pretrained models), and ``one_per_clip`` takes a single window from each clip (the clip-level
+(pretrained models), ``from_maps`` every block of a clip's cached front-end maps (musicnn's mid-end
+fine-tuned), and ``one_per_clip`` takes a single window from each clip (the clip-level
 baseline). ``batch`` gives the log-mel of any of them, with a randomly shifted, masked view when
 augmenting; ``heard`` the same segments from ``versions``, other recordings of the same clips (through
 the air), for consistency training. NumPy only.
@@ -63,6 +64,11 @@ class SegmentSet:
     def from_rows(cls, features: list[np.ndarray], labels: np.ndarray) -> SegmentSet:
         """Each column of a clip's (features, segments) array is one segment of one frame."""
         return cls(features, labels, 1, [np.arange(f.shape[1], dtype=np.int64) for f in features])
+
+    @classmethod
+    def from_maps(cls, maps: list[np.ndarray], labels: np.ndarray, frames: int) -> SegmentSet:
+        """Each clip's (channels, segments x ``frames``) array holds its segments' cached maps side by side."""
+        return cls(maps, labels, frames, [np.arange(m.shape[1] // frames, dtype=np.int64) * frames for m in maps])
 
     @classmethod
     def one_per_clip(cls, logmels: list[np.ndarray], labels: np.ndarray, frames: int) -> SegmentSet:

@@ -168,10 +168,11 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
 
 
 def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """A pretrained back end (musicnn) or body (AudioSet MobileNet) being fine-tuned learns at
+    """Pretrained parts being fine-tuned (musicnn's back end and mid-end, an AudioSet MobileNet's body) learn at
     ``backbone_lr_scale`` of the heads' rate."""
-    backend = getattr(trainable, "backend", None) or getattr(trainable, "body", None)
-    tuned = [p for p in backend.parameters() if p.requires_grad] if backend is not None else []
+    top = getattr(trainable, "top", None)
+    parts = [getattr(trainable, "backend", None), getattr(trainable, "body", None), getattr(top, "backend", None)]
+    tuned = [p for part in parts if part is not None for p in part.parameters() if p.requires_grad]
     ids = {id(p) for p in tuned}
     rest = [p for p in trainable.parameters() if id(p) not in ids and p.requires_grad]
     groups = [{"params": rest, "lr": cfg.lr}]

@@ -77,14 +77,18 @@ def model_inputs(logmels: dict[Path, np.ndarray], audio: AudioConfig, model_conf
     started = time.perf_counter()
     inputs = cache.build(logmels, gain_db)
     if log is not None and cache.computed:
-        log(f"{model_config.arch} body features for {cache.computed} clips at {gain_db:+g} dB "
+        what = "front-end maps" if model_config.caches_front_maps else "body features"
+        log(f"{model_config.arch} {what} for {cache.computed} clips at {gain_db:+g} dB "
             f"({time.perf_counter() - started:.0f} s; cached for next time)")
     return inputs
 
 
 def segment_set(inputs: list[np.ndarray], labels: np.ndarray, audio: AudioConfig, model_config: ModelConfig
                 ) -> SegmentSet:
-    """Segments of clips: log-mel slices, or one-frame rows of a clip's cached body features."""
+    """Segments of clips: log-mel slices, one-frame rows of a clip's cached body features, or its cached
+    front-end maps."""
+    if model_config.caches_front_maps:
+        return SegmentSet.from_maps(inputs, labels, audio.segment_frames)
     if model_config.pretrained:
         return SegmentSet.from_rows(inputs, labels)
     return SegmentSet.from_clips(inputs, labels, audio)
