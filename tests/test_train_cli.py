@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from tests.conftest import REPO
 
 TINY = ["--dataset", "synth", "--synth-clips", "16", "--synth-seconds", "6", "--epochs", "2", "--warmup-epochs", "1",
@@ -206,8 +209,8 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
     out = tmp_path / "eval"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
                       "--methods", "naive", "--conditions", "room,noise,phone", "--air-copies", "1",
-                      "--compare-svm-copies", "0", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-                      cwd=tmp_path)
+                      "--compare-svm-copies", "0", "--test-hops", "1", "--out", str(out),
+                      "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "evaluation.json").read_text())
     rows = {r["aggregation"]: r for r in report["results"]}
@@ -220,6 +223,12 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
     assert [f["probs"] for f in plain] != [f["probs"] for f in clean_fit]
     for condition in ("room", "noise", "phone"):
         assert 0.0 <= rows[f"svm @ {condition}"]["summary"]["quadrant_agreement"]["mean"] <= 1.0
+    # through the air at the other hop too, its agreement counted against the clean songs at that same hop
+    heard, clean = rows["svm @ room, hop 1 s"], rows["svm @ hop 1 s"]
+    assert "svm (0 copies) @ phone, hop 1 s" in rows
+    for fold, a, b in zip(heard["folds"], heard["predictions"], clean["predictions"]):
+        same = [(np.array(x) > 0.5).tolist() == (np.array(y) > 0.5).tolist() for x, y in zip(a["probs"], b["probs"])]
+        assert fold["quadrant_agreement"] == pytest.approx(np.mean(same))
     assert report["train"]["air_copies"] == 1
     cached = {p.name.split("-", 1)[-1] for p in (tmp_path / "cache").glob("*-*.npy")}
     assert {"room.npy", "noise.npy", "phone.npy", "air-0.npy"} <= cached
@@ -308,7 +317,6 @@ def test_an_ensemble_trains_body_by_body_exports_as_one_graph_and_labels(tmp_pat
 def test_the_song_svm_fits_on_as_many_other_recordings_as_asked():
     """``--svm-copies K``: the SVM sees the clean songs and the first K other versions, so its support
     vectors (the bundle's size) come from those rows only; by default it sees every version."""
-    import numpy as np
 
     from mer_live.config import DEFAULT_SONG
     from mer_live.train.trainer import Fitted, fit_aggregator

@@ -109,11 +109,12 @@ def cross_validate(
     songs are also heard through a room, noise or a telephone band: rows "svm @ room" etc., with the share
     of songs whose quadrant stays what it was on the clean input. With ``test_hops`` (log-mel models) the
     test songs are also cut into segments at these hops in seconds: rows "svm @ hop 1 s" etc., how a model
-    trained on one hop labels songs at a denser or sparser one. ``cfg.air_copies`` adds that many random
-    recordings of every training song (``inputs(audio, 0, "air-K")``) to the training set; with ``svm_copies``
-    every fold's network also gets song SVMs fit on the clean songs and only that many of those recordings
-    (rows "svm (K copies)", with every test variant): the same network, paired. ``on_fold`` gets
-    the report so far after every fold (a study stopped halfway keeps the folds it finished).
+    trained on one hop labels songs at a denser or sparser one; with ``conditions`` too, also through the air
+    at each of those hops (rows "svm @ room, hop 1 s", agreement against "svm @ hop 1 s"). ``cfg.air_copies``
+    adds that many random recordings of every training song (``inputs(audio, 0, "air-K")``) to the training
+    set; with ``svm_copies`` every fold's network also gets song SVMs fit on the clean songs and only that many
+    of those recordings (rows "svm (K copies)", with every test variant): the same network, paired. ``on_fold``
+    gets the report so far after every fold (a study stopped halfway keeps the folds it finished).
     """
     if strides and (not model_config.pretrained or model_config.caches_front_maps):
         raise MerLiveError("--strides needs a pretrained model with a frozen body (its inputs are one row per segment)")
@@ -177,18 +178,27 @@ def cross_validate(
                              for gain, per_clip in gained.items()]
                 variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
                              for condition, per_clip in heard.items()]
-                hopped = [(f" @ hop {hop:g} s", dataclasses.replace(
-                    fitted, audio=fitted.audio.replace(segment_hop_seconds=hop)), test_mels, svms) for hop in test_hops]
+                # (row suffix, model, test inputs, other SVMs, the row whose quadrants its agreement is against)
+                hopped = []
+                for hop in test_hops:
+                    at_hop = dataclasses.replace(fitted, audio=fitted.audio.replace(segment_hop_seconds=hop))
+                    hopped.append((f" @ hop {hop:g} s", at_hop, test_mels, svms, ""))
+                    # through the air at this hop too, against the clean songs at the same hop
+                    hopped += [(f" @ {condition}, hop {hop:g} s", at_hop, [per_clip[clips[i].path] for i in test_idx],
+                                svms, f" @ hop {hop:g} s") for condition, per_clip in heard.items()]
                 # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run
                 hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
-                    member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels, {})
+                    member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels, {}, "")
                     for b, member in enumerate(fitted.members, 1)
                     for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
                                                                                      for h in test_hops]]
-                for suffix, variant, test_inputs, others in [(s, fitted, x, svms) for s, x in variants] + hopped:
-                    for aggregation, probs in predict_songs(variant, test_inputs, song, others).items():
-                        per_fold.setdefault(aggregation + suffix, []).append(fold_row(
-                            k, songs, truth, probs, quadrant_agreement=quadrant_agreement(probs, preds[aggregation])))
+                predicted = {"": preds}
+                for suffix, variant, test_inputs, others, against in [(s, fitted, x, svms, "")
+                                                                      for s, x in variants] + hopped:
+                    predicted[suffix] = predict_songs(variant, test_inputs, song, others)
+                    for aggregation, probs in predicted[suffix].items():
+                        per_fold.setdefault(aggregation + suffix, []).append(fold_row(k, songs, truth, probs,
+                            quadrant_agreement=quadrant_agreement(probs, predicted[against][aggregation])))
                 for aggregation, probs in preds.items():
                     fold_metrics = fold_row(k, songs, truth, probs)
                     per_fold.setdefault(aggregation, []).append(fold_metrics)
