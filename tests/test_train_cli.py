@@ -317,7 +317,6 @@ def test_an_ensemble_trains_body_by_body_exports_as_one_graph_and_labels(tmp_pat
 def test_the_song_svm_fits_on_as_many_other_recordings_as_asked():
     """``--svm-copies K``: the SVM sees the clean songs and the first K other versions, so its support
     vectors (the bundle's size) come from those rows only; by default it sees every version."""
-
     from mer_live.config import DEFAULT_SONG
     from mer_live.train.trainer import Fitted, fit_aggregator
 
