@@ -222,3 +222,36 @@ def test_consistency_pairs_each_segment_with_its_recording_and_pulls_them_togeth
 
     naive = dataclasses.replace(FAST, epochs=2, warmup_epochs=2, gmm=False, mixup=False, rdrop=False, refine=False)
     assert disagreement(dataclasses.replace(naive, consistency=5.0)) < 0.75 * disagreement(naive)  # about half
+
+
+def test_mixup_in_the_plain_cross_entropy_steps_mixes_segments_and_labels_alike(synth):
+    """``ce_mixup``: a naive step sees mixed segments under the same mix of their labels, both views mixed with
+    the same partners under consistency; off (the default), a naive run is what it was."""
+    from mer_live.nn.model import SegmentNet
+    from mer_live.train.sssl import Mix, consistency_step, warmup_step
+
+    torch.manual_seed(0)
+    backbone = SegmentNet(AUDIO, MODEL).trainable.eval()
+    backbone.head[-1].weight.data *= 100  # confident logits, so which labels are scored shows in the loss
+    tasks = MODEL.tasks
+    x, heard = torch.randn(6, AUDIO.n_mels, AUDIO.segment_frames), torch.randn(6, AUDIO.n_mels, AUDIO.segment_frames)
+    y = torch.tensor([[0, 1], [1, 0], [1, 1], [0, 0], [1, 0], [0, 1]])
+    mix = Mix.draw(0.3, len(x), np.random.default_rng(1), torch.device("cpu"))
+    assert 0.5 <= mix.lam <= 1.0 and sorted(mix.perm.tolist()) == list(range(6))
+    with torch.no_grad():
+        mixed = mix.lam * x + (1 - mix.lam) * x[mix.perm]
+        logits = backbone(mixed)
+        expected = sum(mix.lam * torch.nn.functional.cross_entropy(logits[:, 2 * t : 2 * t + 2], y[:, t])
+                       + (1 - mix.lam) * torch.nn.functional.cross_entropy(logits[:, 2 * t : 2 * t + 2], y[mix.perm, t])
+                       for t in range(2))
+        assert torch.allclose(warmup_step(backbone, x, y, tasks, mix), expected, atol=1e-6)
+        assert not torch.allclose(warmup_step(backbone, x, y, tasks), expected, atol=1e-3)
+        _, parts = consistency_step(backbone, x, heard, y, tasks, 1.0, mix)
+        assert parts["lx"] == pytest.approx(float(expected), abs=1e-5)
+
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))), AUDIO)
+    naive = dataclasses.replace(FAST, epochs=1, warmup_epochs=1, gmm=False, mixup=False, rdrop=False, refine=False)
+    losses = [train(segments, segments, AUDIO, MODEL, cfg, QUIET)[1][0]["loss"]
+              for cfg in (naive, naive, dataclasses.replace(naive, ce_mixup=0.3))]
+    assert losses[0] == losses[1] != losses[2]

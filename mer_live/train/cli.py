@@ -102,6 +102,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="with --air-copies: the copies become paired views, and every naive (or warm-up) step "
                           "pulls each segment's prediction through the air towards its clean one (KL, weight W; "
                           "0: the copies are extra training segments)")
+    opt.add_argument("--ce-mixup", type=float, default=D.ce_mixup, metavar="ALPHA",
+                     help="mixup in the plain cross-entropy steps (every naive epoch, SSSL's warm-up): pairs of "
+                          "segments and their labels mixed at Beta(ALPHA, ALPHA), e.g. 0.3 (0: off)")
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")

@@ -69,6 +69,10 @@ class TrainConfig:
     # the clean view's (KL from the clean softmax, its gradient stopped, times this weight: UDA's consistency
     # loss), so the network says through a room what it says on the file [inferred]
     consistency: float = 0.0
+    # > 0: mixup in the plain cross-entropy steps too (every naive epoch, SSSL's warm-up): pairs of segments
+    # and their inherited labels mixed at l ~ Beta(ce_mixup, ce_mixup), the larger share first; fine-tuning a
+    # pretrained body on 400 songs overfits, and audio-tagging fine-tuning recipes mix [inferred]
+    ce_mixup: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

@@ -95,21 +95,47 @@ def divide(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int
     return comm.from_first(fit)
 
 
-def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int]
-                ) -> torch.Tensor:
-    """Plain cross-entropy on inherited labels, both heads."""
-    logits = split_logits(backbone(x).float(), tasks)
-    return sum(F.cross_entropy(v, y[:, t]) for t, v in enumerate(logits.values()))
+@dataclass(frozen=True)
+class Mix:
+    """Mixup in the plain cross-entropy steps: every row mixed with row ``perm`` at weight ``lam``."""
+
+    lam: float
+    perm: torch.Tensor
+
+    @classmethod
+    def draw(cls, alpha: float, rows: int, rng: np.random.Generator, device: torch.device) -> Mix:
+        return cls(losses.mixup_lambda(alpha, rng), torch.from_numpy(rng.permutation(rows)).to(device))
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lam * x + (1 - self.lam) * x[self.perm]
+
+    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.lam * F.cross_entropy(logits, y) + (1 - self.lam) * F.cross_entropy(logits, y[self.perm])
+
+
+def inherited_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | None) -> torch.Tensor:
+    """Cross-entropy on the inherited labels, summed over the heads (of the mixed labels under ``mix``)."""
+    return sum(F.cross_entropy(v, y[:, t]) if mix is None else mix.cross_entropy(v, y[:, t])
+               for t, v in enumerate(logits.values()))
+
+
+def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int],
+                mix: Mix | None = None) -> torch.Tensor:
+    """Plain cross-entropy on inherited labels, both heads; of mixed segments and labels under ``mix``."""
+    return inherited_ce(split_logits(backbone(x if mix is None else mix.inputs(x)).float(), tasks), y, mix)
 
 
 def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Tensor, y: torch.Tensor,
-                     tasks: dict[str, int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+                     tasks: dict[str, int], weight: float, mix: Mix | None = None
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy on inherited labels for the clean view, plus ``weight`` times the KL from its softmax
     (gradient stopped) to the same segments ``heard`` through the air; one pass over both, so batch norm
-    sees both."""
+    sees both. Under ``mix`` both views are mixed with the same partners."""
+    if mix is not None:
+        x, heard = mix.inputs(x), mix.inputs(heard)
     logits = backbone(torch.cat([x, heard])).float()
     clean, air = (split_logits(chunk, tasks) for chunk in logits.chunk(2))
-    lx = sum(F.cross_entropy(clean[task], y[:, t]) for t, task in enumerate(tasks))
+    lx = inherited_ce(clean, y, mix)
     kl = sum(losses.kl_to_target(air[task], clean[task]) for task in tasks)
     return lx + weight * kl, {"lx": lx.item(), "kl": kl.item()}
 
@@ -264,11 +290,12 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
         heard = torch.from_numpy(segments.heard(idx, rng, cfg)).to(device) if warm and consistent else None
         _sync(device, timed)
         loaded = time.perf_counter()
+        mix = Mix.draw(cfg.ce_mixup, len(idx), rng, device) if warm and cfg.ce_mixup > 0 else None
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             if heard is not None:
-                loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency)
+                loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency, mix)
             elif warm:
-                loss, parts = warmup_step(model, views[0], y, tasks), {}
+                loss, parts = warmup_step(model, views[0], y, tasks, mix), {}
             else:
                 w = torch.from_numpy(result.clean[idx]).float().to(device)
                 lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
