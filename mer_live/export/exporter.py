@@ -40,7 +40,7 @@ MODEL_TOLERANCE = 1e-4
 AGGREGATOR_TOLERANCE = 1e-5
 VARIANTS = ("fp16", "int8")
 PROB_MEANING = "probability that {task} is high, 0-1 (class order low=0, high=1)"
-# what training changed of a musicnn network, by --finetune
+# what training changed of a musicnn network, by --finetune (the VGGs have no back end: their body stays frozen)
 TUNED = {"heads": "body and tagging back end frozen", "top": "tagging back end fine-tuned",
          "mid": "mid-end and tagging back end fine-tuned, front end frozen"}
 
@@ -222,9 +222,10 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         # the pretrained weights are inside the ONNX graphs: their licence notice travels with them
         _write(out / NOTICE, (WEIGHTS_DIR / NOTICE).read_bytes())
         files.append(NOTICE)
+        checkpoint, family = PRETRAINED[run.model_config.arch]
         model_record["pretrained"] = {
-            "weights": f"{PRETRAINED[run.model_config.arch][0]} of the musicnn package 0.1.0 (Pons and Serra 2019); "
-                       + TUNED[run.model_config.finetune],
+            "weights": f"{checkpoint} of the musicnn package 0.1.0 (Pons and Serra 2019); "
+                       + (TUNED[run.model_config.finetune] if family == "musicnn" else "body frozen"),
             "licence": "ISC; see NOTICE",
         }
     if run.model_config.audioset:
