@@ -109,7 +109,8 @@ def test_the_stop_event_closes_the_page_even_when_the_loop_never_comes_back(monk
     port = page.server.server_address[1]
     stop.set()
     deadline = time.monotonic() + 10
-    while not page.events.closed or page._serving.is_alive():
+    # closed: the events ended, the serving thread joined, and then its listening socket closed
+    while not page.events.closed or page._serving.is_alive() or page.server.socket.fileno() != -1:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert_nothing_listens(port)
