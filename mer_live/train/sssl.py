@@ -97,7 +97,8 @@ def divide(backbone: torch.nn.Module, segments: SegmentSet, tasks: dict[str, int
 
 @dataclass(frozen=True)
 class Mix:
-    """Mixup in the plain cross-entropy steps: every row mixed with row ``perm`` at weight ``lam``."""
+    """Mixup: every row mixed with row ``perm`` at weight ``lam`` (SSSL's steps mix inputs and soft targets with
+    it; the plain cross-entropy steps mix inputs and weigh the two rows' labels)."""
 
     lam: float
     perm: torch.Tensor
@@ -166,10 +167,9 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
 
     inputs = x1
     if cfg.mixup:
-        lam = losses.mixup_lambda(cfg.alpha, rng)
-        perm = torch.from_numpy(rng.permutation(len(x1))).to(x1.device)
-        inputs = lam * inputs + (1 - lam) * inputs[perm]
-        targets = {k: lam * v + (1 - lam) * v[perm] for k, v in targets.items()}
+        mix = Mix.draw(cfg.alpha, len(x1), rng, x1.device)
+        inputs = mix.inputs(inputs)
+        targets = {k: mix.inputs(v) for k, v in targets.items()}
 
     passes = 2 if cfg.rdrop else 1
     logits = backbone(inputs.repeat(passes, 1, 1)).float()
