@@ -137,3 +137,37 @@ def test_export_runs_in_onnx_runtime_as_in_pytorch(tmp_path):
     song = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
     result = mer_live.load(bundle).predict(song, sr=44100)
     assert result.segments.shape[1] == 2 and 0.0 <= result.valence <= 1.0
+
+
+def test_layer_decay_gives_each_stage_of_the_body_its_own_rate():
+    """``--layer-decay``: the body's last stage learns at the body's rate, each earlier one at the factor of the
+    next one's, the heads at the full rate; the optimizer really steps them so (Adam's first step moves every
+    weight by about its rate), and a decay of 1 keeps one group for the body."""
+    from mer_live.nn.model import ModelConfig, SegmentNet
+    from mer_live.train.settings import TrainConfig
+    from mer_live.train.sssl import param_groups, stages
+
+    config = ModelConfig(arch="mn04", finetune="full")
+    net = SegmentNet(config.default_audio(), config)
+    backbone = net.trainable
+    assert len(param_groups(backbone, TrainConfig(lr=1e-3, backbone_lr_scale=0.1))) == 2
+    groups = param_groups(backbone, TrainConfig(lr=1e-3, backbone_lr_scale=0.1, layer_decay=0.5))
+    body = stages(backbone.body)
+    assert len(groups) == 1 + len(body) == 1 + len(backbone.body.features)
+    assert groups[0]["lr"] == 1e-3
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in backbone.head.parameters()}
+    rates = [1e-4 * 0.5 ** (len(body) - 1 - i) for i in range(len(body))]
+    assert [g["lr"] for g in groups[1:]] == pytest.approx(rates)
+    assert sum(len(g["params"]) for g in groups) == len(list(backbone.parameters()))
+
+    backbone.double().train()  # float64: the stem's step (1e-4 / 2**16) is below float32's resolution
+    ends = {"stem": body[0], "last": body[-1]}
+    before = {name: [p.detach().clone() for p in stage.parameters()] for name, stage in ends.items()}
+    optimizer = torch.optim.Adam(groups)
+    logits = backbone(torch.randn(4, 128, 100, dtype=torch.float64) - 4.0)
+    torch.nn.functional.cross_entropy(logits[:, :2], torch.tensor([0, 1, 0, 1])).backward()
+    optimizer.step()
+    moved = {name: max((p - q).abs().max().item() for p, q in zip(stage.parameters(), before[name])
+                       if p.grad is not None) for name, stage in ends.items()}
+    assert moved["last"] == pytest.approx(rates[-1], rel=0.01)
+    assert moved["stem"] == pytest.approx(rates[0], rel=0.01)

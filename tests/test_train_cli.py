@@ -245,11 +245,15 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
         bare = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), option, "0",
                         "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
         assert bare.returncode == 2 and "--air-copies" in bare.stderr and "Traceback" not in bare.stderr
+    for decay, named in (("0.8", "--arch mn04"), ("0", "0 < D <= 1")):  # layer-wise rates: an mn04 body's only
+        wrong = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--layer-decay", decay,
+                         "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+        assert wrong.returncode == 2 and named in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: Path):
-    """mn04 through the real trainer: the whole network trains (the body's weights move), the run exports
-    with the AudioSet front end and MIT notice, and `label` reads the bundle."""
+    """mn04 through the real trainer, with layer-wise rates: the whole network trains (the body's weights
+    move), the run exports with the AudioSet front end and MIT notice, and `label` reads the bundle."""
     import torch
 
     from mer_live.nn.mobilenet import load_weights
@@ -257,9 +261,12 @@ def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: P
     run, bundle = tmp_path / "run", tmp_path / "bundle"
     result = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"),
                       "--arch", "mn04", "--finetune", "full", "--song-embedding", "--lr-warmup-epochs", "0.5",
-                      "--method", "naive", "--out", str(run), "--segment-seconds", "3", cwd=tmp_path)
+                      "--method", "naive", "--out", str(run), "--segment-seconds", "3", "--layer-decay", "0.85",
+                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    checkpoint = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = checkpoint["model"]
+    assert checkpoint["train_config"]["layer_decay"] == 0.85 and len(checkpoint["optimizer"]["param_groups"]) == 18
     pretrained = load_weights()["features.5.block.1.0.weight"]
     assert not torch.equal(state["backbone.body.features.5.block.1.0.weight"], pretrained)
     exported = mer_live("export", str(run), "--out", str(bundle), cwd=tmp_path)

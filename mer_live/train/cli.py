@@ -74,6 +74,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--lr", type=float, default=D.lr)
     opt.add_argument("--backbone-lr-scale", type=float, default=D.backbone_lr_scale,
                      help="learning rate of a fine-tuned pretrained back end or body, as a fraction of --lr")
+    opt.add_argument("--layer-decay", type=float, default=D.layer_decay, metavar="D",
+                     help="--arch mn04 --finetune full: layer-wise rates, the body's last stage at "
+                          "--backbone-lr-scale and every stage before it at D times the next one's, e.g. 0.85 "
+                          "(1: one rate for the whole body)")
     opt.add_argument("--lr-warmup-epochs", type=float, default=D.lr_warmup_epochs,
                      help="> 0: warm the rate up linearly over this many epochs, then a cosine to 0, every step")
     opt.add_argument("--tau", type=float, default=D.tau, help="clean-probability threshold")
@@ -180,6 +184,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if cfg.consistency < 0 or (cfg.consistency and not (cfg.air_copies or cfg.gain_augment_db)):
         raise MerLiveError("--consistency W needs W >= 0 and other recordings to be consistent with: "
                            "add --air-copies K (or --gain-augment DB)")
+    if not 0 < cfg.layer_decay <= 1:
+        raise MerLiveError(f"--layer-decay D needs 0 < D <= 1 (1: one rate for the body), got {cfg.layer_decay:g}")
     if not 0 <= cfg.air_phone <= 1 or (cfg.air_phone and not cfg.air_copies):
         raise MerLiveError("--air-phone P needs 0 <= P <= 1 and recordings to pass through a telephone: "
                            "add --air-copies K")
@@ -216,7 +222,11 @@ def _configs(args: argparse.Namespace):
         raise MerLiveError(f"{exc}; see mer-live {args.command} --help") from None
     audio = model_config.default_audio().replace(segment_seconds=first, segment_hop_seconds=args.segment_hop)
     song = SongConfig(theta=args.theta, embedding=args.song_embedding)
-    return train_config(args), audio, model_config, song, data_config(args)
+    cfg = train_config(args)
+    if cfg.layer_decay != 1 and not (model_config.audioset and model_config.finetune == "full"):
+        raise MerLiveError("--layer-decay sets rates inside a fine-tuned AudioSet MobileNet's body: "
+                           "add --arch mn04 --finetune full, or drop it")
+    return cfg, audio, model_config, song, data_config(args)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -30,6 +30,10 @@ class TrainConfig:
     batch_size: int = 64  # per process under data-parallel training
     lr: float = 1e-3  # Adam; from scratch on a small CNN [inferred]
     backbone_lr_scale: float = 0.1  # pretrained back end, when fine-tuned: a tenth of the heads' rate [inferred]
+    # < 1: layer-wise rates in a fine-tuned AudioSet MobileNet's body: its last stage learns at backbone_lr_scale
+    # of the heads' rate, every stage before it at this factor of the next one's, so the stem's general
+    # filters move least (ULMFiT's discriminative rates, BEiT's layer decay) [inferred]; 1: one rate for the body
+    layer_decay: float = 1.0
     # > 0: the rate rises linearly over this many epochs, then follows a cosine to 0, set every step (fine-tuning
     # a whole pretrained network: large early steps on a random head would wreck the body) [inferred]; 0: a
     # cosine over epochs, stepped once per epoch

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
 from mer_live.errors import MerLiveError
+from mer_live.nn.mobilenet import MobileNet
 from mer_live.nn.model import split_logits
 from mer_live.train import losses
 from mer_live.train.comm import Communicator
@@ -193,18 +194,30 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
     return total, parts
 
 
+def stages(part: torch.nn.Module) -> list[torch.nn.Module]:
+    """A fine-tuned part by depth, input side first: an AudioSet MobileNet's stem, blocks and last convolution
+    (its AudioSet classifier, unused by our heads, rides with the last); any other part is one stage."""
+    if not isinstance(part, MobileNet):
+        return [part]
+    *early, last = part.features
+    return [*early, torch.nn.ModuleList([last, part.classifier])]
+
+
 def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     """Pretrained parts being fine-tuned (musicnn's back end and mid-end, an AudioSet MobileNet's body) learn at
-    ``backbone_lr_scale`` of the heads' rate."""
+    ``backbone_lr_scale`` of the heads' rate; with ``layer_decay`` < 1 each stage of the body before the last
+    learns at that factor of the next one's rate."""
     top = getattr(trainable, "top", None)
     parts = [getattr(trainable, "backend", None), getattr(trainable, "body", None), getattr(top, "backend", None)]
-    tuned = [p for part in parts if part is not None for p in part.parameters() if p.requires_grad]
-    ids = {id(p) for p in tuned}
+    depth = [stage for part in parts if part is not None
+             for stage in (stages(part) if cfg.layer_decay != 1 else [part])]
+    tuned = [[p for p in stage.parameters() if p.requires_grad] for stage in depth]
+    ids = {id(p) for stage in tuned for p in stage}
     rest = [p for p in trainable.parameters() if id(p) not in ids and p.requires_grad]
-    groups = [{"params": rest, "lr": cfg.lr}]
-    if tuned:
-        groups.append({"params": tuned, "lr": cfg.lr * cfg.backbone_lr_scale})
-    return groups
+    rate = cfg.lr * cfg.backbone_lr_scale
+    return [{"params": rest, "lr": cfg.lr}] + [
+        {"params": stage, "lr": rate * cfg.layer_decay ** (len(tuned) - 1 - i)}
+        for i, stage in enumerate(tuned) if stage]
 
 
 class Diverged(MerLiveError):
