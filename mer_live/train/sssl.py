@@ -209,8 +209,10 @@ def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     learns at that factor of the next one's rate."""
     top = getattr(trainable, "top", None)
     parts = [getattr(trainable, "backend", None), getattr(trainable, "body", None), getattr(top, "backend", None)]
-    depth = [stage for part in parts if part is not None
-             for stage in (stages(part) if cfg.layer_decay != 1 else [part])]
+    present = [part for part in parts if part is not None]
+    # one group for every tuned part without layer decay, as checkpoints saved before it have
+    depth = [stage for part in present for stage in stages(part)] if cfg.layer_decay != 1 else [
+        torch.nn.ModuleList(present)]
     tuned = [[p for p in stage.parameters() if p.requires_grad] for stage in depth]
     ids = {id(p) for stage in tuned for p in stage}
     rest = [p for p in trainable.parameters() if id(p) not in ids and p.requires_grad]
