@@ -145,14 +145,14 @@ def test_layer_decay_gives_each_stage_of_the_body_its_own_rate():
     weight by about its rate), and a decay of 1 keeps one group for the body."""
     from mer_live.nn.model import ModelConfig, SegmentNet
     from mer_live.train.settings import TrainConfig
-    from mer_live.train.sssl import param_groups, stages
+    from mer_live.train.sssl import param_groups
 
     config = ModelConfig(arch="mn04", finetune="full")
     net = SegmentNet(config.default_audio(), config)
     backbone = net.trainable
     assert len(param_groups(backbone, TrainConfig(lr=1e-3, backbone_lr_scale=0.1))) == 2
     groups = param_groups(backbone, TrainConfig(lr=1e-3, backbone_lr_scale=0.1, layer_decay=0.5))
-    body = stages(backbone.body)
+    body = backbone.body.stages()
     assert len(groups) == 1 + len(body) == 1 + len(backbone.body.features)
     assert groups[0]["lr"] == 1e-3
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in backbone.head.parameters()}

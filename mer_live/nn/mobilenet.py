@@ -131,6 +131,12 @@ class MobileNet(nn.Module):
             nn.Dropout(0.2), nn.Linear(width(HIDDEN), N_CLASSES),
         )
 
+    def stages(self) -> list[nn.Module]:
+        """The body by depth, input side first, for layer-wise rates: the stem, every block and the last
+        convolution (the AudioSet classifier, unused by our heads, rides with the last)."""
+        *early, last = self.features
+        return [*early, nn.ModuleList([last, self.classifier])]
+
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 384): the globally averaged last feature map, the embedding our heads read."""
         return self.features(x).mean(dim=(2, 3))

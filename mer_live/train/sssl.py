@@ -194,26 +194,16 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
     return total, parts
 
 
-def stages(part: torch.nn.Module) -> list[torch.nn.Module]:
-    """A fine-tuned part by depth, input side first: an AudioSet MobileNet's stem, blocks and last convolution
-    (its AudioSet classifier, unused by our heads, rides with the last); any other part is one stage."""
-    if not isinstance(part, MobileNet):
-        return [part]
-    *early, last = part.features
-    return [*early, torch.nn.ModuleList([last, part.classifier])]
-
-
 def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     """Pretrained parts being fine-tuned (musicnn's back end and mid-end, an AudioSet MobileNet's body) learn at
     ``backbone_lr_scale`` of the heads' rate; with ``layer_decay`` < 1 each stage of the body before the last
     learns at that factor of the next one's rate."""
     top = getattr(trainable, "top", None)
     parts = [getattr(trainable, "backend", None), getattr(trainable, "body", None), getattr(top, "backend", None)]
-    present = [part for part in parts if part is not None]
-    # one group for every tuned part without layer decay, as checkpoints saved before it have
-    depth = [stage for part in present for stage in stages(part)] if cfg.layer_decay != 1 else [
-        torch.nn.ModuleList(present)]
-    tuned = [[p for p in stage.parameters() if p.requires_grad] for stage in depth]
+    tuned = [[p for p in stage.parameters() if p.requires_grad] for part in parts if part is not None
+             for stage in (part.stages() if isinstance(part, MobileNet) else [part])]
+    if cfg.layer_decay == 1:  # one group for the body, as checkpoints saved before layer decay have
+        tuned = [[p for stage in tuned for p in stage]]
     ids = {id(p) for stage in tuned for p in stage}
     rest = [p for p in trainable.parameters() if id(p) not in ids and p.requires_grad]
     rate = cfg.lr * cfg.backbone_lr_scale
