@@ -255,3 +255,57 @@ def test_mixup_in_the_plain_cross_entropy_steps_mixes_segments_and_labels_alike(
     losses = [train(segments, segments, AUDIO, MODEL, cfg, QUIET)[1][0]["loss"]
               for cfg in (naive, naive, dataclasses.replace(naive, ce_mixup=0.3))]
     assert losses[0] == losses[1] != losses[2]
+
+
+def test_co_guessing_averages_the_peer_into_the_unlabeled_targets_only():
+    """With a ``peer`` (co-divide) the unlabeled rows' targets are guessed by both networks, the labeled rows'
+    refined by this network alone; a peer that is this network itself changes nothing."""
+    import copy
+
+    from mer_live.nn.model import SegmentNet
+    from mer_live.train.sssl import sssl_step
+
+    torch.manual_seed(0)
+    backbone = SegmentNet(AUDIO, MODEL).trainable
+    other = SegmentNet(AUDIO, MODEL).trainable
+    other.head[-1].weight.data *= 50  # a confident peer: its guesses move the targets
+    cfg = dataclasses.replace(FAST, mixup=False, rdrop=False)
+    x1, x2 = torch.randn(8, AUDIO.n_mels, AUDIO.segment_frames), torch.randn(8, AUDIO.n_mels, AUDIO.segment_frames)
+    y = torch.randint(0, 2, (8, 2))
+
+    def parts(clean: float, peer: str | None) -> dict[str, float]:
+        torch.manual_seed(1)  # the same dropout masks in every call
+        net = copy.deepcopy(backbone)  # a train-mode pass moves batch-norm statistics: every call from the same
+        w = torch.full((8, 2), clean)
+        peers = {None: None, "same": copy.deepcopy(net), "other": other}
+        return sssl_step(net, x1, x2, y, w, MODEL.tasks, cfg, 1.0, np.random.default_rng(0), peer=peers[peer])[1]
+
+    unlabeled = {peer: parts(0.0, peer)["lu"] for peer in (None, "same", "other")}
+    assert unlabeled["same"] == pytest.approx(unlabeled[None], abs=1e-7)
+    assert abs(unlabeled["other"] - unlabeled[None]) > 1e-3
+    labeled = {peer: parts(0.6, peer)["lx"] for peer in (None, "other")}
+    assert labeled["other"] == pytest.approx(labeled[None], abs=1e-6)  # co-refinement is this network's own
+
+
+def test_co_divide_steps_each_network_on_the_division_its_peer_made(synth):
+    """Both divisions are made before either network steps, and network k steps on network 1 - k's."""
+    from mer_live.nn.model import SegmentNet
+    from mer_live.train.loop import co_divisions, learner
+    from mer_live.train.sssl import run_epoch
+
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))),
+                                     AUDIO)
+    labels = torch.from_numpy(segments.segment_labels.astype(np.int64))
+    cfg = dataclasses.replace(FAST, epochs=2, warmup_epochs=1, co_divide=True)
+    torch.manual_seed(0)
+    pair = [learner(SegmentNet(AUDIO, MODEL).trainable, segments, labels, MODEL.tasks, cfg, Solo(torch.device("cpu")))
+            for _ in range(2)]
+    assert co_divisions(pair, 0, cfg) == [None, None]  # in the warm-up each network is on its own
+    divisions = co_divisions(pair, 1, cfg)
+    own = [divide(one.kept, segments, MODEL.tasks, Solo(torch.device("cpu")), cfg.seed + 1)[0] for one in pair]
+    assert all(np.array_equal(d[0], o) for d, o in zip(divisions, own))
+    assert not np.array_equal(divisions[0][0], divisions[1][0])
+    for k, one in enumerate(pair):
+        done = run_epoch(one.run, 1, np.random.default_rng(0), max_steps=1, division=divisions[1 - k])
+        assert done.phase == "sssl" and np.array_equal(done.clean, divisions[1 - k][0])

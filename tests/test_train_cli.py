@@ -321,6 +321,38 @@ def test_an_ensemble_trains_body_by_body_exports_as_one_graph_and_labels(tmp_pat
     assert refused.returncode == 2 and "AudioSet" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_co_divide_trains_two_networks_together_and_scores_each(tmp_path: Path):
+    """`--co-divide --bodies 2` under SSSL: the two networks train in lockstep (a history row per network and
+    epoch, one loop checkpoint holding both), the run is the ensemble, and `evaluate` scores each network alone
+    beside it; without two bodies, or with --ema, it is refused in one line."""
+    import torch
+
+    common = [*TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--arch", "mn04",
+              "--finetune", "full", "--song-embedding", "--lr-warmup-epochs", "0.5", "--segment-seconds", "3",
+              "--bodies", "2", "--co-divide"]
+    out = tmp_path / "run"
+    result = mer_live("train", *common, "--method", "sssl", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [(row["epoch"], row["body"], row["phase"]) for row in history] == [
+        (1, 1, "warmup"), (1, 2, "warmup"), (2, 1, "sssl"), (2, 2, "sssl")]
+    loop = torch.load(out / "checkpoint.co-divide.pt", map_location="cpu", weights_only=False)
+    assert len(loop["peers"]) == 1 and loop["epoch"] == 1
+    model = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    key = "body.features.5.block.1.0.weight"
+    assert not torch.equal(model[f"backbone.members.0.{key}"], model[f"backbone.members.1.{key}"])
+
+    evaluated = mer_live("evaluate", *common, "--methods", "sssl", "--folds", "2", "--max-folds", "1",
+                         "--out", str(tmp_path / "evaluation"), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    assert {"svm", "svm @ body 1", "svm @ body 2"} <= {r["aggregation"] for r in report["results"]}
+    assert report["train"]["co_divide"] is True
+    for extra in (["--bodies", "1"], ["--ema", "0.99"]):
+        refused = mer_live("train", *common, *extra, "--out", str(tmp_path / "x"), cwd=tmp_path)
+        assert refused.returncode == 2 and "--co-divide" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_the_song_svm_fits_on_as_many_other_recordings_as_asked():
     """``--svm-copies K``: the SVM sees the clean songs and the first K other versions, so its support
     vectors (the bundle's size) come from those rows only; by default it sees every version."""

@@ -214,6 +214,17 @@ class PretrainedBackbone(nn.Module):
             # a view, not a child module: registering it would list the body's and top's weights twice
             object.__setattr__(self, "midend_top", MidendTop(self.body, self.top))
 
+    def members(self) -> list[SegmentNet]:
+        """An ensemble's bodies, each as a network of its own on the same front end (one network: itself)."""
+        if self.config.bodies == 1:
+            return [self]
+        nets = []
+        for member in self.backbone.members:
+            net = SegmentNet(self.audio, self.config.single())
+            net.backbone.load_state_dict(member.state_dict())
+            nets.append(net.eval())
+        return nets
+
     @property
     def trainable(self) -> nn.Module:
         """What training updates, on cached inputs: the mid-end and top (``mid``), else the top."""
@@ -270,7 +281,7 @@ class AudioSetBackbone(nn.Module):
 class Bodies(nn.Module):
     """An ensemble of backbones on one log-mel: the embedding is every member's, side by side (the song
     aggregator reads all their statistics), the logits their mean. Members train one at a time, each with
-    its own seed (``train.trainer.fit``); this module only runs them together, in one graph."""
+    its own seed (``train.trainer.fit``), or together under co-divide (``train.loop.train``)."""
 
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
@@ -318,6 +329,17 @@ class SegmentNet(nn.Module):
         for member, trained in zip(net.backbone.members, nets):
             member.load_state_dict(trained.backbone.state_dict())
         return net
+
+    def members(self) -> list[SegmentNet]:
+        """An ensemble's bodies, each as a network of its own on the same front end (one network: itself)."""
+        if self.config.bodies == 1:
+            return [self]
+        nets = []
+        for member in self.backbone.members:
+            net = SegmentNet(self.audio, self.config.single())
+            net.backbone.load_state_dict(member.state_dict())
+            nets.append(net.eval())
+        return nets
 
     @property
     def trainable(self) -> nn.Module:

@@ -112,6 +112,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")
+    opt.add_argument("--co-divide", action="store_true", default=D.co_divide,
+                     help="SSSL with --bodies 2: the two networks train together, each on the clean/noisy division "
+                          "made by the other, both guessing the unlabeled targets (DivideMix's co-divide)")
     opt.add_argument("--song-embedding", action="store_true",
                      help="pretrained models: the song aggregator also reads the mean and std of the segment "
                           "embedding (penultimate layer and tags) over the song")
@@ -226,6 +229,9 @@ def _configs(args: argparse.Namespace):
     if cfg.layer_decay != 1 and not (model_config.audioset and model_config.finetune == "full"):
         raise MerLiveError("--layer-decay sets rates inside a fine-tuned AudioSet MobileNet's body: "
                            "add --arch mn04 --finetune full, or drop it")
+    if cfg.co_divide and (model_config.bodies != 2 or cfg.ema):
+        raise MerLiveError("--co-divide trains two networks that divide the segments for each other: add --bodies 2, "
+                           "and drop --ema (the peer is the teacher)")
     return cfg, audio, model_config, song, data_config(args)
 
 

@@ -22,12 +22,13 @@ from sklearn.metrics import roc_auc_score
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mer_live.config import AudioConfig
-from mer_live.nn.model import ModelConfig, SegmentNet
+from mer_live.errors import MerLiveError
+from mer_live.nn.model import Bodies, ModelConfig, SegmentNet
 from mer_live.train.comm import Communicator, Solo, pick_device
 from mer_live.train.rundir import save_checkpoint
 from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import TrainConfig
-from mer_live.train.sssl import Diverged, Epoch, Training, param_groups, predict, run_epoch
+from mer_live.train.sssl import Diverged, Epoch, Training, divide, param_groups, predict, run_epoch
 
 Log = Callable[[str], None]
 
@@ -85,6 +86,43 @@ def warmup_cosine(warmup_epochs: float, epochs: int, steps_per_epoch: int) -> Ca
     return factor
 
 
+@dataclass
+class Learner:
+    """One network of a run and what steps it; under co-divide a run has two, the bodies of one ensemble."""
+
+    run: Training
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    kept: torch.nn.Module  # what is validated and kept: the network, or its moving average
+
+    def state(self) -> dict:
+        """What resuming it needs besides the weights (the run's checkpoint holds every network's)."""
+        return {"optimizer": self.run.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "ema": None if self.run.teacher is None else self.run.teacher.state_dict()}
+
+    def load(self, state: dict) -> None:
+        self.run.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.run.teacher is not None:
+            self.run.teacher.load_state_dict(state["ema"])
+
+
+def learner(part: torch.nn.Module, train_set: SegmentSet, labels: torch.Tensor, tasks: dict[str, int],
+            cfg: TrainConfig, comm: Communicator) -> Learner:
+    """The optimizer, schedule and (``cfg.ema``) moving average of one network ``part``."""
+    optimizer = torch.optim.Adam(param_groups(part, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.lr_warmup_epochs > 0:
+        n = len(train_set)
+        steps = max(1, min(n, cfg.segments_per_epoch or n) // comm.world_size // cfg.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.lr_warmup_epochs, cfg.epochs, steps))
+        optimizer.register_step_post_hook(lambda *_: scheduler.step())
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
+    scaler = torch.amp.GradScaler("cuda", enabled=comm.device.type == "cuda")
+    teacher = moving_average(part, cfg.ema) if cfg.ema > 0 else None
+    run = Training(comm.wrap(part), train_set, labels, tasks, cfg, optimizer, scaler, comm, teacher)
+    return Learner(run, scheduler, part if teacher is None else teacher.module)
+
+
 def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_config: ModelConfig,
           cfg: TrainConfig, options: LoopOptions = DEFAULT_OPTIONS) -> tuple[SegmentNet, list[dict], dict]:
     """Train a SegmentNet's backbone on cached log-mel; return the best net, history, GMM records.
@@ -93,7 +131,9 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
     ``checkpoint`` every epoch is saved atomically; ``resume`` continues from it. A non-finite
     loss stops the run with ``Diverged`` and leaves the last good checkpoint in place. Under
     data-parallel training every process runs this loop on its share of each batch; only the first
-    one writes the checkpoint.
+    one writes the checkpoint. Under ``cfg.co_divide`` the ensemble's two bodies train in lockstep
+    (DivideMix): each epoch both divide the segments first, then each steps on the other's division
+    with the other co-guessing; the history has a row per body and epoch, validated together.
     """
     checkpoint, log = options.checkpoint, options.log
     comm = options.comm or Solo(pick_device(cfg.device))
@@ -102,21 +142,16 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
     rng = np.random.default_rng(cfg.seed)
     net = SegmentNet(audio, model_config)
     backbone = net.trainable.to(device)
+    parts = list(backbone.members) if isinstance(backbone, Bodies) else [backbone]
+    if len(parts) > 1 and (not cfg.co_divide or len(parts) > 2 or cfg.ema):
+        raise MerLiveError("an ensemble's bodies train one at a time (trainer.train_bodies), or two together under "
+                           "--co-divide without --ema")
     tasks = model_config.tasks
-    optimizer = torch.optim.Adam(param_groups(backbone, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_step = cfg.lr_warmup_epochs > 0
-    if per_step:
-        n = len(train_set)
-        steps = max(1, min(n, cfg.segments_per_epoch or n) // comm.world_size // cfg.batch_size)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.lr_warmup_epochs, cfg.epochs, steps))
-        optimizer.register_step_post_hook(lambda *_: scheduler.step())
-    else:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     labels = torch.from_numpy(train_set.segment_labels.astype(np.int64))
-    teacher = moving_average(backbone, cfg.ema) if cfg.ema > 0 else None
-    kept = backbone if teacher is None else teacher.module  # what is validated and kept
-    run = Training(comm.wrap(backbone), train_set, labels, tasks, cfg, optimizer, scaler, comm, teacher)
+    learners = [learner(part, train_set, labels, tasks, cfg, comm) for part in parts]
+    for k, one in enumerate(learners):
+        one.run.peer = learners[1 - k].kept if len(learners) == 2 else None
+    kept = learners[0].kept if len(learners) == 1 else backbone  # co-divide: no moving average (cli)
     history: list[dict] = []
     gmm_records: dict[int, dict] = {}
     best = {"song_auc": -1.0, "state": copy.deepcopy(net.state_dict()), "epoch": -1}
@@ -124,11 +159,9 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
     if options.resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         net.load_state_dict(state["last"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        for one, saved in zip(learners, [state, *state.get("peers", [])]):
+            one.load(saved)
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
-        if teacher is not None:
-            teacher.load_state_dict(state["ema"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {checkpoint} at epoch {start_epoch}")
@@ -137,30 +170,44 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
         rng = comm.epoch_rng(cfg.seed, epoch, rng)
-        try:
-            done = run_epoch(run, epoch, rng, progress=options.progress)
-        except Diverged as exc:
-            raise Diverged(exc.epoch, exc.step, checkpoint) from None
-        if done.record is not None and epoch in gmm_plot_epochs:
-            gmm_records[epoch] = done.record
-        if not per_step:
-            scheduler.step()
-        comm.same_buffers(backbone)  # batch-norm statistics as the first process has them
+        divisions = co_divisions(learners, epoch, cfg)
+        dones = []
+        for k, one in enumerate(learners):
+            try:
+                dones.append(run_epoch(one.run, epoch, rng, progress=options.progress, division=divisions[1 - k]))
+            except Diverged as exc:
+                raise Diverged(exc.epoch, exc.step, checkpoint) from None
+            if dones[-1].record is not None and epoch in gmm_plot_epochs and k == 0:
+                gmm_records[epoch] = dones[-1].record
+            if not cfg.lr_warmup_epochs > 0:
+                one.scheduler.step()
+            comm.same_buffers(parts[k])  # batch-norm statistics as the first process has them
         val = song_accuracy(kept, val_set, tasks, device)
-        row = epoch_row(epoch, done, val, cfg, tasks, time.perf_counter() - started)
-        history.append(row)
+        seconds = time.perf_counter() - started
+        rows = [epoch_row(epoch, done, val, cfg, tasks, seconds) for done in dones]
+        history += rows if len(rows) == 1 else [{**row, "body": k + 1} for k, row in enumerate(rows)]
         if val.get("song_auc", 0.0) > best["song_auc"] or not val:
             best = {"song_auc": val.get("song_auc", 0.0), "state": kept_state(net, kept), "epoch": epoch + 1}
-        log(format_epoch(row, tasks))
+        for row in rows:
+            log(format_epoch(row, tasks))
         if checkpoint is not None and comm.is_first:
             save_checkpoint(checkpoint, {
-                "model": best["state"], "last": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "best": best,
-                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "train_config": cfg.to_dict(), "ema": None if teacher is None else teacher.state_dict(),
+                "model": best["state"], "last": net.state_dict(), **learners[0].state(),
+                "peers": [one.state() for one in learners[1:]], "epoch": epoch, "history": history, "best": best,
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "train_config": cfg.to_dict(),
             })
     net.load_state_dict(best["state"])
     return net.cpu().eval(), history, gmm_records
+
+
+def co_divisions(learners: list[Learner], epoch: int, cfg: TrainConfig) -> list[tuple[np.ndarray, dict] | None]:
+    """Under co-divide after the warm-up, every network's division of the segments, all made before any network
+    steps this epoch (DivideMix's eval_train of both); else none (each network divides for itself in
+    ``run_epoch``). Network k steps on ``divisions[1 - k]``: its peer's."""
+    if len(learners) == 1 or epoch < cfg.warmup_epochs or not cfg.gmm:
+        return [None, None]
+    return [divide(one.kept, one.run.segments, one.run.tasks, one.run.comm, cfg.seed + epoch, cfg.gmm_per_class,
+                   cfg.gmm_input) for one in learners]
 
 
 def moving_average(backbone: torch.nn.Module, decay: float) -> AveragedModel:

@@ -18,7 +18,7 @@ TRAIN_DATASETS = tuple(name for name in DATASET_NAMES if name != "unlabeled")
 METHODS = ("sssl", "naive", "clip")  # SSSL, the naive segment baseline (plain CE), the clip-level baseline
 GMM_INPUTS = ("loss", "clip-relative")
 COMPUTE = ("auto", "cpu", "cuda")
-NAIVE_OVERRIDES = {"gmm": False, "mixup": False, "rdrop": False, "refine": False}
+NAIVE_OVERRIDES = {"gmm": False, "mixup": False, "rdrop": False, "refine": False, "co_divide": False}
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,10 @@ class TrainConfig:
     # the clean view's (KL from the clean softmax, its gradient stopped, times this weight: UDA's consistency
     # loss), so the network says through a room what it says on the file [inferred]
     consistency: float = 0.0
+    # SSSL with an ensemble of two bodies (``bodies=2``): they train in lockstep, and each network steps on the
+    # clean/noisy division made by the other's losses while both guess the unlabeled targets (DivideMix's
+    # co-divide and co-guessing: a network does not confirm its own mistakes); off: each divides for itself
+    co_divide: bool = False
     # > 0: mixup in the plain cross-entropy steps too (every naive epoch, SSSL's warm-up): pairs of segments
     # and their inherited labels mixed at l ~ Beta(ce_mixup, ce_mixup), the larger share first; fine-tuning a
     # pretrained body on 400 songs overfits, and audio-tagging fine-tuning recipes mix [inferred]

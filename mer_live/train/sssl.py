@@ -144,26 +144,31 @@ def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Te
 
 def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor,
               clean: torch.Tensor, tasks: dict[str, int], cfg: TrainConfig, lambda_u: float,
-              rng: np.random.Generator, teacher: torch.nn.Module | None = None
-              ) -> tuple[torch.Tensor, dict[str, float]]:
+              rng: np.random.Generator, teacher: torch.nn.Module | None = None,
+              peer: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """One semi-supervised step on a batch; returns the loss and its parts for logging.
 
     Targets come from both views (no grad, eval mode), guessed by the ``teacher`` (the weights'
-    moving average) when there is one, else by the network itself; the mixed batch is built from
-    the first view, then passed twice in train mode for R-Drop.
+    moving average) when there is one, else by the network itself; with a ``peer`` (co-divide) the
+    unlabeled rows' guess is the mean of both networks' (DivideMix's co-guessing) while the labeled
+    rows are refined with this network's own (co-refinement). The mixed batch is built from the
+    first view, then passed twice in train mode for R-Drop.
     """
     guesser = backbone if teacher is None else teacher
-    guesser.eval()
+    guessers = [guesser] if peer is None else [guesser, peer]
     with torch.no_grad():
-        guess = split_logits(guesser(torch.cat([x1, x2])).float(), tasks)
+        guesses = []
+        for net in guessers:
+            net.eval()
+            guesses.append(split_logits(net(torch.cat([x1, x2])).float(), tasks))
     backbone.train()
     targets, labeled = {}, {}
     for t, task in enumerate(tasks):
-        mean_p = torch.softmax(guess[task], 1).view(2, len(x1), -1).mean(dim=0)
+        own, *other = (torch.softmax(g[task], 1).view(2, len(x1), -1).mean(dim=0) for g in guesses)
         onehot = F.one_hot(y[:, t], tasks[task]).float()
         labeled[task] = clean[:, t] > cfg.tau
-        refined = losses.refine_labels(onehot, clean[:, t], mean_p, cfg.temperature) if cfg.refine else onehot
-        guessed = losses.sharpen(mean_p, cfg.temperature)
+        refined = losses.refine_labels(onehot, clean[:, t], own, cfg.temperature) if cfg.refine else onehot
+        guessed = losses.sharpen(torch.stack([own, *other]).mean(dim=0), cfg.temperature)
         targets[task] = torch.where(labeled[task].unsqueeze(1), refined, guessed)
 
     inputs = x1
@@ -237,6 +242,7 @@ class Training:
     scaler: torch.amp.GradScaler
     comm: Communicator
     teacher: AveragedModel | None = None  # the weights' moving average (``cfg.ema``), updated every step
+    peer: torch.nn.Module | None = None  # co-divide: the other network, which co-guesses the unlabeled targets
 
     @property
     def device(self) -> torch.device:
@@ -263,12 +269,14 @@ class Epoch:
 
 
 def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps: int = 0,
-              progress: Callable[[int, int], None] | None = None, timed: bool = False) -> Epoch:
+              progress: Callable[[int, int], None] | None = None, timed: bool = False,
+              division: tuple[np.ndarray, dict] | None = None) -> Epoch:
     """One epoch: warm-up (plain CE on inherited labels, plus ``consistency_step``'s term when the segments
     have other recordings and ``cfg.consistency`` is on) before ``cfg.warmup_epochs``, else the GMM
-    division of every segment then SSSL steps. ``max_steps`` cuts the epoch short (benchmarks);
-    ``timed`` waits for the device around each part so the times are real. A non-finite loss
-    raises ``Diverged`` before it reaches the weights."""
+    division of every segment then SSSL steps. ``division``: the clean probabilities and GMM record made
+    by another network (co-divide: the peer's, before either network stepped this epoch), instead of this
+    network's own. ``max_steps`` cuts the epoch short (benchmarks); ``timed`` waits for the device around
+    each part so the times are real. A non-finite loss raises ``Diverged`` before it reaches the weights."""
     model, segments, tasks, cfg, comm, device = run.model, run.segments, run.tasks, run.cfg, run.comm, run.device
     module = getattr(model, "module", model)  # the network itself under DistributedDataParallel
     warm = epoch < cfg.warmup_epochs
@@ -276,8 +284,8 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
     if not warm and cfg.gmm:
         started = time.perf_counter()
         judge = module if run.teacher is None else run.teacher
-        result.clean, result.record = divide(judge, segments, tasks, comm, cfg.seed + epoch, cfg.gmm_per_class,
-                                             cfg.gmm_input)
+        result.clean, result.record = division or divide(judge, segments, tasks, comm, cfg.seed + epoch,
+                                                         cfg.gmm_per_class, cfg.gmm_input)
         comm.note_division(epoch, result.clean)
         _sync(device, timed)
         result.division_s = time.perf_counter() - started
@@ -304,7 +312,8 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
             else:
                 w = torch.from_numpy(result.clean[idx]).float().to(device)
                 lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
-                loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng, run.teacher)
+                loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng, run.teacher,
+                                        run.peer)
         if not comm.all_finite(loss):
             raise Diverged(epoch + 1, step + 1)
         run.optimizer.zero_grad(set_to_none=True)

@@ -222,9 +222,17 @@ def train_bodies(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig,
     """``loop.train`` once, or once per body of an ensemble (``model_config.bodies``): body k trains alone with
     seed ``cfg.seed + k`` on the same segments and validation songs (so body 1 is the single network of the same
     settings), then they run as one. Returns the network, the history (rows carry ``body`` in an ensemble),
-    the first body's GMM records and the members (empty for one network)."""
+    the first body's GMM records and the members (empty for one network). Under ``cfg.co_divide`` the bodies
+    train together instead (``loop.train``), their loop checkpoint beside the run's."""
     if model_config.bodies == 1:
         return *train(train_set, val_set, audio, model_config, cfg, options), []
+    if cfg.co_divide:
+        checkpoint = options.checkpoint
+        if checkpoint is not None:
+            checkpoint = checkpoint.with_name(f"{checkpoint.stem}.co-divide{checkpoint.suffix}")
+        net, history, records = train(train_set, val_set, audio, model_config, cfg,
+                                      dataclasses.replace(options, checkpoint=checkpoint))
+        return net, history, records, net.members()
     nets, history = [], []
     records: dict = {}
     for k in range(model_config.bodies):
