@@ -309,3 +309,34 @@ def test_co_divide_steps_each_network_on_the_division_its_peer_made(synth):
     for k, one in enumerate(pair):
         done = run_epoch(one.run, 1, np.random.default_rng(0), max_steps=1, division=divisions[1 - k])
         assert done.phase == "sssl" and np.array_equal(done.clean, divisions[1 - k][0])
+
+
+def test_co_divide_resumes_both_networks_where_they_stopped(tmp_path: Path):
+    """A co-divide run killed in an SSSL epoch and resumed ends where the whole run ends: the checkpoint holds
+    both networks' weights, optimizers and schedules."""
+    model = ModelConfig(arch="mn04", finetune="full", bodies=2)
+    audio = model.default_audio().replace(segment_seconds=3.0, segment_hop_seconds=3.0)
+    make_synth_corpus(tmp_path / "synth", 8, seconds=6.0, sr=audio.sample_rate, seed=3)
+    clips = load_dataset("synth", tmp_path / "synth").clips
+    logmels, _ = LogMelCache(tmp_path / "cache", audio).build(clips)
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips], clip_labels(clips, list(range(8))), audio)
+    cfg = TrainConfig(epochs=2, warmup_epochs=1, batch_size=4, lr=2e-3, lr_warmup_epochs=0.5, rdrop=False,
+                      co_divide=True)
+    full, history, _ = train(segments, segments, audio, model, cfg, QUIET)
+    assert [(row["epoch"], row["body"], row["phase"]) for row in history] == [
+        (1, 1, "warmup"), (1, 2, "warmup"), (2, 1, "sssl"), (2, 2, "sssl")]
+    calls = 0
+
+    def killed_in_epoch_2(step: int, steps: int) -> None:  # after network 1's first SSSL step
+        nonlocal calls
+        calls += 1
+        if calls > 2 * steps + 1:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "pair.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(segments, segments, audio, model, cfg, LoopOptions(ckpt, log=QUIET.log, progress=killed_in_epoch_2))
+    assert len(torch.load(ckpt, weights_only=False)["peers"]) == 1
+    resumed, _, _ = train(segments, segments, audio, model, cfg, LoopOptions(ckpt, True, QUIET.log))
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)

@@ -242,5 +242,6 @@ def format_epoch(row: dict, tasks: dict[str, int]) -> str:
     clean = " ".join(f"clean_{t[0]}={row[f'clean_{t}']:.2f}" for t in tasks)
     val = " ".join(f"val_{t[0]} acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
                    f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
-    return (f"epoch {row['epoch']:3d} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
+    body = f" body {row['body']}" if "body" in row else ""
+    return (f"epoch {row['epoch']:3d}{body} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
             f"lu={row['lu']:.4f} kl={row['kl']:.4f} {clean} {val} ({row['seconds']:.0f}s)")
