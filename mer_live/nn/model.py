@@ -214,17 +214,6 @@ class PretrainedBackbone(nn.Module):
             # a view, not a child module: registering it would list the body's and top's weights twice
             object.__setattr__(self, "midend_top", MidendTop(self.body, self.top))
 
-    def members(self) -> list[SegmentNet]:
-        """An ensemble's bodies, each as a network of its own on the same front end (one network: itself)."""
-        if self.config.bodies == 1:
-            return [self]
-        nets = []
-        for member in self.backbone.members:
-            net = SegmentNet(self.audio, self.config.single())
-            net.backbone.load_state_dict(member.state_dict())
-            nets.append(net.eval())
-        return nets
-
     @property
     def trainable(self) -> nn.Module:
         """What training updates, on cached inputs: the mid-end and top (``mid``), else the top."""
