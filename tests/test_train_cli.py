@@ -323,8 +323,9 @@ def test_an_ensemble_trains_body_by_body_exports_as_one_graph_and_labels(tmp_pat
 
 def test_co_divide_trains_two_networks_together_and_scores_each(tmp_path: Path):
     """`--co-divide --bodies 2` under SSSL: the two networks train in lockstep (a history row per network and
-    epoch, one loop checkpoint holding both), the run is the ensemble, and `evaluate` scores each network alone
-    beside it; without two bodies, or with --ema, it is refused in one line."""
+    epoch, one loop checkpoint holding both), the run is the ensemble (its manifest says how its members were
+    trained), and `evaluate` scores each network alone beside it; without two bodies, or with --ema, it is
+    refused in one line."""
     import torch
 
     common = [*TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--arch", "mn04",
@@ -341,6 +342,11 @@ def test_co_divide_trains_two_networks_together_and_scores_each(tmp_path: Path):
     model = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     key = "body.features.5.block.1.0.weight"
     assert not torch.equal(model[f"backbone.members.0.{key}"], model[f"backbone.members.1.{key}"])
+    bundle = tmp_path / "bundle"
+    exported = mer_live("export", str(out), "--out", str(bundle), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    members = json.loads((bundle / "bundle.json").read_text())["model"]["members"]
+    assert [m["seed"] for m in members] == [0, 0] and all("co-divide" in m["note"] for m in members)
 
     evaluated = mer_live("evaluate", *common, "--methods", "sssl", "--folds", "2", "--max-folds", "1",
                          "--out", str(tmp_path / "evaluation"), cwd=tmp_path)

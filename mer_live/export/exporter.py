@@ -240,12 +240,16 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
             "licence": f"MIT (Copyright (c) 2022 Florian Schmid); see {mobilenet.NOTICE}",
         }
     if run.model_config.bodies > 1:
-        seed, widths = run.config.get("train", {}).get("seed", 0), net.backbone.widths
+        train = run.config.get("train", {})
+        seed, widths, together = train.get("seed", 0), net.backbone.widths, train.get("co_divide", False)
         starts = np.cumsum([0, *widths])
+        how = ("trained together with the other member by co-divide SSSL, each on the division the other made "
+               "(both from this seed)" if together else "trained alone on the same segments")
         model_record["members"] = [
-            {"arch": run.model_config.arch, "seed": seed + k, "embedding_columns": [int(starts[k]), int(starts[k + 1])],
-             "note": "trained alone on the same segments; the graph averages the members' logits and puts their "
-                     "embeddings side by side"} for k in range(len(widths))]
+            {"arch": run.model_config.arch, "seed": seed if together else seed + k,
+             "embedding_columns": [int(starts[k]), int(starts[k + 1])],
+             "note": f"{how}; the graph averages the members' logits and puts their embeddings side by side"}
+            for k in range(len(widths))]
     variant_info = {}
     for variant in variants:
         info = _VARIANT_WRITERS[variant](out, audio_np, segment, log)
