@@ -179,7 +179,7 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
                 raise Diverged(exc.epoch, exc.step, checkpoint) from None
             if dones[-1].record is not None and epoch in gmm_plot_epochs and k == 0:
                 gmm_records[epoch] = dones[-1].record
-            if not cfg.lr_warmup_epochs > 0:
+            if cfg.lr_warmup_epochs <= 0:  # a per-epoch cosine; a per-step schedule steps with the optimizer
                 one.scheduler.step()
             comm.same_buffers(parts[k])  # batch-norm statistics as the first process has them
         val = song_accuracy(kept, val_set, tasks, device)

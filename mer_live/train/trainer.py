@@ -227,26 +227,25 @@ def train_bodies(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig,
     if model_config.bodies == 1:
         return *train(train_set, val_set, audio, model_config, cfg, options), []
     if cfg.co_divide:
-        checkpoint = options.checkpoint
-        if checkpoint is not None:
-            checkpoint = checkpoint.with_name(f"{checkpoint.stem}.co-divide{checkpoint.suffix}")
         net, history, records = train(train_set, val_set, audio, model_config, cfg,
-                                      dataclasses.replace(options, checkpoint=checkpoint))
+                                      dataclasses.replace(options, checkpoint=beside(options.checkpoint, "co-divide")))
         return net, history, records, net.members()
     nets, history = [], []
     records: dict = {}
     for k in range(model_config.bodies):
         options.log(f"body {k + 1} of {model_config.bodies} (seed {cfg.seed + k})")
-        checkpoint = options.checkpoint
-        if checkpoint is not None:
-            checkpoint = checkpoint.with_name(f"{checkpoint.stem}.body{k + 1}{checkpoint.suffix}")
+        alone = dataclasses.replace(options, checkpoint=beside(options.checkpoint, f"body{k + 1}"))
         net, rows, gmm = train(train_set, val_set, audio, model_config.single(),
-                               dataclasses.replace(cfg, seed=cfg.seed + k), dataclasses.replace(options,
-                                                                                               checkpoint=checkpoint))
+                               dataclasses.replace(cfg, seed=cfg.seed + k), alone)
         nets.append(net)
         history += [{**row, "body": k + 1} for row in rows]
         records = records or gmm
     return SegmentNet.ensemble(nets), history, records, nets
+
+
+def beside(checkpoint: Path | None, tag: str) -> Path | None:
+    """A loop checkpoint next to the run's (``checkpoint.TAG.pt``), for runs that train their bodies apart from it."""
+    return None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}.{tag}{checkpoint.suffix}")
 
 
 def predict_songs(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig,
