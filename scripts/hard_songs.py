@@ -17,9 +17,8 @@ from collections import Counter
 import numpy as np
 from fuse_evaluations import fold_probs, rows
 
+from mer_live.config import TASKS
 from mer_live.stats import quadrant
-
-TASKS = ("valence", "arousal")
 
 
 def songs(row: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
