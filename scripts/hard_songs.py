@@ -5,8 +5,9 @@
 Recipes that differ by a point of accuracy can still fail on different songs, or all on the same ones. Per
 task, every test song (matched by file name across the reports' folds) is counted as right in every report,
 wrong in every report, or mixed; by annotated quadrant; with the accuracy a per-song oracle over the reports
-would reach (the ceiling of any choice or fusion among them) and how sure the first report was on the songs
-all of them miss. ``--list N`` prints up to N such songs per task, the surest misses first, to listen to.
+would reach (the ceiling of choosing among them song by song, or of averaging them) and how sure the first
+report was on the songs all of them miss. ``--list N`` prints up to N such songs per task, the surest misses
+first, to listen to.
 """
 
 from __future__ import annotations
@@ -27,16 +28,17 @@ def songs(row: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             for names, labels, probs in fold_probs(row).values() for i, song in enumerate(names)}
 
 
-def wrong_counts(reports: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> tuple[list[str], np.ndarray]:
-    """The songs every report labeled, and per song and task how many reports got it wrong."""
+def wrong_counts(reports: list[dict[str, tuple[np.ndarray, np.ndarray]]]
+                 ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The songs every report labeled, their labels, and per song and task how many reports got it wrong."""
     common = sorted(set.intersection(*(set(r) for r in reports)))
     if not common:
         raise SystemExit("the reports share no test songs (another dataset?)")
-    labels = [reports[0][s][0] for s in common]
+    labels = np.array([reports[0][s][0] for s in common])
     if any(not np.array_equal(r[s][0], label) for r in reports for s, label in zip(common, labels)):
         raise SystemExit("the reports label a song differently (another dataset or binarization)")
-    wrong = sum(np.array([(r[s][1] > 0.5) != r[s][0] for s in common]).astype(int) for r in reports)
-    return common, wrong
+    wrong = sum((np.array([r[s][1] for s in common]) > 0.5) != labels for r in reports)
+    return common, labels, wrong
 
 
 def main(argv: list[str]) -> int:
@@ -48,9 +50,9 @@ def main(argv: list[str]) -> int:
         raise SystemExit(__doc__)
     specs = [rows(spec) for spec in argv]
     reports = [songs(found[aggregation]) for _, aggregation, found in specs]
-    common, wrong = wrong_counts(reports)
+    common, labels, wrong = wrong_counts(reports)
     n = len(reports)
-    annotated = np.array([quadrant(bool(v), bool(a)) for v, a in (reports[0][s][0] for s in common)])
+    annotated = np.array([quadrant(bool(v), bool(a)) for v, a in labels])
     first = np.array([reports[0][s][1] for s in common])
     print(f"{len(common)} songs in all {n} reports ({', '.join(label for label, _, _ in specs)})")
     for t, task in enumerate(TASKS):
