@@ -321,6 +321,48 @@ def test_an_ensemble_trains_body_by_body_exports_as_one_graph_and_labels(tmp_pat
     assert refused.returncode == 2 and "AudioSet" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_a_fine_tuned_body_beside_the_frozen_pretrained_one(tmp_path: Path):
+    """`--bodies 2 --finetune full,heads`: body 2 keeps AudioSet's weights (its head alone learns) while body 1
+    moves; the manifest says which body is which; `evaluate` scores each alone; a mode list that does not fit
+    the bodies, or a mode an AudioSet network has not, is one line on stderr."""
+    import torch
+
+    from mer_live.nn import mobilenet
+
+    common = [*TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--arch", "mn04",
+              "--song-embedding", "--segment-seconds", "3", "--bodies", "2", "--finetune", "full,heads"]
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    result = mer_live("train", *common, "--method", "naive", "--out", str(run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trained = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    audioset = mobilenet.load_weights()
+    moved = [k for k, v in audioset.items()
+             if not torch.equal(trained[f"backbone.members.1.body.{k}"].reshape(v.shape), v)]
+    assert moved == []  # weights and batch-norm statistics: the frozen body is AudioSet's, bit for bit
+    assert not torch.equal(trained["backbone.members.0.body.features.5.block.1.0.weight"],
+                           audioset["features.5.block.1.0.weight"])
+
+    exported = mer_live("export", str(run), "--out", str(bundle), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert [m["finetune"] for m in manifest["model"]["members"]] == ["full", "heads"]
+    assert manifest["model"]["body_finetune"] == ["full", "heads"]
+    assert "body 1 fine-tuned end to end; body 2 body frozen" in manifest["model"]["pretrained"]["weights"]
+    clip = next((tmp_path / "synth").rglob("*.wav"))
+    labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
+    assert labeled.returncode == 0, labeled.stderr
+
+    out = tmp_path / "evaluation"
+    evaluated = mer_live("evaluate", *common, "--methods", "naive", "--folds", "2", "--max-folds", "1",
+                         "--out", str(out), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    rows = {r["aggregation"] for r in json.loads((out / "evaluation.json").read_text())["results"]}
+    assert {"svm", "svm @ body 1", "svm @ body 2"} <= rows
+    for extra, said in ((["--bodies", "3"], "one mode per body"), (["--finetune", "full,top"], "not 'top'")):
+        refused = mer_live("train", *common, *extra, "--out", str(tmp_path / "x"), cwd=tmp_path)
+        assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_co_divide_trains_two_networks_together_and_scores_each(tmp_path: Path):
     """`--co-divide --bodies 2` under SSSL: the two networks train in lockstep (a history row per network and
     epoch, one loop checkpoint holding both), the run is the ensemble (its manifest says how its members were

@@ -235,7 +235,9 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         model_record["pretrained"] = {
             "weights": f"{AUDIOSET[run.model_config.arch]} of EfficientAT (Schmid, Koutini and Widmer 2023), "
                        "pretrained on AudioSet, converted by scripts/convert_mn04.py; "
-                       + ("fine-tuned end to end" if run.model_config.finetune == "full" else "body frozen"),
+                       + "; ".join(("" if run.model_config.bodies == 1 else f"body {k + 1} ")
+                                   + ("fine-tuned end to end" if mode == "full" else "body frozen")
+                                   for k, mode in enumerate(run.model_config.finetunes)),
             "weights_sha256": sha256_file(mobilenet.WEIGHTS),
             "licence": f"MIT (Copyright (c) 2022 Florian Schmid); see {mobilenet.NOTICE}",
         }
@@ -246,7 +248,8 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
         how = ("trained together with the other member by co-divide SSSL, each on the division the other made "
                "(both from this seed)" if together else "trained alone on the same segments")
         model_record["members"] = [
-            {"arch": run.model_config.arch, "seed": seed if together else seed + k,
+            {"arch": run.model_config.arch, "finetune": run.model_config.finetunes[k],
+             "seed": seed if together else seed + k,
              "embedding_columns": [int(starts[k]), int(starts[k + 1])],
              "note": f"{how}; the graph averages the members' logits and puts their embeddings side by side"}
             for k in range(len(widths))]

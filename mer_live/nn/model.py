@@ -44,6 +44,9 @@ class ModelConfig:
     finetune: str = "heads"  # pretrained only: "heads", "top" or "mid" (musicnn), or "full" (AudioSet MobileNet)
     loudness: str = "none"  # pretrained only: "none" or "segment" (each segment at one loudness; gain-proof)
     bodies: int = 1  # AudioSet only: an ensemble of this many networks, each trained with its own seed
+    # an ensemble's own finetune per body, e.g. ("full", "heads"): a fine-tuned network beside the frozen
+    # pretrained one, which hears as AudioSet taught it (empty: every body ``finetune``)
+    body_finetune: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.arch not in ARCH_CHOICES:
@@ -62,10 +65,22 @@ class ModelConfig:
         if self.bodies < 1 or (self.bodies > 1 and self.arch not in AUDIOSET):
             raise ValueError(f"bodies {self.bodies}: an ensemble is of AudioSet networks ({', '.join(AUDIOSET)}), "
                              "at least 1")
+        object.__setattr__(self, "body_finetune", tuple(self.body_finetune))  # read back from JSON as a list
+        if self.body_finetune:
+            if len(self.body_finetune) != self.bodies or self.bodies == 1 or self.body_finetune[0] != self.finetune:
+                raise ValueError(f"finetune {','.join(self.body_finetune)}: one mode per body of an ensemble "
+                                 f"(bodies {self.bodies})")
+            for mode in self.body_finetune:
+                replace(self, finetune=mode, bodies=1, body_finetune=())  # each body's mode is checked as one network's
 
-    def single(self) -> ModelConfig:
-        """One body of the ensemble: what each member trains as."""
-        return replace(self, bodies=1)
+    @property
+    def finetunes(self) -> tuple[str, ...]:
+        """Every body's finetune, in order."""
+        return self.body_finetune or (self.finetune,) * self.bodies
+
+    def member(self, k: int) -> ModelConfig:
+        """Body ``k`` (from 0) of the ensemble: what it trains as, one network."""
+        return replace(self, bodies=1, finetune=self.finetunes[k], body_finetune=())
 
     @property
     def pretrained(self) -> bool:
@@ -305,15 +320,14 @@ class SegmentNet(nn.Module):
         self.frontend = LogMel(audio)
         self.backbone: nn.Module
         if config.audioset:
-            members = [AudioSetBackbone(config) for _ in range(config.bodies)]
+            members = [AudioSetBackbone(config.member(k)) for k in range(config.bodies)]
             self.backbone = members[0] if config.bodies == 1 else Bodies(members)
         else:
             self.backbone = PretrainedBackbone(config) if config.pretrained else Backbone(config)
 
     @classmethod
-    def ensemble(cls, nets: list[SegmentNet]) -> SegmentNet:
-        """One network running the members (trained apart, same front end) together."""
-        config = replace(nets[0].config, bodies=len(nets))
+    def ensemble(cls, nets: list[SegmentNet], config: ModelConfig) -> SegmentNet:
+        """One network running the members (trained apart as ``config``'s bodies, same front end) together."""
         net = cls(nets[0].audio, config)
         for member, trained in zip(net.backbone.members, nets):
             member.load_state_dict(trained.backbone.state_dict())
@@ -324,8 +338,8 @@ class SegmentNet(nn.Module):
         if self.config.bodies == 1:
             return [self]
         nets = []
-        for member in self.backbone.members:
-            net = SegmentNet(self.audio, self.config.single())
+        for k, member in enumerate(self.backbone.members):
+            net = SegmentNet(self.audio, self.config.member(k))
             net.backbone.load_state_dict(member.state_dict())
             nets.append(net.eval())
         return nets

@@ -53,10 +53,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--arch", dest="model", choices=list(ARCH_CHOICES), default="compact",
                        help="segment model: a pretrained CNN (musicnn-msd, musicnn-mtt, vgg-msd, vgg-mtt, on music "
                             "tagging; mn04, on AudioSet) or one trained from scratch (compact, vgg16); default compact")
-    model.add_argument("--finetune", choices=list(FINETUNE), default="heads",
+    model.add_argument("--finetune", default="heads", metavar="{" + ",".join(FINETUNE) + "}",
                        help="pretrained models: train our heads only (heads), also musicnn's tagging back end (top), "
                             "also musicnn's mid-end on cached front-end maps (mid), or the whole AudioSet network "
-                            "(full, mn04)")
+                            "(full, mn04); with --bodies K, one mode per body is allowed, e.g. full,heads (a "
+                            "fine-tuned network beside the frozen pretrained one)")
     model.add_argument("--loudness", choices=list(LOUDNESS), default="none",
                        help="pretrained models: 'segment' scales every segment to one loudness first (gain-proof)")
     model.add_argument("--dropout", type=float, default=argparse.SUPPRESS,
@@ -219,8 +220,9 @@ def _configs(args: argparse.Namespace):
     first = float(str(args.segment_seconds).split(",")[0])
     model = {"dropout": args.dropout} if hasattr(args, "dropout") else {}
     try:
-        model_config = ModelConfig(arch=args.model, finetune=args.finetune, loudness=args.loudness, bodies=args.bodies,
-                                   **model)
+        modes = tuple(args.finetune.split(","))
+        model_config = ModelConfig(arch=args.model, finetune=modes[0], loudness=args.loudness, bodies=args.bodies,
+                                   body_finetune=modes if len(modes) > 1 else (), **model)
     except ValueError as exc:  # a combination of --arch, --finetune, --loudness, --bodies that does not exist
         raise MerLiveError(f"{exc}; see mer-live {args.command} --help") from None
     audio = model_config.default_audio().replace(segment_seconds=first, segment_hop_seconds=args.segment_hop)
@@ -229,9 +231,9 @@ def _configs(args: argparse.Namespace):
     if cfg.layer_decay != 1 and not (model_config.audioset and model_config.finetune == "full"):
         raise MerLiveError("--layer-decay sets rates inside a fine-tuned AudioSet MobileNet's body: "
                            "add --arch mn04 --finetune full, or drop it")
-    if cfg.co_divide and (model_config.bodies != 2 or cfg.ema):
+    if cfg.co_divide and (model_config.bodies != 2 or cfg.ema or len(set(model_config.finetunes)) > 1):
         raise MerLiveError("--co-divide trains two networks that divide the segments for each other: add --bodies 2, "
-                           "and drop --ema (the peer is the teacher)")
+                           "one --finetune for both, and drop --ema (the peer is the teacher)")
     return cfg, audio, model_config, song, data_config(args)
 
 

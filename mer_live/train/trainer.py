@@ -233,14 +233,15 @@ def train_bodies(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig,
     nets, history = [], []
     records: dict = {}
     for k in range(model_config.bodies):
-        options.log(f"body {k + 1} of {model_config.bodies} (seed {cfg.seed + k})")
+        mode = model_config.finetunes[k]
+        options.log(f"body {k + 1} of {model_config.bodies} (seed {cfg.seed + k}, finetune {mode})")
         alone = dataclasses.replace(options, checkpoint=beside(options.checkpoint, f"body{k + 1}"))
-        net, rows, gmm = train(train_set, val_set, audio, model_config.single(),
+        net, rows, gmm = train(train_set, val_set, audio, model_config.member(k),
                                dataclasses.replace(cfg, seed=cfg.seed + k), alone)
         nets.append(net)
         history += [{**row, "body": k + 1} for row in rows]
         records = records or gmm
-    return SegmentNet.ensemble(nets), history, records, nets
+    return SegmentNet.ensemble(nets, model_config), history, records, nets
 
 
 def beside(checkpoint: Path | None, tag: str) -> Path | None:
