@@ -354,10 +354,18 @@ def test_a_fine_tuned_body_beside_the_frozen_pretrained_one(tmp_path: Path):
 
     out = tmp_path / "evaluation"
     evaluated = mer_live("evaluate", *common, "--methods", "naive", "--folds", "2", "--max-folds", "1",
-                         "--out", str(out), cwd=tmp_path)
+                         "--test-hops", "1.5", "--out", str(out), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
-    rows = {r["aggregation"] for r in json.loads((out / "evaluation.json").read_text())["results"]}
-    assert {"svm", "svm @ body 1", "svm @ body 2"} <= rows
+    rows = {r["aggregation"]: r for r in json.loads((out / "evaluation.json").read_text())["results"]}
+    assert {"svm", "svm @ body 1", "svm @ body 2", "svm @ body 2, hop 1.5 s"} <= set(rows)
+
+    def quadrants(row: str) -> np.ndarray:
+        return np.array(rows[row]["predictions"][0]["probs"]) > 0.5
+
+    # a body at another hop is compared with itself at the training hop, at the training hop with the ensemble
+    for row, against in (("svm @ body 2, hop 1.5 s", "svm @ body 2"), ("svm @ body 2", "svm")):
+        same = (quadrants(row) == quadrants(against)).all(axis=1).mean()
+        assert float(rows[row]["folds"][0]["quadrant_agreement"]) == pytest.approx(same)
     for extra, said in ((["--bodies", "3"], "one mode per body"), (["--finetune", "full,top"], "not 'top'")):
         refused = mer_live("train", *common, *extra, "--out", str(tmp_path / "x"), cwd=tmp_path)
         assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr

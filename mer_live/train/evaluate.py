@@ -186,9 +186,11 @@ def cross_validate(
                     # through the air at this hop too, against the clean songs at the same hop
                     hopped += [(f" @ {condition}, hop {hop:g} s", at_hop, [per_clip[clips[i].path] for i in test_idx],
                                 svms, f" @ hop {hop:g} s") for condition, per_clip in heard.items()]
-                # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run
+                # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run; at
+                # the training hop a body's agreement is with the ensemble, at another hop with itself
                 hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
-                    member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels, {}, "")
+                    member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels, {},
+                    f" @ body {b}" if hop_suffix else "")
                     for b, member in enumerate(fitted.members, 1)
                     for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
                                                                                      for h in test_hops]]
