@@ -200,6 +200,7 @@ def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
     assert rundir.resume_conflicts(json.loads((out / rundir.CONFIG).read_text()), more) == []  # more epochs resume
     older = json.loads((out / rundir.CONFIG).read_text())
     del older["train"]["consistency"]  # a run made before the setting existed had its default
+    del older["model"]["body_finetune"]  # a model setting too
     assert rundir.resume_conflicts(older, more) == []
     assert rundir.resume_conflicts(older, run_record(RunSettings(out), dataclasses.replace(cfg, consistency=1.0),
                                                      audio, model_config, song)) == ["consistency 0.0 -> 1.0"]

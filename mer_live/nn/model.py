@@ -65,13 +65,12 @@ class ModelConfig:
         if self.bodies < 1 or (self.bodies > 1 and self.arch not in AUDIOSET):
             raise ValueError(f"bodies {self.bodies}: an ensemble is of AudioSet networks ({', '.join(AUDIOSET)}), "
                              "at least 1")
-        object.__setattr__(self, "body_finetune", tuple(self.body_finetune))  # read back from JSON as a list
         if self.body_finetune:
             if len(self.body_finetune) != self.bodies or self.bodies == 1 or self.body_finetune[0] != self.finetune:
                 raise ValueError(f"finetune {','.join(self.body_finetune)}: one mode per body of an ensemble "
                                  f"(bodies {self.bodies})")
-            for mode in self.body_finetune:
-                replace(self, finetune=mode, bodies=1, body_finetune=())  # each body's mode is checked as one network's
+            for k in range(self.bodies):
+                self.member(k)  # each body's mode is checked as one network's
 
     @property
     def finetunes(self) -> tuple[str, ...]:
@@ -113,7 +112,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        return cls(**data)
+        return cls(**{**data, "body_finetune": tuple(data.get("body_finetune", ()))})  # JSON reads it as a list
 
 
 def _features(layout: tuple[int | str, ...]) -> tuple[nn.Sequential, int]:

@@ -129,10 +129,11 @@ def open_run(path: str | os.PathLike) -> Run:
 
 def resume_conflicts(saved: dict, new: dict) -> list[str]:
     """The settings of ``new`` (a config.json about to be written) that differ from the ``saved`` run's,
-    as "section.key: saved -> new"; those in ``RESUMABLE_CHANGES`` may change, and a training setting the
-    saved run predates counts as its default."""
+    as "section.key: saved -> new"; those in ``RESUMABLE_CHANGES`` may change, and a training or model setting
+    the saved run predates counts as its default."""
     changes = []
-    predates = {"train": TRAIN_DEFAULTS.to_dict()}  # a training setting added since the saved run had its default
+    # a training or model setting added since the saved run had its default
+    predates = {"train": TRAIN_DEFAULTS.to_dict(), "model": ModelConfig().to_dict()}
     for section in ("audio", "model", "train", "song", "method"):
         old, now = saved.get(section), new.get(section)
         if not isinstance(old, dict) or not isinstance(now, dict):
