@@ -193,6 +193,35 @@ def test_evaluation_hands_over_its_report_after_every_fold(synth):
     assert all([f["fold"] for f in r["folds"]] == [1] and len(r["predictions"]) == 1 for r in report["results"])
 
 
+def test_a_learning_curve_point_fits_on_a_stratified_share_and_tests_on_every_test_song(synth):
+    """--train-share 0.5: each fold's network and SVM see half its training songs, a quarter of them per
+    quadrant, and are scored on all of its test songs; a share outside (0, 1] is refused."""
+    from collections import Counter
+
+    from mer_live.train.evaluate import cross_validate
+    from mer_live.train.splits import train_val_split
+
+    clips, logmels = synth
+    lines: list[str] = []
+    cfg = dataclasses.replace(FAST, epochs=1, warmup_epochs=1, segments_per_epoch=64)
+    report = cross_validate(clips, lambda audio, gain, condition=None: logmels, AUDIO, MODEL, cfg, 2, ("naive",),
+                            [2.0], log=lines.append, train_share=0.5)
+    assert report["train_share"] == 0.5 and "(a stratified 50% of them)" in report["protocol"]
+    assert [line for line in lines if "training songs" in line] == [
+        "[2 s] naive: fold 1/2 (16 training songs, 32 test songs)",
+        "[2 s] naive: fold 2/2 (16 training songs, 32 test songs)"]
+    row = next(r for r in report["results"] if r["aggregation"] == "svm")
+    for k, (fold_train, fold_test) in enumerate(song_folds(clips, 2, cfg.seed), 1):
+        kept, _ = train_val_split(fold_train, clips, 0.5, cfg.seed + k)
+        assert set(kept) < set(fold_train)
+        assert Counter(clips[i].quadrant for i in kept) == dict.fromkeys(("Q1", "Q2", "Q3", "Q4"), 4)
+        assert sorted(row["predictions"][k - 1]["songs"]) == sorted(clips[i].path.name for i in fold_test)
+    for share in (0.0, 1.5):
+        with pytest.raises(MerLiveError, match="--train-share"):
+            cross_validate(clips, lambda audio, gain, condition=None: logmels, AUDIO, MODEL, cfg, 2, ("naive",),
+                           [2.0], log=lines.append, train_share=share)
+
+
 def test_consistency_pairs_each_segment_with_its_recording_and_pulls_them_together(synth):
     """Under ``consistency`` the other recordings are views of the same segments (not extra ones), and
     training on them makes the network say about the same on both."""

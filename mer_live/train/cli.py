@@ -179,6 +179,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-svm-copies", default="", metavar="K[,K...]",
                         help="with --air-copies: every fold's network also gets song SVMs fit on the clean songs "
                              "and only K of their other recordings, e.g. 0,1 (rows 'svm (K copies)', paired)")
+    parser.add_argument("--train-share", type=float, default=1.0, metavar="F",
+                        help="fit every fold on a stratified share F of its training songs (0 < F <= 1) and test on "
+                             "all of its test songs: one point of a learning curve, e.g. 0.25 or 0.5")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -305,7 +308,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
                             log=console.log, max_folds=args.max_folds, run_folds=run_folds, gains=gains,
                             strides=strides, conditions=conditions, test_hops=test_hops, svm_copies=svm_copies,
-                            on_fold=save)
+                            train_share=args.train_share, on_fold=save)
     json_path, md_path = save(report)
     print(markdown_table(report))
     console.log(f"wrote {json_path} and {md_path}")

@@ -24,7 +24,7 @@ from mer_live.train.conditions import air_condition
 from mer_live.train.datasets import Clip
 from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import TrainConfig
-from mer_live.train.splits import song_folds
+from mer_live.train.splits import song_folds, train_val_split
 from mer_live.train.trainer import Recipe, clip_labels, fit, fit_aggregator, predict_songs
 
 QUADRANT_ORDER = ("Q1", "Q2", "Q3", "Q4")
@@ -94,6 +94,7 @@ def cross_validate(
     conditions: tuple[str, ...] = (),
     test_hops: tuple[float, ...] = (),
     svm_copies: tuple[int, ...] = (),
+    train_share: float = 1.0,
     on_fold: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run every (segment length, method) on every fold (or the first ``max_folds``, or the fold numbers
@@ -113,14 +114,19 @@ def cross_validate(
     at each of those hops (rows "svm @ room, hop 1 s", agreement against "svm @ hop 1 s"). ``cfg.air_copies``
     adds that many random recordings of every training song (``inputs(audio, 0, "air-K")``) to the training
     set; with ``svm_copies`` every fold's network also gets song SVMs fit on the clean songs and only that many
-    of those recordings (rows "svm (K copies)", with every test variant): the same network, paired. ``on_fold``
+    of those recordings (rows "svm (K copies)", with every test variant): the same network, paired. With
+    ``train_share`` below 1 every fold fits on that stratified share of its training songs only (drawn in an
+    order seeded by the fold) and tests on all of its test songs: one point of a learning curve. ``on_fold``
     gets the report so far after every fold (a study stopped halfway keeps the folds it finished).
     """
     if strides and (not model_config.pretrained or model_config.caches_front_maps):
         raise MerLiveError("--strides needs a pretrained model with a frozen body (its inputs are one row per segment)")
     if test_hops and model_config.pretrained:
         raise MerLiveError("--test-hops needs a log-mel model (a pretrained one's cached rows are at one hop)")
-    numbered = list(enumerate(song_folds(clips, n_folds, cfg.seed), 1))
+    if not 0 < train_share <= 1:
+        raise MerLiveError(f"--train-share F needs 0 < F <= 1 (a share of each fold's training songs): {train_share:g}")
+    numbered = [(k, (train_val_split(train, clips, 1 - train_share, cfg.seed + k)[0] if train_share < 1 else train,
+                     test)) for k, (train, test) in enumerate(song_folds(clips, n_folds, cfg.seed), 1)]
     if run_folds:
         unknown = sorted(set(run_folds) - {k for k, _ in numbered})
         if unknown:
@@ -133,8 +139,9 @@ def cross_validate(
         return {
             "protocol": f"stratified {n_folds}-fold cross-validation by song (seed {cfg.seed})"
                         + folds_note(sorted(set(folds_done)), n_folds)
-                        + "; segment model, GMM and SVM refit on each fold's training songs",
-            "n_songs": len(clips), "folds": n_folds,
+                        + "; segment model, GMM and SVM refit on each fold's training songs"
+                        + (f" (a stratified {train_share:.0%} of them)" if train_share < 1 else ""),
+            "n_songs": len(clips), "folds": n_folds, "train_share": train_share,
             "audio": audio.to_dict(), "model": model_config.to_dict(), "train": cfg.to_dict(), "song": song.to_dict(),
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "python": platform.python_version()},
