@@ -81,6 +81,34 @@ def test_folds_run_apart_merge_into_the_whole_study_and_fuse(tmp_path: Path):
     assert "quadrant F1: +0.0 (0 won, 0 lost)" in fused.stdout
 
 
+def test_a_learning_curve_from_two_train_shares(tmp_path: Path):
+    """evaluate --train-share 0.5 beside the whole training set, same folds, read by scripts/learning_curve.py:
+    a table, a JSON and a PNG; a share out of range is one line, no traceback."""
+    common = [*TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2", "--methods",
+              "naive", "--cache-dir", str(tmp_path / "cache")]
+    for name, share in (("half", "0.5"), ("whole", "1")):
+        result = mer_live("evaluate", *common, "--train-share", share, "--out", str(tmp_path / name), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"({4 if name == 'half' else 8} training songs, 8 test songs)" in result.stderr
+    half = json.loads((tmp_path / "half" / "evaluation.json").read_text())
+    assert half["train_share"] == 0.5 and "(a stratified 50% of them)" in half["protocol"]
+    out = tmp_path / "curve"
+    curve = subprocess.run([sys.executable, str(REPO / "scripts" / "learning_curve.py"), str(out),
+                            f"{tmp_path / 'whole' / 'evaluation.json'}:naive:svm",
+                            f"{tmp_path / 'half' / 'evaluation.json'}:naive:svm", "--targets", "84,91,77"],
+                           capture_output=True, text=True, env={"PYTHONPATH": str(REPO)}, timeout=120)
+    assert curve.returncode == 0, curve.stderr
+    result = json.loads((out / "learning_curve.json").read_text())
+    assert [s["train_songs"] for s in result["sizes"]] == [4, 8] and result["folds"] == [1, 2]
+    whole = json.loads((tmp_path / "whole" / "evaluation.json").read_text())
+    assert result["sizes"][1]["quadrant_f1"]["mean"] == pytest.approx(
+        100 * whole["results"][0]["summary"]["quadrant_f1"]["mean"])
+    assert result["sizes"][1]["quadrant_f1"]["vs_largest"] == 0 and "| 4 |" in curve.stdout
+    assert (out / "learning_curve.png").stat().st_size > 10_000
+    refused = mer_live("evaluate", *common, "--train-share", "0", "--out", str(tmp_path / "no"), cwd=tmp_path)
+    assert refused.returncode == 2 and "--train-share" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_bad_root_is_one_line_error(tmp_path: Path):
     result = mer_live("train", "--dataset", "4q", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "r"),
                       cwd=tmp_path)
