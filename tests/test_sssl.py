@@ -199,7 +199,7 @@ def test_a_learning_curve_point_fits_on_a_stratified_share_and_tests_on_every_te
     from collections import Counter
 
     from mer_live.train.evaluate import cross_validate
-    from mer_live.train.splits import train_val_split
+    from mer_live.train.splits import stratified_share
 
     clips, logmels = synth
     lines: list[str] = []
@@ -212,7 +212,7 @@ def test_a_learning_curve_point_fits_on_a_stratified_share_and_tests_on_every_te
         "[2 s] naive: fold 2/2 (16 training songs, 32 test songs)"]
     row = next(r for r in report["results"] if r["aggregation"] == "svm")
     for k, (fold_train, fold_test) in enumerate(song_folds(clips, 2, cfg.seed), 1):
-        kept, _ = train_val_split(fold_train, clips, 0.5, cfg.seed + k)
+        kept = stratified_share(fold_train, clips, 0.5, cfg.seed + k)
         assert set(kept) < set(fold_train)
         assert Counter(clips[i].quadrant for i in kept) == dict.fromkeys(("Q1", "Q2", "Q3", "Q4"), 4)
         assert sorted(row["predictions"][k - 1]["songs"]) == sorted(clips[i].path.name for i in fold_test)

@@ -24,7 +24,7 @@ from mer_live.train.conditions import air_condition
 from mer_live.train.datasets import Clip
 from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import TrainConfig
-from mer_live.train.splits import song_folds, train_val_split
+from mer_live.train.splits import song_folds, stratified_share
 from mer_live.train.trainer import Recipe, clip_labels, fit, fit_aggregator, predict_songs
 
 QUADRANT_ORDER = ("Q1", "Q2", "Q3", "Q4")
@@ -125,8 +125,8 @@ def cross_validate(
         raise MerLiveError("--test-hops needs a log-mel model (a pretrained one's cached rows are at one hop)")
     if not 0 < train_share <= 1:
         raise MerLiveError(f"--train-share F needs 0 < F <= 1 (a share of each fold's training songs): {train_share:g}")
-    numbered = [(k, (train_val_split(train, clips, 1 - train_share, cfg.seed + k)[0] if train_share < 1 else train,
-                     test)) for k, (train, test) in enumerate(song_folds(clips, n_folds, cfg.seed), 1)]
+    numbered = [(k, (stratified_share(train, clips, train_share, cfg.seed + k), test))
+                for k, (train, test) in enumerate(song_folds(clips, n_folds, cfg.seed), 1)]
     if run_folds:
         unknown = sorted(set(run_folds) - {k for k, _ in numbered})
         if unknown:

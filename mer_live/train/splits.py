@@ -97,3 +97,9 @@ def train_val_split(
     train = sorted(i for song, idx in songs.items() if song not in val_songs for i in idx)
     val = sorted(i for song, idx in songs.items() if song in val_songs for i in idx)
     return train, val
+
+
+def stratified_share(indices: Sequence[int], clips: Sequence[Clip], share: float, seed: int) -> list[int]:
+    """About ``share`` of the songs of ``indices`` (all of them at 1), stratified as every split here: the
+    training songs of one point of a learning curve."""
+    return list(indices) if share >= 1 else train_val_split(indices, clips, 1 - share, seed)[0]
