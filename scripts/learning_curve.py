@@ -6,7 +6,8 @@
 Every report tests the same songs per fold; only how many training songs each fold fit on differs (a report
 without ``train_share`` used all of them). Prints, per size, valence, arousal and quadrant F1 (mean ± std
 over folds) with the paired per-fold difference to the largest size, and the points gained per doubling
-of the training songs (a least-squares line in log2 of the songs, per fold, then mean ± std). Writes
+of the training songs (a least-squares line in log2 of the songs, per fold, then mean ± std); where every
+report heard the test songs through the air (``--conditions``), the share of songs whose quadrant holds. Writes
 OUT/learning_curve.json and OUT/learning_curve.png (each fold a thin line, the mean a thick one, the
 targets dashed). A line in log2 is the usual shape of such curves at this size; reading it beyond the
 largest size measured is an extrapolation, not a measurement.
@@ -22,15 +23,30 @@ from pathlib import Path
 import numpy as np
 from compare_evaluations import METRICS, base_protocol, by_fold, row
 
+from mer_live.train.conditions import CONDITIONS
+
+
+def heard_through(aggregation: str, condition: str) -> str:
+    """The report's row of ``aggregation`` through the air: "svm" -> "svm @ room", "svm @ hop 1 s" ->
+    "svm @ room, hop 1 s"."""
+    if " @ " in aggregation:
+        return aggregation.replace(" @ ", f" @ {condition}, ", 1)
+    return f"{aggregation} @ {condition}"
+
 
 def point(spec: str) -> dict:
-    """One size: its training songs per fold and every fold's metrics (in %), keyed by fold number."""
+    """One size: its training songs per fold and every fold's metrics (in %), keyed by fold number, with the
+    share of songs whose quadrant holds through each condition the report heard."""
     report, found = row(spec)
     share = report.get("train_share", 1.0)
     songs = round(report["n_songs"] * (report["folds"] - 1) / report["folds"] * share)
     protocol = re.sub(r" \(a stratified \d+% of them\)", "", base_protocol(report))
+    heard = {c: r for c in CONDITIONS for r in report["results"]
+             if r["method"] == found["method"] and r["aggregation"] == heard_through(found["aggregation"], c)}
     return {"spec": spec, "protocol": protocol, "train_share": share, "train_songs": songs,
-            "folds": {k: {key: 100 * f[key] for key, _ in METRICS} for k, f in by_fold(found).items()}}
+            "folds": {k: {key: 100 * f[key] for key, _ in METRICS} for k, f in by_fold(found).items()},
+            "agreement": {c: {k: 100 * f["quadrant_agreement"] for k, f in by_fold(r).items()}
+                          for c, r in heard.items()}}
 
 
 def slopes(points: list[dict], folds: list[int], key: str) -> np.ndarray:
@@ -47,6 +63,7 @@ def curve(points: list[dict]) -> dict:
     if len({p["train_songs"] for p in points}) < len(points):
         raise SystemExit("two reports of the same size: one report per --train-share")
     largest = points[-1]
+    conditions = [c for c in CONDITIONS if all(c in p["agreement"] for p in points)]
     rows = []
     for p in points:
         entry = {"train_songs": p["train_songs"], "train_share": p["train_share"], "spec": p["spec"]}
@@ -56,10 +73,11 @@ def curve(points: list[dict]) -> dict:
             entry[key] = {"mean": float(values.mean()), "std": float(values.std()), "per_fold": values.tolist(),
                           "vs_largest": float(diff.mean()), "won": int((diff > 1e-9).sum()),
                           "lost": int((diff < -1e-9).sum())}
+        entry["agreement"] = {c: float(np.mean([p["agreement"][c][k] for k in folds])) for c in conditions}
         rows.append(entry)
     per_doubling = {key: {"mean": float(s.mean()), "std": float(s.std()), "per_fold": s.tolist()}
                     for key, _ in METRICS for s in [slopes(points, folds, key)]}
-    return {"folds": folds, "sizes": rows, "per_doubling": per_doubling}
+    return {"folds": folds, "sizes": rows, "per_doubling": per_doubling, "conditions": conditions}
 
 
 def table(result: dict) -> str:
@@ -72,6 +90,11 @@ def table(result: dict) -> str:
     gained = result["per_doubling"]
     lines.append("| points per doubling | " + " | ".join(f"{gained[key]['mean']:+.1f} ± {gained[key]['std']:.1f}"
                                                         for key, _ in METRICS) + " | |")
+    if result["conditions"]:
+        lines += ["", "| training songs per fold | " + " | ".join(f"quadrant holds: {c}" for c in result["conditions"])
+                  + " |", "|---|" + "---|" * len(result["conditions"])]
+        lines += [f"| {r['train_songs']} | " + " | ".join(f"{r['agreement'][c]:.1f}" for c in result["conditions"])
+                  + " |" for r in result["sizes"]]
     return "\n".join(lines)
 
 

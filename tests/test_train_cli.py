@@ -85,7 +85,7 @@ def test_a_learning_curve_from_two_train_shares(tmp_path: Path):
     """evaluate --train-share 0.5 beside the whole training set, same folds, read by scripts/learning_curve.py:
     a table, a JSON and a PNG; a share out of range is one line, no traceback."""
     common = [*TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2", "--methods",
-              "naive", "--cache-dir", str(tmp_path / "cache")]
+              "naive", "--cache-dir", str(tmp_path / "cache"), "--conditions", "noise"]
     for name, share in (("half", "0.5"), ("whole", "1")):
         result = mer_live("evaluate", *common, "--train-share", share, "--out", str(tmp_path / name), cwd=tmp_path)
         assert result.returncode == 0, result.stderr
@@ -101,9 +101,13 @@ def test_a_learning_curve_from_two_train_shares(tmp_path: Path):
     result = json.loads((out / "learning_curve.json").read_text())
     assert [s["train_songs"] for s in result["sizes"]] == [4, 8] and result["folds"] == [1, 2]
     whole = json.loads((tmp_path / "whole" / "evaluation.json").read_text())
-    assert result["sizes"][1]["quadrant_f1"]["mean"] == pytest.approx(
-        100 * whole["results"][0]["summary"]["quadrant_f1"]["mean"])
+    svm = next(r for r in whole["results"] if r["aggregation"] == "svm")
+    assert result["sizes"][1]["quadrant_f1"]["mean"] == pytest.approx(100 * svm["summary"]["quadrant_f1"]["mean"])
     assert result["sizes"][1]["quadrant_f1"]["vs_largest"] == 0 and "| 4 |" in curve.stdout
+    noise = next(r for r in whole["results"] if r["aggregation"] == "svm @ noise")
+    assert result["conditions"] == ["noise"] and "quadrant holds: noise" in curve.stdout
+    held = 100 * noise["summary"]["quadrant_agreement"]["mean"]
+    assert result["sizes"][1]["agreement"]["noise"] == pytest.approx(held)
     assert (out / "learning_curve.png").stat().st_size > 10_000
     refused = mer_live("evaluate", *common, "--train-share", "0", "--out", str(tmp_path / "no"), cwd=tmp_path)
     assert refused.returncode == 2 and "--train-share" in refused.stderr and "Traceback" not in refused.stderr
