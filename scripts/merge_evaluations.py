@@ -15,14 +15,14 @@ from pathlib import Path
 
 from mer_live.train.evaluate import folds_note, markdown_table, summarise, write_report
 
-SAME = ("n_songs", "folds", "audio", "model", "train", "song")
+SAME = ("n_songs", "folds", "train_share", "audio", "model", "train", "song")  # train_share: absent before it
 
 
 def merge(reports: list[dict]) -> dict:
     first = reports[0]
     for other in reports[1:]:
         for key in SAME:
-            if other[key] != first[key]:
+            if other.get(key) != first.get(key):
                 raise SystemExit(f"the reports differ in {key!r}: not one study")
     merged = []
     for i, row in enumerate(first["results"]):

@@ -109,6 +109,10 @@ def test_a_learning_curve_from_two_train_shares(tmp_path: Path):
     held = 100 * noise["summary"]["quadrant_agreement"]["mean"]
     assert result["sizes"][1]["agreement"]["noise"] == pytest.approx(held)
     assert (out / "learning_curve.png").stat().st_size > 10_000
+    mixed = subprocess.run([sys.executable, str(REPO / "scripts" / "merge_evaluations.py"), str(tmp_path / "mixed"),
+                            str(tmp_path / "half" / "evaluation.json"), str(tmp_path / "whole" / "evaluation.json")],
+                           capture_output=True, text=True, env={"PYTHONPATH": str(REPO)}, timeout=120)
+    assert mixed.returncode != 0 and "'train_share'" in mixed.stderr  # two sizes are not one study's folds
     refused = mer_live("evaluate", *common, "--train-share", "0", "--out", str(tmp_path / "no"), cwd=tmp_path)
     assert refused.returncode == 2 and "--train-share" in refused.stderr and "Traceback" not in refused.stderr
 
