@@ -16,12 +16,11 @@ largest size measured is an extrapolation, not a measurement.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
-from compare_evaluations import METRICS, base_protocol, by_fold, row
+from compare_evaluations import METRICS, by_fold, row
 
 from mer_live.train.conditions import CONDITIONS
 
@@ -40,7 +39,7 @@ def point(spec: str) -> dict:
     report, found = row(spec)
     share = report.get("train_share", 1.0)
     songs = round(report["n_songs"] * (report["folds"] - 1) / report["folds"] * share)
-    protocol = re.sub(r" \(a stratified \d+% of them\)", "", base_protocol(report))
+    protocol = (report["n_songs"], report["folds"], report["train"]["seed"])  # what fixes the folds' test songs
     heard = {c: r for c in CONDITIONS for r in report["results"]
              if r["method"] == found["method"] and r["aggregation"] == heard_through(found["aggregation"], c)}
     return {"spec": spec, "protocol": protocol, "train_share": share, "train_songs": songs,
@@ -59,7 +58,7 @@ def curve(points: list[dict]) -> dict:
     points = sorted(points, key=lambda p: p["train_songs"])
     folds = sorted(set.intersection(*(set(p["folds"]) for p in points)))
     if len(points) < 2 or not folds or len({p["protocol"] for p in points}) > 1:
-        raise SystemExit("need two or more sizes of one protocol (the same folds and seed) that share folds")
+        raise SystemExit("need two or more sizes of one protocol (the same songs, folds and seed) that share folds")
     if len({p["train_songs"] for p in points}) < len(points):
         raise SystemExit("two reports of the same size: one report per --train-share")
     largest = points[-1]
