@@ -492,3 +492,38 @@ def test_a_finished_run_resumes_with_a_song_svm_on_fewer_recordings(tmp_path: Pa
     assert json.loads((out / rundir.CONFIG).read_text())["train"]["svm_copies"] == 0
     other = mer_live("train", *args, "--resume", "--air-copies", "2", cwd=tmp_path)
     assert other.returncode == 2 and "air_copies 1 -> 2" in other.stderr  # the network's data may not change
+
+
+def test_distillation_keeps_the_fine_tuned_body_s_audioset_tags_near_the_pretrained_network(tmp_path: Path):
+    """`--distill W` (Learning without Forgetting): the same tiny mn04 run with and without it, seeded alike; with
+    it the history logs the term, and the fine-tuned body's own AudioSet tags on the training clips stay nearer
+    the pretrained network's than without; a network that has no AudioSet tags is refused in one line."""
+    import torch
+
+    from mer_live.audio.read import load_audio
+    from mer_live.nn import mobilenet
+    from mer_live.train.losses import bernoulli_kl
+    from mer_live.train.rundir import open_run
+
+    common = [*TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--arch", "mn04",
+              "--finetune", "full", "--lr", "1e-2", "--lr-warmup-epochs", "0.5", "--segment-seconds", "3",
+              "--method", "naive"]
+    reference = mobilenet.pretrained()
+    drift = {}
+    for name, extra in (("plain", []), ("distilled", ["--distill", "3"])):
+        result = mer_live("train", *common, "--out", str(tmp_path / name), *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        run = open_run(tmp_path / name)
+        assert (run.metrics()["history"][-1].get("distill", 0) > 0) == bool(extra)
+        net = run.load_model()
+        clips = sorted((tmp_path / "synth").rglob("*.wav"))
+        audio = torch.from_numpy(np.stack([load_audio(c, net.audio.sample_rate)[: net.audio.segment_samples]
+                                           for c in clips[:8]]))
+        with torch.no_grad():
+            logmel = net.frontend(audio)
+            _, tags = net.backbone(logmel, tags=True)
+            drift[name] = bernoulli_kl(tags, torch.sigmoid(reference(mobilenet.normalize(logmel)))).item()
+    assert 0 < drift["distilled"] < drift["plain"], drift
+    refused = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--distill", "1", "--out",
+                       str(tmp_path / "x"), cwd=tmp_path)
+    assert refused.returncode == 2 and "--arch mn04" in refused.stderr and "Traceback" not in refused.stderr

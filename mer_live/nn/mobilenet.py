@@ -141,6 +141,10 @@ class MobileNet(nn.Module):
         """(batch, 384): the globally averaged last feature map, the embedding our heads read."""
         return self.features(x).mean(dim=(2, 3))
 
+    def tags(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(batch, 527) AudioSet logits from the pooled embedding (the classifier after its pooling)."""
+        return self.classifier[2:](pooled)
+
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 512): the classifier's hidden layer after hardswish."""
         return self.classifier[3](self.classifier[2](self.pooled(x)))

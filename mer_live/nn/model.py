@@ -277,8 +277,11 @@ class AudioSetBackbone(nn.Module):
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.head(embedding)
 
-    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(logmel))
+    def forward(self, logmel: torch.Tensor, tags: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The heads' logits; with ``tags``, also the body's own AudioSet logits of the same pass (distillation
+        from the pretrained network, ``--distill``; through ``forward`` so data-parallel training syncs them)."""
+        embedding = self.embed(logmel)
+        return (self.head(embedding), self.body.tags(embedding)) if tags else self.head(embedding)
 
 
 class Bodies(nn.Module):

@@ -110,6 +110,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--ce-mixup", type=float, default=D.ce_mixup, metavar="ALPHA",
                      help="mixup in the plain cross-entropy steps (every naive epoch, SSSL's warm-up): pairs of "
                           "segments and their labels mixed at Beta(ALPHA, ALPHA), e.g. 0.3 (0: off)")
+    opt.add_argument("--distill", type=float, default=D.distill, metavar="W",
+                     help="--arch mn04 --finetune full: every step also pulls the body's own AudioSet tags towards "
+                          "the pretrained network's on the clean segment (Learning without Forgetting; weight W, "
+                          "e.g. 1; 0: off)")
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")
@@ -234,6 +238,9 @@ def _configs(args: argparse.Namespace):
     if cfg.layer_decay != 1 and not (model_config.audioset and model_config.finetune == "full"):
         raise MerLiveError("--layer-decay sets rates inside a fine-tuned AudioSet MobileNet's body: "
                            "add --arch mn04 --finetune full, or drop it")
+    if cfg.distill < 0 or (cfg.distill and not (model_config.audioset and set(model_config.finetunes) == {"full"})):
+        raise MerLiveError("--distill W keeps a fine-tuned AudioSet MobileNet's tags near the pretrained network's: "
+                           "it needs W >= 0 and --arch mn04 --finetune full")
     if cfg.co_divide and (model_config.bodies != 2 or cfg.ema or len(set(model_config.finetunes)) > 1):
         raise MerLiveError("--co-divide trains two networks that divide the segments for each other: add --bodies 2, "
                            "one --finetune for both, and drop --ema (the peer is the teacher)")

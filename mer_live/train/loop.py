@@ -23,12 +23,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mer_live.config import AudioConfig
 from mer_live.errors import MerLiveError
+from mer_live.nn import mobilenet
 from mer_live.nn.model import Bodies, ModelConfig, SegmentNet
 from mer_live.train.comm import Communicator, Solo, pick_device
 from mer_live.train.rundir import save_checkpoint
 from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import TrainConfig
-from mer_live.train.sssl import Diverged, Epoch, Training, divide, param_groups, predict, run_epoch
+from mer_live.train.sssl import Distill, Diverged, Epoch, Training, divide, param_groups, predict, run_epoch
 
 Log = Callable[[str], None]
 
@@ -119,7 +120,9 @@ def learner(part: torch.nn.Module, train_set: SegmentSet, labels: torch.Tensor, 
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
     scaler = torch.amp.GradScaler("cuda", enabled=comm.device.type == "cuda")
     teacher = moving_average(part, cfg.ema) if cfg.ema > 0 else None
-    run = Training(comm.wrap(part), train_set, labels, tasks, cfg, optimizer, scaler, comm, teacher)
+    reference = mobilenet.pretrained().requires_grad_(False).to(comm.device) if cfg.distill else None
+    distill = Distill(reference, cfg.distill) if reference is not None else None
+    run = Training(comm.wrap(part), train_set, labels, tasks, cfg, optimizer, scaler, comm, teacher, distill=distill)
     return Learner(run, scheduler, part if teacher is None else teacher.module)
 
 
@@ -243,5 +246,6 @@ def format_epoch(row: dict, tasks: dict[str, int]) -> str:
     val = " ".join(f"val_{t[0]} acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
                    f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
     body = f" body {row['body']}" if "body" in row else ""
+    distill = f" distill={row['distill']:.4f}" if row.get("distill") else ""
     return (f"epoch {row['epoch']:3d}{body} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
-            f"lu={row['lu']:.4f} kl={row['kl']:.4f} {clean} {val} ({row['seconds']:.0f}s)")
+            f"lu={row['lu']:.4f} kl={row['kl']:.4f}{distill} {clean} {val} ({row['seconds']:.0f}s)")

@@ -62,6 +62,15 @@ def kl_to_target(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Ten
     return (target.exp() * (target - F.log_softmax(logits, dim=1))).sum(dim=1).mean()
 
 
+def bernoulli_kl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """KL(target || sigmoid(logits)) of independent tags, summed over tags, mean over the batch: the
+    soft-target BCE less the targets' own entropy, so it is 0 where the network agrees with them."""
+    target = target.detach().clamp(1e-7, 1 - 1e-7)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    entropy = -(target * target.log() + (1 - target) * (1 - target).log())
+    return (bce - entropy).sum(dim=1).mean()
+
+
 def linear_rampup(epoch_progress: float, warmup_epochs: int, lambda_u: float, length: int = 16) -> float:
     """lambda_u * clip((t - warm_up) / 16, 0, 1), t in fractional epochs (DivideMix)."""
     return lambda_u * float(np.clip((epoch_progress - warmup_epochs) / length, 0.0, 1.0))

@@ -81,6 +81,11 @@ class TrainConfig:
     # and their inherited labels mixed at l ~ Beta(ce_mixup, ce_mixup), the larger share first; fine-tuning a
     # pretrained body on 400 songs overfits, and audio-tagging fine-tuning recipes mix [inferred]
     ce_mixup: float = 0.0
+    # > 0 (a fine-tuned AudioSet MobileNet): every step also pulls the body's own AudioSet outputs (its 527 tags,
+    # which our heads do not read) towards the pretrained network's on the same clean segments (a Bernoulli KL
+    # summed over the tags, times this weight), through the air too: Learning without Forgetting's distillation,
+    # so 320 songs of fine-tuning keep what AudioSet taught the body [inferred]
+    distill: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

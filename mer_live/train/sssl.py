@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
 from mer_live.errors import MerLiveError
+from mer_live.nn import mobilenet
 from mer_live.nn.mobilenet import MobileNet
 from mer_live.nn.model import split_logits
 from mer_live.train import losses
@@ -36,7 +37,7 @@ from mer_live.train.division import divide_losses
 from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import GMM_INPUTS, TrainConfig
 
-LOSS_PARTS = ("loss", "lx", "lu", "penalty", "kl")
+LOSS_PARTS = ("loss", "lx", "lu", "penalty", "kl", "distill")
 
 
 @torch.no_grad()
@@ -121,31 +122,66 @@ def inherited_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | No
                for t, v in enumerate(logits.values()))
 
 
+@dataclass(frozen=True)
+class Distill:
+    """Learning without Forgetting (``cfg.distill``): the pretrained AudioSet network, frozen, whose tags on the
+    clean segments the fine-tuned body's own tags are pulled towards, at ``weight``."""
+
+    reference: MobileNet
+    weight: float
+
+    def forward(self, backbone: torch.nn.Module, x: torch.Tensor, clean_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heads' logits on ``x`` (views of the same segments stacked) and the distillation term: every
+        view's tags against the reference's on the first ``clean_rows`` rows."""
+        logits, tags = backbone(x, tags=True)
+        with torch.no_grad():
+            target = torch.sigmoid(self.reference(mobilenet.normalize(x[:clean_rows])).float())
+        return logits.float(), losses.bernoulli_kl(tags.float(), target.repeat(len(x) // clean_rows, 1))
+
+
+def forward(backbone: torch.nn.Module, x: torch.Tensor, distill: Distill | None, clean_rows: int
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The heads' logits and the distillation term (0 without ``distill``)."""
+    if distill is None:
+        return backbone(x).float(), x.new_zeros(())
+    return distill.forward(backbone, x, clean_rows)
+
+
+def with_distillation(loss: torch.Tensor, parts: dict[str, float], term: torch.Tensor, distill: Distill | None
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
+    if distill is None:
+        return loss, parts
+    return loss + distill.weight * term, {**parts, "distill": term.item()}
+
+
 def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int],
-                mix: Mix | None = None) -> torch.Tensor:
+                mix: Mix | None = None, distill: Distill | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Plain cross-entropy on inherited labels, both heads; of mixed segments and labels under ``mix``."""
-    return inherited_ce(split_logits(backbone(x if mix is None else mix.inputs(x)).float(), tasks), y, mix)
+    x = x if mix is None else mix.inputs(x)
+    logits, term = forward(backbone, x, distill, len(x))
+    return with_distillation(inherited_ce(split_logits(logits, tasks), y, mix), {}, term, distill)
 
 
 def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Tensor, y: torch.Tensor,
-                     tasks: dict[str, int], weight: float, mix: Mix | None = None
+                     tasks: dict[str, int], weight: float, mix: Mix | None = None, distill: Distill | None = None
                      ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy on inherited labels for the clean view, plus ``weight`` times the KL from its softmax
     (gradient stopped) to the same segments ``heard`` through the air; one pass over both, so batch norm
     sees both. Under ``mix`` both views are mixed with the same partners."""
     if mix is not None:
         x, heard = mix.inputs(x), mix.inputs(heard)
-    logits = backbone(torch.cat([x, heard])).float()
+    logits, term = forward(backbone, torch.cat([x, heard]), distill, len(x))
     clean, air = (split_logits(chunk, tasks) for chunk in logits.chunk(2))
     lx = inherited_ce(clean, y, mix)
     kl = sum(losses.kl_to_target(air[task], clean[task]) for task in tasks)
-    return lx + weight * kl, {"lx": lx.item(), "kl": kl.item()}
+    return with_distillation(lx + weight * kl, {"lx": lx.item(), "kl": kl.item()}, term, distill)
 
 
 def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor,
               clean: torch.Tensor, tasks: dict[str, int], cfg: TrainConfig, lambda_u: float,
               rng: np.random.Generator, teacher: torch.nn.Module | None = None,
-              peer: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+              peer: torch.nn.Module | None = None, distill: Distill | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
     """One semi-supervised step on a batch; returns the loss and its parts for logging.
 
     Targets come from both views (no grad, eval mode), guessed by the ``teacher`` (the weights'
@@ -178,7 +214,7 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
         targets = {k: mix.inputs(v) for k, v in targets.items()}
 
     passes = 2 if cfg.rdrop else 1
-    logits = backbone(inputs.repeat(passes, 1, 1)).float()
+    logits, term = forward(backbone, inputs.repeat(passes, 1, 1), distill, len(inputs))
     per_pass = [split_logits(chunk, tasks) for chunk in logits.chunk(passes)]
     total = torch.zeros((), device=x1.device)
     parts = {"lx": 0.0, "lu": 0.0, "penalty": 0.0, "kl": 0.0}
@@ -196,7 +232,7 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
             kl = losses.symmetric_kl(per_pass[0][task], per_pass[1][task])
             total = total + cfg.lambda_kl * kl
             parts["kl"] += kl.item()
-    return total, parts
+    return with_distillation(total, parts, term, distill)
 
 
 def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -243,6 +279,7 @@ class Training:
     comm: Communicator
     teacher: AveragedModel | None = None  # the weights' moving average (``cfg.ema``), updated every step
     peer: torch.nn.Module | None = None  # co-divide: the other network, which co-guesses the unlabeled targets
+    distill: Distill | None = None  # cfg.distill: the pretrained network whose tags the body's are pulled towards
 
     @property
     def device(self) -> torch.device:
@@ -306,14 +343,14 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
         mix = Mix.draw(cfg.ce_mixup, len(idx), rng, device) if warm and cfg.ce_mixup > 0 else None
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             if heard is not None:
-                loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency, mix)
+                loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency, mix, run.distill)
             elif warm:
-                loss, parts = warmup_step(model, views[0], y, tasks, mix), {}
+                loss, parts = warmup_step(model, views[0], y, tasks, mix, run.distill)
             else:
                 w = torch.from_numpy(result.clean[idx]).float().to(device)
                 lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
                 loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng, run.teacher,
-                                        run.peer)
+                                        run.peer, run.distill)
         if not comm.all_finite(loss):
             raise Diverged(epoch + 1, step + 1)
         run.optimizer.zero_grad(set_to_none=True)
