@@ -497,7 +497,8 @@ def test_a_finished_run_resumes_with_a_song_svm_on_fewer_recordings(tmp_path: Pa
 def test_distillation_keeps_the_fine_tuned_body_s_audioset_tags_near_the_pretrained_network(tmp_path: Path):
     """`--distill W` (Learning without Forgetting): the same tiny mn04 run with and without it, seeded alike; with
     it the history logs the term, and the fine-tuned body's own AudioSet tags on the training clips stay nearer
-    the pretrained network's than without; a network that has no AudioSet tags is refused in one line."""
+    the pretrained network's than without; SSSL's steps distil too; a network that has no AudioSet tags is
+    refused in one line."""
     import torch
 
     from mer_live.audio.read import load_audio
@@ -524,6 +525,10 @@ def test_distillation_keeps_the_fine_tuned_body_s_audioset_tags_near_the_pretrai
             _, tags = net.backbone(logmel, tags=True)
             drift[name] = bernoulli_kl(tags, torch.sigmoid(reference(mobilenet.normalize(logmel)))).item()
     assert 0 < drift["distilled"] < drift["plain"], drift
+    sssl = mer_live("train", *common[:-1], "sssl", "--distill", "3", "--out", str(tmp_path / "sssl"), cwd=tmp_path)
+    assert sssl.returncode == 0, sssl.stderr
+    last = open_run(tmp_path / "sssl").metrics()["history"][-1]
+    assert last["phase"] == "sssl" and last["distill"] > 0
     refused = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--distill", "1", "--out",
                        str(tmp_path / "x"), cwd=tmp_path)
     assert refused.returncode == 2 and "--arch mn04" in refused.stderr and "Traceback" not in refused.stderr

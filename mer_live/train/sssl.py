@@ -149,6 +149,7 @@ def forward(backbone: torch.nn.Module, x: torch.Tensor, distill: Distill | None,
 
 def with_distillation(loss: torch.Tensor, parts: dict[str, float], term: torch.Tensor, distill: Distill | None
                       ) -> tuple[torch.Tensor, dict[str, float]]:
+    """A step's loss and logged parts, with the distillation term added when there is one."""
     if distill is None:
         return loss, parts
     return loss + distill.weight * term, {**parts, "distill": term.item()}
