@@ -108,8 +108,9 @@ class Learner:
 
 
 def learner(part: torch.nn.Module, train_set: SegmentSet, labels: torch.Tensor, tasks: dict[str, int],
-            cfg: TrainConfig, comm: Communicator) -> Learner:
-    """The optimizer, schedule and (``cfg.ema``) moving average of one network ``part``."""
+            cfg: TrainConfig, comm: Communicator, distill: Distill | None = None) -> Learner:
+    """The optimizer, schedule and (``cfg.ema``) moving average of one network ``part``; ``distill``: the
+    pretrained network its tags are pulled towards (one for every network of the run)."""
     optimizer = torch.optim.Adam(param_groups(part, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_warmup_epochs > 0:
         n = len(train_set)
@@ -120,8 +121,6 @@ def learner(part: torch.nn.Module, train_set: SegmentSet, labels: torch.Tensor, 
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
     scaler = torch.amp.GradScaler("cuda", enabled=comm.device.type == "cuda")
     teacher = moving_average(part, cfg.ema) if cfg.ema > 0 else None
-    reference = mobilenet.pretrained().requires_grad_(False).to(comm.device) if cfg.distill else None
-    distill = Distill(reference, cfg.distill) if reference is not None else None
     run = Training(comm.wrap(part), train_set, labels, tasks, cfg, optimizer, scaler, comm, teacher, distill=distill)
     return Learner(run, scheduler, part if teacher is None else teacher.module)
 
@@ -151,7 +150,8 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
                            "--co-divide without --ema")
     tasks = model_config.tasks
     labels = torch.from_numpy(train_set.segment_labels.astype(np.int64))
-    learners = [learner(part, train_set, labels, tasks, cfg, comm) for part in parts]
+    distill = Distill(mobilenet.pretrained().requires_grad_(False).to(device), cfg.distill) if cfg.distill else None
+    learners = [learner(part, train_set, labels, tasks, cfg, comm, distill) for part in parts]
     for k, one in enumerate(learners):
         one.run.peer = learners[1 - k].kept if len(learners) == 2 else None
     kept = learners[0].kept if len(learners) == 1 else backbone  # co-divide: no moving average (cli)
