@@ -369,3 +369,44 @@ def test_co_divide_resumes_both_networks_where_they_stopped(tmp_path: Path):
     resumed, _, _ = train(segments, segments, audio, model, cfg, LoopOptions(ckpt, True, QUIET.log))
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_freq_mixstyle_mixes_band_statistics_and_keeps_each_view_s_own_course(synth):
+    """``freq_mixstyle``: a view's per-band mean and spread over time become a Beta mix of its own and a partner's
+    in the batch, its z-scored course in every band stays its own; at 0 (the default) a batch is drawn as before
+    and a naive run is what it was; a share outside [0, 1] is refused in one line."""
+    from mer_live.cli import build_parser
+    from mer_live.train.cli import train_config
+    from mer_live.train.segments import MIXSTYLE_ALPHA, freq_mixstyle
+
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))), AUDIO)
+    idx = np.arange(0, len(segments), 3)[:12]
+    views = segments.batch(idx)
+    mixed = freq_mixstyle(views, np.random.default_rng(4))
+    draws = np.random.default_rng(4)
+    lam = draws.beta(MIXSTYLE_ALPHA, MIXSTYLE_ALPHA, size=(len(views), 1, 1))
+    perm = draws.permutation(len(views))
+    mean, std = views.mean(axis=2, keepdims=True), views.std(axis=2, keepdims=True)
+    np.testing.assert_allclose(mixed.mean(axis=2, keepdims=True), lam * mean + (1 - lam) * mean[perm], atol=1e-4)
+    np.testing.assert_allclose(mixed.std(axis=2, keepdims=True), lam * std + (1 - lam) * std[perm], atol=1e-3)
+    z = (views - mean) / std
+    np.testing.assert_allclose((mixed - mixed.mean(axis=2, keepdims=True)) / mixed.std(axis=2, keepdims=True), z,
+                               atol=2e-3)
+    assert np.abs(mixed - views).max() > 1.0  # the colouring moved, by whole log-mel units somewhere
+    same = np.repeat(views[:1], 4, axis=0)
+    np.testing.assert_allclose(freq_mixstyle(same, np.random.default_rng(0)), same, atol=1e-4)
+
+    still = dataclasses.replace(FAST, shift_frames=0, freq_mask=0, time_mask=0)
+    rng = np.random.default_rng(7)
+    np.testing.assert_array_equal(segments.batch(idx, rng, still), views)
+    assert rng.bit_generator.state == np.random.default_rng(7).bit_generator.state  # off: no draw taken
+    assert not np.allclose(segments.batch(idx, rng, dataclasses.replace(still, freq_mixstyle=1.0)), views)
+
+    naive = dataclasses.replace(FAST, epochs=1, warmup_epochs=1, gmm=False, mixup=False, rdrop=False, refine=False)
+    losses = [train(segments, segments, AUDIO, MODEL, cfg, QUIET)[1][0]["loss"]
+              for cfg in (naive, naive, dataclasses.replace(naive, freq_mixstyle=0.5))]
+    assert losses[0] == losses[1] != losses[2]
+    args = build_parser().parse_args(["train", "--dataset", "synth", "--out", "unused", "--freq-mixstyle", "1.5"])
+    with pytest.raises(MerLiveError, match="--freq-mixstyle P is a share of batches"):
+        train_config(args)

@@ -114,6 +114,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="--arch mn04 --finetune full: every step also pulls the body's own AudioSet tags towards "
                           "the pretrained network's on the clean segment (Learning without Forgetting; weight W, "
                           "e.g. 1; 0: off)")
+    opt.add_argument("--freq-mixstyle", type=float, default=D.freq_mixstyle, metavar="P",
+                     help="the share of training batches whose segments mix their per-band level and spread with "
+                          "another segment's (Freq-MixStyle, e.g. 0.4; 0: off)")
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")
@@ -203,6 +206,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if cfg.svm_copies is not None and (cfg.svm_copies < 0 or not (cfg.air_copies or cfg.gain_augment_db)):
         raise MerLiveError("--svm-copies K needs K >= 0 and other recordings for the song SVM to fit on: "
                            "add --air-copies K (or --gain-augment DB)")
+    if not 0 <= cfg.freq_mixstyle <= 1:
+        raise MerLiveError(f"--freq-mixstyle P is a share of batches: it needs 0 <= P <= 1, got {cfg.freq_mixstyle:g}")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))
 
 

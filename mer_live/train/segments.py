@@ -6,8 +6,9 @@ frames audio, ``from_rows`` takes every column of a clip's cached body features 
 (pretrained models), ``from_maps`` every block of a clip's cached front-end maps (musicnn's mid-end
 fine-tuned), and ``one_per_clip`` takes a single window from each clip (the clip-level
 baseline). ``batch`` gives the log-mel of any of them, with a randomly shifted, masked view when
-augmenting; ``heard`` the same segments from ``versions``, other recordings of the same clips (through
-the air), for consistency training. NumPy only.
+augmenting (and, with ``freq_mixstyle``, band statistics mixed across the batch); ``heard`` the same
+segments from ``versions``, other recordings of the same clips (through the air), for consistency
+training. NumPy only.
 """
 
 from __future__ import annotations
@@ -100,12 +101,32 @@ class SegmentSet:
             out[row, :, piece.shape[1] :] = piece.min() if piece.size else 0.0
             if rng is not None and cfg is not None:
                 spec_augment(out[row], rng, cfg)
+        if rng is not None and cfg is not None and cfg.freq_mixstyle and rng.random() < cfg.freq_mixstyle:
+            out = freq_mixstyle(out, rng)
         return out
 
     def heard(self, idx: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
         """The segments ``idx`` as a random one of ``versions`` has them (one draw per row), viewed as ``batch``
         views them."""
         return self.batch(idx, rng, cfg, rng.integers(len(self.versions), size=len(idx)))
+
+
+MIXSTYLE_ALPHA = 0.3  # Beta(0.3, 0.3): most mixes stay near one example's statistics (EfficientAT's helpers)
+MIXSTYLE_EPS = 1e-6
+
+
+def freq_mixstyle(views: np.ndarray, rng: np.random.Generator, alpha: float = MIXSTYLE_ALPHA) -> np.ndarray:
+    """Freq-MixStyle: every view's log-mel, normalised per mel band over time, takes on per-band means and
+    deviations mixed with another view's of the batch (l ~ Beta(alpha, alpha) per view). A band's level
+    over time is what a room, a microphone or a master changes; the notes and their timing stay the view's
+    own (MixStyle, Zhou et al. 2021, per frequency as CP-JKU train device-robust audio MobileNets)."""
+    mean = views.mean(axis=2, keepdims=True)
+    std = np.sqrt(views.var(axis=2, keepdims=True) + MIXSTYLE_EPS)
+    lam = rng.beta(alpha, alpha, size=(len(views), 1, 1)).astype(np.float32)
+    perm = rng.permutation(len(views))
+    mixed_mean = lam * mean + (1 - lam) * mean[perm]
+    mixed_std = lam * std + (1 - lam) * std[perm]
+    return ((views - mean) / std * mixed_std + mixed_mean).astype(np.float32)
 
 
 def spec_augment(mel: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> None:

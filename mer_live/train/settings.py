@@ -86,6 +86,10 @@ class TrainConfig:
     # summed over the tags, times this weight), through the air too: Learning without Forgetting's distillation,
     # so 320 songs of fine-tuning keep what AudioSet taught the body [inferred]
     distill: float = 0.0
+    # > 0: the share of training batches whose views swap part of their per-mel-band level and spread over time
+    # with another segment's (Freq-MixStyle; p 0.4 in EfficientAT's and CP-JKU's device-robust recipes): a room,
+    # a microphone and a master colour the bands, and the network should hear through them [inferred]
+    freq_mixstyle: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"
