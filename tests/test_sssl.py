@@ -410,3 +410,47 @@ def test_freq_mixstyle_mixes_band_statistics_and_keeps_each_view_s_own_course(sy
     args = build_parser().parse_args(["train", "--dataset", "synth", "--out", "unused", "--freq-mixstyle", "1.5"])
     with pytest.raises(MerLiveError, match="--freq-mixstyle P is a share of batches"):
         train_config(args)
+
+
+def test_label_smoothing_scores_inherited_labels_against_softened_targets(synth):
+    """``label_smoothing`` E: a plain step's cross-entropy is against (1 - E/2, E/2) for each head's inherited label,
+    mixed labels too; off (the default), a naive run is what it was; E outside [0, 1) is refused in one line."""
+    from mer_live.cli import build_parser
+    from mer_live.nn.model import SegmentNet
+    from mer_live.train.cli import train_config
+    from mer_live.train.sssl import Mix, consistency_step, warmup_step
+
+    torch.manual_seed(0)
+    backbone = SegmentNet(AUDIO, MODEL).trainable.eval()
+    backbone.head[-1].weight.data *= 100
+    x, heard = torch.randn(6, AUDIO.n_mels, AUDIO.segment_frames), torch.randn(6, AUDIO.n_mels, AUDIO.segment_frames)
+    with torch.no_grad():  # labels the network is sure of: smoothing then costs e/2 of every logit margin
+        y = torch.stack([backbone(x)[:, 2 * t : 2 * t + 2].argmax(dim=1) for t in range(2)], dim=1)
+
+    def smoothed(logits: torch.Tensor, labels: torch.Tensor, e: float) -> torch.Tensor:
+        target = torch.nn.functional.one_hot(labels, 2).float() * (1 - e) + e / 2
+        return -(target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+    with torch.no_grad():
+        logits = backbone(x)
+        expected = sum(smoothed(logits[:, 2 * t : 2 * t + 2], y[:, t], 0.2) for t in range(2))
+        assert torch.allclose(warmup_step(backbone, x, y, MODEL.tasks, smoothing=0.2)[0], expected, atol=1e-5)
+        assert not torch.allclose(warmup_step(backbone, x, y, MODEL.tasks)[0], expected, atol=1e-3)
+        _, parts = consistency_step(backbone, x, heard, y, MODEL.tasks, 1.0, smoothing=0.2)
+        assert parts["lx"] == pytest.approx(float(expected), abs=1e-4)
+        mix = Mix.draw(0.3, len(x), np.random.default_rng(1), torch.device("cpu"))
+        mixed = backbone(mix.inputs(x))
+        expected_mix = sum(mix.lam * smoothed(mixed[:, 2 * t : 2 * t + 2], y[:, t], 0.2)
+                           + (1 - mix.lam) * smoothed(mixed[:, 2 * t : 2 * t + 2], y[mix.perm, t], 0.2)
+                           for t in range(2))
+        assert torch.allclose(warmup_step(backbone, x, y, MODEL.tasks, mix, smoothing=0.2)[0], expected_mix, atol=1e-5)
+
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))), AUDIO)
+    naive = dataclasses.replace(FAST, epochs=1, warmup_epochs=1, gmm=False, mixup=False, rdrop=False, refine=False)
+    losses = [train(segments, segments, AUDIO, MODEL, cfg, QUIET)[1][0]["loss"]
+              for cfg in (naive, dataclasses.replace(naive, label_smoothing=0.1))]
+    assert losses[0] != losses[1]
+    args = build_parser().parse_args(["train", "--dataset", "synth", "--out", "unused", "--label-smoothing", "1"])
+    with pytest.raises(MerLiveError, match="--label-smoothing E needs 0 <= E < 1"):
+        train_config(args)

@@ -117,6 +117,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--freq-mixstyle", type=float, default=D.freq_mixstyle, metavar="P",
                      help="the share of training batches whose segments mix their per-band level and spread with "
                           "another segment's (Freq-MixStyle, e.g. 0.4; 0: off)")
+    opt.add_argument("--label-smoothing", type=float, default=D.label_smoothing, metavar="E",
+                     help="the plain cross-entropy steps (naive, SSSL's warm-up) smooth every inherited label by E "
+                          "towards uniform, e.g. 0.1 (0: off)")
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")
@@ -208,6 +211,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                            "add --air-copies K (or --gain-augment DB)")
     if not 0 <= cfg.freq_mixstyle <= 1:
         raise MerLiveError(f"--freq-mixstyle P is a share of batches: it needs 0 <= P <= 1, got {cfg.freq_mixstyle:g}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise MerLiveError(f"--label-smoothing E needs 0 <= E < 1, got {cfg.label_smoothing:g}")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))
 
 

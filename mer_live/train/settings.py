@@ -90,6 +90,10 @@ class TrainConfig:
     # with another segment's (Freq-MixStyle; p 0.4 in EfficientAT's and CP-JKU's device-robust recipes): a room,
     # a microphone and a master colour the bands, and the network should hear through them [inferred]
     freq_mixstyle: float = 0.0
+    # > 0: the plain cross-entropy steps (every naive epoch, SSSL's warm-up) score each inherited label smoothed
+    # this far towards uniform (0.1: 0.95 / 0.05): the simplest loss for noisy labels, where a segment that does
+    # not sound like its clip's label is not pushed to certainty (Lukasik et al. 2020) [inferred]
+    label_smoothing: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

@@ -112,14 +112,17 @@ class Mix:
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return self.lam * x + (1 - self.lam) * x[self.perm]
 
-    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.lam * F.cross_entropy(logits, y) + (1 - self.lam) * F.cross_entropy(logits, y[self.perm])
+    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        return (self.lam * F.cross_entropy(logits, y, label_smoothing=smoothing)
+                + (1 - self.lam) * F.cross_entropy(logits, y[self.perm], label_smoothing=smoothing))
 
 
-def inherited_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | None) -> torch.Tensor:
-    """Cross-entropy on the inherited labels, summed over the heads (of the mixed labels under ``mix``)."""
-    return sum(F.cross_entropy(v, y[:, t]) if mix is None else mix.cross_entropy(v, y[:, t])
-               for t, v in enumerate(logits.values()))
+def inherited_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | None, smoothing: float = 0.0
+                 ) -> torch.Tensor:
+    """Cross-entropy on the inherited labels, summed over the heads (of the mixed labels under ``mix``), each
+    label smoothed by ``smoothing`` towards the uniform distribution."""
+    return sum(F.cross_entropy(v, y[:, t], label_smoothing=smoothing) if mix is None
+               else mix.cross_entropy(v, y[:, t], smoothing) for t, v in enumerate(logits.values()))
 
 
 @dataclass(frozen=True)
@@ -156,16 +159,17 @@ def with_distillation(loss: torch.Tensor, parts: dict[str, float], term: torch.T
 
 
 def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int],
-                mix: Mix | None = None, distill: Distill | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                mix: Mix | None = None, distill: Distill | None = None, smoothing: float = 0.0
+                ) -> tuple[torch.Tensor, dict[str, float]]:
     """Plain cross-entropy on inherited labels, both heads; of mixed segments and labels under ``mix``."""
     x = x if mix is None else mix.inputs(x)
     logits, term = forward(backbone, x, distill, len(x))
-    return with_distillation(inherited_ce(split_logits(logits, tasks), y, mix), {}, term, distill)
+    return with_distillation(inherited_ce(split_logits(logits, tasks), y, mix, smoothing), {}, term, distill)
 
 
 def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Tensor, y: torch.Tensor,
-                     tasks: dict[str, int], weight: float, mix: Mix | None = None, distill: Distill | None = None
-                     ) -> tuple[torch.Tensor, dict[str, float]]:
+                     tasks: dict[str, int], weight: float, mix: Mix | None = None, distill: Distill | None = None,
+                     smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy on inherited labels for the clean view, plus ``weight`` times the KL from its softmax
     (gradient stopped) to the same segments ``heard`` through the air; one pass over both, so batch norm
     sees both. Under ``mix`` both views are mixed with the same partners."""
@@ -173,7 +177,7 @@ def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Te
         x, heard = mix.inputs(x), mix.inputs(heard)
     logits, term = forward(backbone, torch.cat([x, heard]), distill, len(x))
     clean, air = (split_logits(chunk, tasks) for chunk in logits.chunk(2))
-    lx = inherited_ce(clean, y, mix)
+    lx = inherited_ce(clean, y, mix, smoothing)
     kl = sum(losses.kl_to_target(air[task], clean[task]) for task in tasks)
     return with_distillation(lx + weight * kl, {"lx": lx.item(), "kl": kl.item()}, term, distill)
 
@@ -344,9 +348,10 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
         mix = Mix.draw(cfg.ce_mixup, len(idx), rng, device) if warm and cfg.ce_mixup > 0 else None
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             if heard is not None:
-                loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency, mix, run.distill)
+                loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency, mix, run.distill,
+                                               cfg.label_smoothing)
             elif warm:
-                loss, parts = warmup_step(model, views[0], y, tasks, mix, run.distill)
+                loss, parts = warmup_step(model, views[0], y, tasks, mix, run.distill, cfg.label_smoothing)
             else:
                 w = torch.from_numpy(result.clean[idx]).float().to(device)
                 lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
