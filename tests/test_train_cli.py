@@ -213,6 +213,16 @@ def test_option_defaults_are_the_train_config_defaults():
     assert (changed.gmm, changed.epochs, changed.warmup_epochs, changed.gain_augment_db) == (False, 3, 3, (-10.0, 6.0))
 
 
+def test_augmentation_and_smoothing_outside_their_range_are_refused_in_one_line():
+    from mer_live.errors import MerLiveError
+    from mer_live.train.cli import train_config
+
+    with pytest.raises(MerLiveError, match="--freq-mixstyle P is a share of batches"):
+        train_config(_parse("--freq-mixstyle", "1.5"))
+    with pytest.raises(MerLiveError, match="--label-smoothing E needs 0 <= E < 1"):
+        train_config(_parse("--label-smoothing", "1"))
+
+
 def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
     from mer_live.train import rundir
     from mer_live.train.cli import _configs

@@ -89,19 +89,20 @@ class SegmentSet:
         """(len(idx), n_mels, frames) log-mel; with ``rng`` a randomly shifted, masked view; with ``version``
         (an index into ``versions`` per row) from those recordings of the clips."""
         out = np.empty((len(idx), self.logmels[0].shape[0], self.frames), dtype=np.float32)
+        augment = rng is not None and cfg is not None
         for row, i in enumerate(idx):
             clip = self.clip_of[i]
             mel = self.logmels[clip] if version is None else self.versions[version[row]][clip]
             start = int(self.start[i])
-            if rng is not None and cfg is not None and cfg.shift_frames:
+            if augment and cfg.shift_frames:
                 last = max(0, mel.shape[1] - self.frames)
                 start = int(np.clip(start + rng.integers(-cfg.shift_frames, cfg.shift_frames + 1), 0, last))
             piece = mel[:, start : start + self.frames]
             out[row, :, : piece.shape[1]] = piece
             out[row, :, piece.shape[1] :] = piece.min() if piece.size else 0.0
-            if rng is not None and cfg is not None:
+            if augment:
                 spec_augment(out[row], rng, cfg)
-        if rng is not None and cfg is not None and cfg.freq_mixstyle and rng.random() < cfg.freq_mixstyle:
+        if augment and cfg.freq_mixstyle and rng.random() < cfg.freq_mixstyle:
             out = freq_mixstyle(out, rng)
         return out
 
