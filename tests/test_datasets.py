@@ -11,7 +11,7 @@ import soundfile as sf
 from mer_live.audio.read import load_audio
 from mer_live.errors import MerLiveError
 from mer_live.train.datasets import load_dataset
-from mer_live.train.labels import quadrant_of
+from mer_live.train.labels import mood_targets, mood_vocabulary, quadrant_of
 
 
 def write_clip(path: Path, sr: int = 22050, channels: int = 1, seconds: float = 0.5, fmt: str | None = None) -> Path:
@@ -69,6 +69,8 @@ def test_4q_quadrants_to_labels(fourq_tree: Path):
     assert "Q1, Q4" in ds.binarization["valence"] and "Q1, Q2" in ds.binarization["arousal"]
     clip = ds.clips[0]
     assert clip.path.parent.name == clip.quadrant and load_audio(clip.path, 22050).size > 0
+    tags = {c.song_id: c.tags for c in ds.clips}  # the metadata's "MoodsStrSplit", for --mood-tags
+    assert tags["MT0000004637"] == ("circular", "greasy", "messy") and tags["MT0000011975"] == ()
 
 
 def test_4q_rejects_thresholds(fourq_tree: Path):
@@ -82,6 +84,18 @@ def test_real_4q_dev_set(fourq: Path):
     assert ds.quadrant_counts() == {"Q1": 100, "Q2": 100, "Q3": 100, "Q4": 100}
     assert all(c.path.is_file() and c.path.parent.name == c.quadrant for c in ds.clips)
     assert all(quadrant_of(c.labels) == c.quadrant for c in ds.clips)
+    vocabulary = mood_vocabulary(c.tags for c in ds.clips)  # every song has AllMusic moods; rare ones are left out
+    assert all(c.tags for c in ds.clips) and "sad" in vocabulary and 100 < len(vocabulary) < 200
+    targets = mood_targets([c.tags for c in ds.clips], vocabulary)
+    assert targets.shape == (400, len(vocabulary)) and np.allclose(targets.sum(axis=1)[targets.sum(axis=1) > 0], 1)
+
+
+def test_mood_vocabulary_keeps_tags_enough_songs_carry_and_targets_spread_a_song_over_its_tags():
+    songs = [("sad", "dark"), ("sad",), ("sad", "sad", "rare"), ("happy",)]
+    assert mood_vocabulary(songs, min_songs=3) == ("sad",)  # a tag twice on one song counts once
+    assert mood_vocabulary(songs, min_songs=1) == ("dark", "happy", "rare", "sad")
+    targets = mood_targets(songs, ("dark", "sad"))
+    assert targets.tolist() == [[0.5, 0.5], [0.0, 1.0], [0.0, 1.0], [0.0, 0.0]]
 
 
 # --------------------------------------------------------------------------------------------- PMEmo

@@ -62,3 +62,15 @@ def test_rampup_and_mixup_lambda():
     rng = np.random.default_rng(0)
     lams = [losses.mixup_lambda(4.0, rng) for _ in range(200)]
     assert min(lams) >= 0.5 and max(lams) <= 1.0
+
+
+def test_tag_cross_entropy_scores_each_row_s_tags_as_one_distribution_and_skips_untagged_rows():
+    logits = t([0.0, 0.0, 0.0], [math.log(2), 0.0, 0.0], [5.0, -1.0, 2.0])
+    tags = t([1, 1, 0], [0, 0, 2], [0, 0, 0])  # the second row's mass is renormalised; the third has no tags
+    first = -(0.5 * math.log(1 / 3) + 0.5 * math.log(1 / 3))
+    second = -math.log(1 / 4)  # softmax [2, 1, 1] / 4
+    assert math.isclose(losses.tag_cross_entropy(logits, tags).item(), (first + second) / 2, rel_tol=1e-9)
+    untagged = losses.tag_cross_entropy(logits.requires_grad_(), torch.zeros_like(tags))
+    assert untagged.item() == 0.0
+    untagged.backward()
+    assert logits.grad.abs().sum() == 0

@@ -448,3 +448,38 @@ def test_label_smoothing_scores_inherited_labels_against_softened_targets(synth)
     naive = ONE_NAIVE_EPOCH
     losses = [first_epoch_loss(segments, cfg) for cfg in (naive, dataclasses.replace(naive, label_smoothing=0.1))]
     assert losses[0] != losses[1]
+
+
+def test_mood_tags_add_the_mood_head_s_cross_entropy_on_the_clean_rows_to_every_step():
+    """``--mood-tags`` W: a plain step's loss is the task heads' cross-entropy plus W times the mood head's softmax
+    cross-entropy against each row's tags; under consistency only the clean rows are scored, under mixup the
+    tags are mixed as the inputs; SSSL's step scores them too; without tags a step is what it was. (The 4Q
+    tags reach the steps end to end: tests/test_train_cli.py.)"""
+    from mer_live.nn.model import SegmentNet
+    from mer_live.train.losses import tag_cross_entropy
+    from mer_live.train.sssl import Mix, Moods, consistency_step, sssl_step, warmup_step
+
+    torch.manual_seed(0)
+    model = ModelConfig(arch="mn04", finetune="full", moods=("calm", "sad", "tense"))
+    audio = model.default_audio().replace(segment_seconds=1.0)
+    backbone = SegmentNet(audio, model).trainable.eval()
+    x, heard = torch.randn(4, audio.n_mels, audio.segment_frames), torch.randn(4, audio.n_mels, audio.segment_frames)
+    y = torch.tensor([[0, 1], [1, 1], [1, 0], [0, 0]])
+    moods = Moods(torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), 0.5)
+    with torch.no_grad():
+        logits, mood_logits = backbone(x, moods=True)
+        ce = sum(torch.nn.functional.cross_entropy(logits[:, 2 * t : 2 * t + 2], y[:, t]) for t in range(2))
+        term = tag_cross_entropy(mood_logits, moods.targets)
+        loss, parts = warmup_step(backbone, x, y, MODEL.tasks, moods=moods)
+        assert torch.allclose(loss, ce + 0.5 * term, atol=1e-5) and parts["moods"] == pytest.approx(float(term))
+        plain, plain_parts = warmup_step(backbone, x, y, MODEL.tasks)
+        assert torch.allclose(plain, ce, atol=1e-5) and "moods" not in plain_parts
+        _, parts = consistency_step(backbone, x, heard, y, MODEL.tasks, 1.0, moods=moods)
+        assert parts["moods"] == pytest.approx(float(term), abs=1e-5)  # the air view's rows are not scored
+        mix = Mix.draw(0.3, len(x), np.random.default_rng(1), torch.device("cpu"))
+        mixed = tag_cross_entropy(backbone(mix.inputs(x), moods=True)[1], mix.inputs(moods.targets))
+        assert warmup_step(backbone, x, y, MODEL.tasks, mix, moods=moods)[1]["moods"] == pytest.approx(float(mixed))
+    cfg = dataclasses.replace(FAST, mood_tags=0.5)
+    clean = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    _, parts = sssl_step(backbone, x, heard, y, clean, MODEL.tasks, cfg, 1.0, np.random.default_rng(0), moods=moods)
+    assert parts["moods"] > 0 and np.isfinite(parts["moods"])

@@ -504,6 +504,80 @@ def test_a_finished_run_resumes_with_a_song_svm_on_fewer_recordings(tmp_path: Pa
     assert other.returncode == 2 and "air_copies 1 -> 2" in other.stderr  # the network's data may not change
 
 
+MOODS = {"Q1": "happy; exciting", "Q2": "angry; tense", "Q3": "sad; gloomy", "Q4": "calm; soothing"}
+
+
+def tagged_4q_tree(root: Path, clips: int) -> Path:
+    """A 4Q download of generated clips: Q1-Q4 folders, the annotations and the metadata with two mood tags per
+    quadrant and one tag of the song's own (too rare for a mood vocabulary)."""
+    import csv
+
+    from mer_live.train.synth import make_synth_corpus
+
+    make_synth_corpus(root / "made", clips, seconds=6.0, sr=32000, seed=5)
+    rows = list(csv.DictReader((root / "made" / "manifest.csv").open()))
+    base = root / "MER_audio_taffc_dataset"
+    base.mkdir()
+    with (base / "panda_dataset_taffc_annotations.csv").open("w", newline="") as a, \
+            (base / "panda_dataset_taffc_metadata.csv").open("w", newline="") as m:
+        annotations, metadata = csv.writer(a), csv.writer(m)
+        annotations.writerow(["Song", "Quadrant"])
+        metadata.writerow(["Song", "Quadrant", "MoodsStrSplit"])
+        for row in rows:
+            (base / row["quadrant"]).mkdir(exist_ok=True)
+            (root / "made" / row["path"]).rename(base / row["quadrant"] / f"{row['song_id']}.wav")
+            annotations.writerow([row["song_id"], row["quadrant"]])
+            metadata.writerow([row["song_id"], row["quadrant"], f"{MOODS[row['quadrant']]}; Own {row['song_id']}"])
+    return base
+
+
+def test_mood_tags_train_a_second_head_on_the_songs_tags_and_leave_the_bundle_s_outputs_alone(tmp_path: Path):
+    """`--mood-tags W` on a 4Q tree whose metadata tags every song: the run's model names the tags enough songs
+    carry (not each song's own), the history logs the term, the saved network loads with its mood head, whose
+    top tags on the training clips are their quadrant's more often than chance while the task heads' logits are
+    the same with it as without; the bundle exports (ONNX checked against the task heads), names the tags and
+    labels a file; a network without an AudioSet embedding, or songs without tags,
+    are refused in one line."""
+    import torch
+
+    from mer_live.audio.read import load_audio
+    from mer_live.train.rundir import open_run
+
+    root = tagged_4q_tree(tmp_path, 20)
+    common = ["--dataset", "4q", "--root", str(root), "--cache-dir", str(tmp_path / "cache"), "--arch", "mn04",
+              "--finetune", "full", "--segment-seconds", "3", "--method", "naive", "--epochs", "3",
+              "--batch-size", "8", "--lr", "1e-2", "--threads", "2"]
+    result = mer_live("train", *common, "--mood-tags", "1", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = open_run(tmp_path / "run")
+    assert run.model_config.moods == tuple(sorted(t.strip() for v in MOODS.values() for t in v.split(";")))
+    assert all(row["moods"] > 0 for row in run.metrics()["history"])
+    net = run.load_model()
+    hits = []
+    for quadrant in MOODS:
+        for clip in sorted((root / quadrant).glob("*.wav")):
+            audio = torch.from_numpy(load_audio(clip, net.audio.sample_rate)[None, : net.audio.segment_samples])
+            with torch.no_grad():
+                logits, moods = net.backbone(net.frontend(audio), moods=True)
+            top = {run.model_config.moods[k] for k in moods[0].topk(2).indices.tolist()}
+            hits.append(len(top & {t.strip() for t in MOODS[quadrant].split(";")}))
+            assert torch.equal(logits, net.backbone(net.frontend(audio)))
+    assert np.mean(hits) > 0.5, hits  # chance: 2 of 8 tags drawn, 2 of them right, 0.5 on average
+    exported = mer_live("export", str(tmp_path / "run"), "--out", str(tmp_path / "bundle"), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr  # ONNX within tolerance of the task heads' PyTorch outputs
+    assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["model"]["moods"] == list(
+        run.model_config.moods)
+    labeled = mer_live("label", str(clip), "--model", str(tmp_path / "bundle"), "--format", "jsonl", cwd=tmp_path)
+    assert labeled.returncode == 0, labeled.stderr
+    assert json.loads(labeled.stdout.splitlines()[0])["quadrant"] in MOODS
+    refused = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--mood-tags", "1", "--out",
+                       str(tmp_path / "x"), cwd=tmp_path)
+    assert refused.returncode == 2 and "--arch mn04" in refused.stderr and "Traceback" not in refused.stderr
+    untagged = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--arch", "mn04", "--finetune", "full",
+                        "--mood-tags", "1", "--out", str(tmp_path / "y"), cwd=tmp_path)
+    assert untagged.returncode == 2 and "mood tags" in untagged.stderr and "Traceback" not in untagged.stderr
+
+
 def test_distillation_keeps_the_fine_tuned_body_s_audioset_tags_near_the_pretrained_network(tmp_path: Path):
     """`--distill W` (Learning without Forgetting): the same tiny mn04 run with and without it, seeded alike; with
     it the history logs the term, and the fine-tuned body's own AudioSet tags on the training clips stay nearer

@@ -47,6 +47,9 @@ class ModelConfig:
     # an ensemble's own finetune per body, e.g. ("full", "heads"): a fine-tuned network beside the frozen
     # pretrained one, which hears as AudioSet taught it (empty: every body ``finetune``)
     body_finetune: tuple[str, ...] = ()
+    # AudioSet only: mood tags a second head learns from the training songs' tags (``--mood-tags``); the song
+    # model does not read it, so a bundle's outputs are the same with or without
+    moods: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.arch not in ARCH_CHOICES:
@@ -65,6 +68,9 @@ class ModelConfig:
         if self.bodies < 1 or (self.bodies > 1 and self.arch not in AUDIOSET):
             raise ValueError(f"bodies {self.bodies}: an ensemble is of AudioSet networks ({', '.join(AUDIOSET)}), "
                              "at least 1")
+        if self.moods and self.arch not in AUDIOSET:
+            raise ValueError(f"a mood-tag head sits on an AudioSet network's embedding ({', '.join(AUDIOSET)}), "
+                             f"not {self.arch}'s")
         if self.body_finetune:
             if len(self.body_finetune) != self.bodies or self.bodies == 1 or self.body_finetune[0] != self.finetune:
                 raise ValueError(f"finetune {','.join(self.body_finetune)}: one mode per body of an ensemble "
@@ -112,7 +118,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        return cls(**{**data, "body_finetune": tuple(data.get("body_finetune", ()))})  # JSON reads it as a list
+        return cls(**{**data, "body_finetune": tuple(data.get("body_finetune", ())),  # JSON reads them as lists
+                      "moods": tuple(data.get("moods", ()))})
 
 
 def _features(layout: tuple[int | str, ...]) -> tuple[nn.Sequential, int]:
@@ -261,6 +268,7 @@ class AudioSetBackbone(nn.Module):
         self.embedding_dims = self.body.embedding_dims
         self.head = nn.Sequential(nn.Dropout(config.dropout),
                                   nn.Linear(self.embedding_dims, sum(config.tasks.values())))
+        self.moods = nn.Linear(self.embedding_dims, len(config.moods)) if config.moods else None
         self.frozen_body = config.finetune != "full"
         if self.frozen_body:
             self.body.requires_grad_(False)
@@ -277,11 +285,16 @@ class AudioSetBackbone(nn.Module):
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.head(embedding)
 
-    def forward(self, logmel: torch.Tensor, tags: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, logmel: torch.Tensor, tags: bool = False, moods: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """The heads' logits; with ``tags``, also the body's own AudioSet logits of the same pass (distillation
-        from the pretrained network, ``--distill``; through ``forward`` so data-parallel training syncs them)."""
+        from the pretrained network, ``--distill``), and with ``moods`` the mood-tag head's (``--mood-tags``), in
+        that order; through ``forward`` so data-parallel training syncs them."""
         embedding = self.embed(logmel)
-        return (self.head(embedding), self.body.tags(embedding)) if tags else self.head(embedding)
+        if not (tags or moods):
+            return self.head(embedding)
+        extra = [self.body.tags(embedding)] if tags else []
+        return (self.head(embedding), *extra, *([self.moods(embedding)] if moods else []))
 
 
 class Bodies(nn.Module):

@@ -120,6 +120,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--label-smoothing", type=float, default=D.label_smoothing, metavar="E",
                      help="the plain cross-entropy steps (naive, SSSL's warm-up) smooth every inherited label by E "
                           "towards uniform, e.g. 0.1 (0: off)")
+    opt.add_argument("--mood-tags", type=float, default=D.mood_tags, metavar="W",
+                     help="--arch mn04, a dataset with mood tags (4Q): a second head also learns every segment's "
+                          "song's mood tags (weight W, e.g. 0.5; 0: off); the bundle's outputs stay the same")
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")
@@ -251,6 +254,9 @@ def _configs(args: argparse.Namespace):
     if cfg.distill < 0 or (cfg.distill and not (model_config.audioset and set(model_config.finetunes) == {"full"})):
         raise MerLiveError("--distill W keeps a fine-tuned AudioSet MobileNet's tags near the pretrained network's: "
                            "it needs W >= 0 and --arch mn04 --finetune full")
+    if cfg.mood_tags < 0 or (cfg.mood_tags and not model_config.audioset):
+        raise MerLiveError("--mood-tags W puts a mood-tag head on an AudioSet MobileNet's embedding: it needs W >= 0 "
+                           "and --arch mn04")
     if cfg.co_divide and (model_config.bodies != 2 or cfg.ema or len(set(model_config.finetunes)) > 1):
         raise MerLiveError("--co-divide trains two networks that divide the segments for each other: add --bodies 2, "
                            "one --finetune for both, and drop --ema (the peer is the teacher)")

@@ -18,7 +18,15 @@ from mer_live.train.datasets import Clip, Dataset, load_dataset
 from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import DataConfig, RunSettings, TrainConfig
 from mer_live.train.synth import make_synth_corpus
-from mer_live.train.trainer import Recipe, clip_labels, fit, model_inputs, song_horizon, verification_audio
+from mer_live.train.trainer import (
+    Recipe,
+    clip_labels,
+    fit,
+    model_inputs,
+    song_horizon,
+    verification_audio,
+    with_moods,
+)
 
 
 def log_console(quiet: bool = False):
@@ -107,6 +115,7 @@ def train_run(run: RunSettings, data: DataConfig, cfg: TrainConfig, audio: Audio
     log(f"training {model_config.arch} ({run.method}) on {device.type}{comm.describe()}; "
         f"segments {audio.effective_segment_seconds:.3f} s every {audio.effective_hop_seconds:.3f} s")
     song = song.replace(horizon=song_horizon(logmels, audio))
+    model_config = with_moods(model_config, clips, list(range(len(clips))), cfg)  # the record names its tags
     config = run_record(run, cfg, audio, model_config, song, dataset, len(clips), device.type)
     if run.resume:
         rundir.check_resume(out, config)

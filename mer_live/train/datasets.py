@@ -39,6 +39,7 @@ from mer_live.train.labels import (
 from mer_live.train.settings import DATASET_NAMES
 
 FOURQ_ANNOTATIONS = "panda_dataset_taffc_annotations.csv"
+FOURQ_METADATA = "panda_dataset_taffc_metadata.csv"  # optional: every song's AllMusic mood tags
 PMEMO_STATIC = "static_annotations.csv"
 DEAM_STATIC = (
     "static_annotations_averaged_songs_1_2000.csv",
@@ -51,13 +52,15 @@ MANIFEST = "manifest.csv"
 
 @dataclass(frozen=True)
 class Clip:
-    """One audio file and its binary labels (``None`` for unlabeled audio)."""
+    """One audio file and its binary labels (``None`` for unlabeled audio), and the mood tags its dataset
+    gives it (4Q: the AllMusic moods its quadrant was derived from; ``--mood-tags`` learns them too)."""
 
     path: Path
     song_id: str
     labels: dict[str, int] | None
     quadrant: str | None
     raw: dict = field(default_factory=dict, compare=False)
+    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -73,8 +76,9 @@ class Dataset:
         return {q: counts.get(q, 0) for q in QUADRANTS}
 
 
-def make_clip(path: Path, song_id: str, labels: dict[str, int] | None, raw: dict) -> Clip:
-    return Clip(path=path, song_id=song_id, labels=labels or None, quadrant=quadrant_of(labels), raw=raw)
+def make_clip(path: Path, song_id: str, labels: dict[str, int] | None, raw: dict, tags: tuple[str, ...] = ()
+              ) -> Clip:
+    return Clip(path=path, song_id=song_id, labels=labels or None, quadrant=quadrant_of(labels), raw=raw, tags=tags)
 
 
 class Collector:
@@ -87,14 +91,15 @@ class Collector:
         self.clips: dict[Path, Clip] = {}
         self.skipped: list[tuple[str, str]] = []
 
-    def add(self, song_id: str, audio: Path | None, missing: str, labels: dict | None, raw: dict) -> None:
+    def add(self, song_id: str, audio: Path | None, missing: str, labels: dict | None, raw: dict,
+            tags: tuple[str, ...] = ()) -> None:
         """Keep the clip, or record why not: ``missing`` says where its audio was looked for."""
         if audio is None:
             self.skipped.append((song_id, f"audio not found: {missing}"))
         elif audio in self.clips:
             self.skipped.append((song_id, f"second annotation row for {audio.name} (the first one is kept)"))
         else:
-            self.clips[audio] = make_clip(audio, song_id, labels, raw)
+            self.clips[audio] = make_clip(audio, song_id, labels, raw, tags)
 
     def dataset(self, name: str, root: Path, binarization: dict) -> Dataset:
         clips = sorted(self.clips.values(), key=lambda c: (song_sort_key(c.song_id), str(c.path)))
@@ -113,6 +118,7 @@ def load_4q(root: Path, thresholds: dict[str, float] | None) -> Dataset:
     indexes = {q: audio_index(base / q) if (base / q).is_dir() else {} for q in QUADRANTS}
     if not any(indexes.values()):
         raise MerLiveError(f"{base}: no Q1/ Q2/ Q3/ Q4/ audio folders beside {annotations.name}")
+    moods = fourq_moods(base / FOURQ_METADATA)
     out = Collector()
     for line, row in rows:
         quadrant = row["Quadrant"].upper()
@@ -120,11 +126,21 @@ def load_4q(root: Path, thresholds: dict[str, float] | None) -> Dataset:
             raise MerLiveError(f"{annotations}, line {line}: quadrant must be Q1-Q4, got {row['Quadrant']!r}")
         song = row["Song"]
         out.add(song, indexes[quadrant].get(song), f"{base / quadrant / song}.mp3",
-                dict(QUADRANT_LABELS[quadrant]), dict(row))
+                dict(QUADRANT_LABELS[quadrant]), dict(row), moods.get(song, ()))
     return out.dataset("4q", base, {
         "valence": "high = Q1, Q4 (annotated Russell quadrant)",
         "arousal": "high = Q1, Q2 (annotated Russell quadrant)",
     })
+
+
+def fourq_moods(metadata: Path) -> dict[str, tuple[str, ...]]:
+    """Song -> its AllMusic mood tags, lower case, from 4Q's metadata file (none when the file is absent).
+    "MoodsStrSplit" is every mood of the song, split where AllMusic joined two in one tag."""
+    if not metadata.is_file():
+        return {}
+    require_columns(metadata, ("Song", "MoodsStrSplit"))
+    return {row["Song"]: tuple(t.strip().lower() for t in row["MoodsStrSplit"].split(";") if t.strip())
+            for _, row in read_csv(metadata)}
 
 
 def rated_row(table: Path, line: int, row: dict[str, str], id_column: str, columns: dict[str, str]

@@ -12,8 +12,11 @@ import csv
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import numpy as np
 
 from mer_live.audio.read import AUDIO_EXTENSIONS
 from mer_live.config import TASKS
@@ -149,3 +152,26 @@ def binarize(values: dict[str, float], thresholds: dict[str, float]) -> dict[str
 
 def threshold_record(thresholds: dict[str, float], scale: str, columns: dict[str, str]) -> dict:
     return {task: f">= {thresholds[task]:g} on {scale} ({columns[task]})" for task in TASKS}
+
+
+# ------------------------------------------------------------------------------------------ moods
+
+MIN_MOOD_SONGS = 5  # a mood tag joins the vocabulary when at least this many training songs carry it
+
+
+def mood_vocabulary(tag_lists: Iterable[Iterable[str]], min_songs: int = MIN_MOOD_SONGS) -> tuple[str, ...]:
+    """The tags at least ``min_songs`` songs carry, sorted: rarer ones teach a head nothing it can generalise."""
+    counts = Counter(tag for tags in tag_lists for tag in set(tags))
+    return tuple(sorted(tag for tag, n in counts.items() if n >= min_songs))
+
+
+def mood_targets(tag_lists: Iterable[Iterable[str]], vocabulary: tuple[str, ...]) -> np.ndarray:
+    """(songs, tags): each song's tags of ``vocabulary`` as one distribution (each of its k tags 1/k); a row of
+    zeros for a song with none of them."""
+    column = {tag: k for k, tag in enumerate(vocabulary)}
+    rows = []
+    for tags in tag_lists:
+        row = np.zeros(len(vocabulary), dtype=np.float32)
+        row[sorted({column[t] for t in tags if t in column})] = 1.0
+        rows.append(row / max(1.0, row.sum()))
+    return np.stack(rows) if rows else np.zeros((0, len(vocabulary)), np.float32)

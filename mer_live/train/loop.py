@@ -247,5 +247,6 @@ def format_epoch(row: dict, tasks: dict[str, int]) -> str:
                    f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
     body = f" body {row['body']}" if "body" in row else ""
     distill = f" distill={row['distill']:.4f}" if row.get("distill") else ""
+    distill += f" moods={row['moods']:.4f}" if row.get("moods") else ""
     return (f"epoch {row['epoch']:3d}{body} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
             f"lu={row['lu']:.4f} kl={row['kl']:.4f}{distill} {clean} {val} ({row['seconds']:.0f}s)")

@@ -71,6 +71,17 @@ def bernoulli_kl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (bce - entropy).sum(dim=1).mean()
 
 
+def tag_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy against each row's tags as one distribution, rows without tags left out (0 when
+    none has any): many-label weak supervision as Mahajan et al. 2018 train on hashtags, where a softmax over
+    the tags beat one sigmoid per tag. Rows are renormalised, so mixed targets stay distributions."""
+    mass = targets.sum(dim=1)
+    rows = mass > 0
+    if not rows.any():
+        return logits.sum() * 0.0
+    return soft_cross_entropy(logits[rows], targets[rows] / mass[rows].unsqueeze(1))
+
+
 def linear_rampup(epoch_progress: float, warmup_epochs: int, lambda_u: float, length: int = 16) -> float:
     """lambda_u * clip((t - warm_up) / 16, 0, 1), t in fractional epochs (DivideMix)."""
     return lambda_u * float(np.clip((epoch_progress - warmup_epochs) / length, 0.0, 1.0))

@@ -42,11 +42,14 @@ class SegmentSet:
     frames: int  # frames per segment
     starts: list[np.ndarray]
     versions: list[list[np.ndarray]] = field(default_factory=list)  # other recordings of the clips, frame for frame
+    moods: np.ndarray | None = None  # (clips, tags): each clip's mood tags as a distribution (labels.mood_targets)
     clip_of: np.ndarray = field(init=False)
     start: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels)
+        if self.moods is not None and len(self.moods) != len(self.logmels):
+            raise ValueError(f"{len(self.logmels)} clips but mood tags for {len(self.moods)}")
         if len(self.starts) != len(self.logmels):
             raise ValueError(f"{len(self.logmels)} clips but segment starts for {len(self.starts)}")
         for version in self.versions:

@@ -94,6 +94,11 @@ class TrainConfig:
     # this far towards uniform (0.1: 0.95 / 0.05): the simplest loss for noisy labels, where a segment that does
     # not sound like its clip's label is not pushed to certainty (Lukasik et al. 2020) [inferred]
     label_smoothing: float = 0.0
+    # > 0 (an AudioSet MobileNet, a dataset with mood tags: 4Q's AllMusic moods): a second head on the embedding
+    # also learns every segment's clip's mood tags (softmax cross-entropy against them as one distribution, times
+    # this weight). Two binary labels say little about 320 songs; "sad", "bittersweet" and "gloomy" say which
+    # way and how far, and the quadrant labels were derived from these very tags [inferred]
+    mood_tags: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

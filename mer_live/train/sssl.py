@@ -37,7 +37,7 @@ from mer_live.train.division import divide_losses
 from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import GMM_INPUTS, TrainConfig
 
-LOSS_PARTS = ("loss", "lx", "lu", "penalty", "kl", "distill")
+LOSS_PARTS = ("loss", "lx", "lu", "penalty", "kl", "distill", "moods")
 
 
 @torch.no_grad()
@@ -133,59 +133,77 @@ class Distill:
     reference: MobileNet
     weight: float
 
-    def forward(self, backbone: torch.nn.Module, x: torch.Tensor, clean_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The heads' logits on ``x`` (views of the same segments stacked) and the distillation term: every
-        view's tags against the reference's on the first ``clean_rows`` rows."""
-        logits, tags = backbone(x, tags=True)
+    def term(self, x: torch.Tensor, tags: torch.Tensor, clean_rows: int) -> torch.Tensor:
+        """The distillation term: the body's tags on ``x`` (views of the same segments stacked) against the
+        reference's on the first ``clean_rows`` rows."""
         with torch.no_grad():
             target = torch.sigmoid(self.reference(mobilenet.normalize(x[:clean_rows])).float())
-        return logits.float(), losses.bernoulli_kl(tags.float(), target.repeat(len(x) // clean_rows, 1))
+        return losses.bernoulli_kl(tags.float(), target.repeat(len(x) // clean_rows, 1))
 
 
-def forward(backbone: torch.nn.Module, x: torch.Tensor, distill: Distill | None, clean_rows: int
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The heads' logits and the distillation term (0 without ``distill``)."""
-    if distill is None:
-        return backbone(x).float(), x.new_zeros(())
-    return distill.forward(backbone, x, clean_rows)
+@dataclass(frozen=True)
+class Moods:
+    """A batch's mood-tag targets (``cfg.mood_tags``): each row's clip's tags as a distribution, learned by the
+    network's mood head (softmax cross-entropy on the clean rows) at ``weight``."""
+
+    targets: torch.Tensor
+    weight: float
 
 
-def with_distillation(loss: torch.Tensor, parts: dict[str, float], term: torch.Tensor, distill: Distill | None
-                      ) -> tuple[torch.Tensor, dict[str, float]]:
-    """A step's loss and logged parts, with the distillation term added when there is one."""
-    if distill is None:
-        return loss, parts
-    return loss + distill.weight * term, {**parts, "distill": term.item()}
+def forward(backbone: torch.nn.Module, x: torch.Tensor, distill: Distill | None, clean_rows: int,
+            moods: Moods | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The heads' logits, the distillation term (0 without ``distill``) and the mood head's logits on the first
+    ``clean_rows`` rows (None without ``moods``), all from one pass."""
+    if distill is None and moods is None:
+        return backbone(x).float(), x.new_zeros(()), None
+    logits, *extra = backbone(x, tags=distill is not None, moods=moods is not None)
+    term = x.new_zeros(()) if distill is None else distill.term(x, extra.pop(0), clean_rows)
+    return logits.float(), term, None if moods is None else extra[0][:clean_rows].float()
+
+
+def with_extras(loss: torch.Tensor, parts: dict[str, float], term: torch.Tensor, distill: Distill | None,
+                mood_logits: torch.Tensor | None = None, moods: Moods | None = None, mix: Mix | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+    """A step's loss and logged parts, with the distillation term and the mood-tag term (its targets mixed as
+    the inputs were under ``mix``) added when there are."""
+    if distill is not None:
+        loss, parts = loss + distill.weight * term, {**parts, "distill": term.item()}
+    if moods is not None:
+        targets = moods.targets if mix is None else mix.inputs(moods.targets)
+        mood = losses.tag_cross_entropy(mood_logits, targets)
+        loss, parts = loss + moods.weight * mood, {**parts, "moods": mood.item()}
+    return loss, parts
 
 
 def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int],
-                mix: Mix | None = None, distill: Distill | None = None, smoothing: float = 0.0
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+                mix: Mix | None = None, distill: Distill | None = None, smoothing: float = 0.0,
+                moods: Moods | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Plain cross-entropy on inherited labels, both heads; of mixed segments and labels under ``mix``."""
     x = x if mix is None else mix.inputs(x)
-    logits, term = forward(backbone, x, distill, len(x))
-    return with_distillation(inherited_ce(split_logits(logits, tasks), y, mix, smoothing), {}, term, distill)
+    logits, term, mood_logits = forward(backbone, x, distill, len(x), moods)
+    loss = inherited_ce(split_logits(logits, tasks), y, mix, smoothing)
+    return with_extras(loss, {}, term, distill, mood_logits, moods, mix)
 
 
 def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Tensor, y: torch.Tensor,
                      tasks: dict[str, int], weight: float, mix: Mix | None = None, distill: Distill | None = None,
-                     smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                     smoothing: float = 0.0, moods: Moods | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy on inherited labels for the clean view, plus ``weight`` times the KL from its softmax
     (gradient stopped) to the same segments ``heard`` through the air; one pass over both, so batch norm
     sees both. Under ``mix`` both views are mixed with the same partners."""
     if mix is not None:
         x, heard = mix.inputs(x), mix.inputs(heard)
-    logits, term = forward(backbone, torch.cat([x, heard]), distill, len(x))
+    logits, term, mood_logits = forward(backbone, torch.cat([x, heard]), distill, len(x), moods)
     clean, air = (split_logits(chunk, tasks) for chunk in logits.chunk(2))
     lx = inherited_ce(clean, y, mix, smoothing)
     kl = sum(losses.kl_to_target(air[task], clean[task]) for task in tasks)
-    return with_distillation(lx + weight * kl, {"lx": lx.item(), "kl": kl.item()}, term, distill)
+    return with_extras(lx + weight * kl, {"lx": lx.item(), "kl": kl.item()}, term, distill, mood_logits, moods, mix)
 
 
 def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor,
               clean: torch.Tensor, tasks: dict[str, int], cfg: TrainConfig, lambda_u: float,
               rng: np.random.Generator, teacher: torch.nn.Module | None = None,
-              peer: torch.nn.Module | None = None, distill: Distill | None = None
+              peer: torch.nn.Module | None = None, distill: Distill | None = None, moods: Moods | None = None
               ) -> tuple[torch.Tensor, dict[str, float]]:
     """One semi-supervised step on a batch; returns the loss and its parts for logging.
 
@@ -212,14 +230,14 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
         guessed = losses.sharpen(torch.stack([own, *other]).mean(dim=0), cfg.temperature)
         targets[task] = torch.where(labeled[task].unsqueeze(1), refined, guessed)
 
-    inputs = x1
+    inputs, mix = x1, None
     if cfg.mixup:
         mix = Mix.draw(cfg.alpha, len(x1), rng, x1.device)
         inputs = mix.inputs(inputs)
         targets = {k: mix.inputs(v) for k, v in targets.items()}
 
     passes = 2 if cfg.rdrop else 1
-    logits, term = forward(backbone, inputs.repeat(passes, 1, 1), distill, len(inputs))
+    logits, term, mood_logits = forward(backbone, inputs.repeat(passes, 1, 1), distill, len(inputs), moods)
     per_pass = [split_logits(chunk, tasks) for chunk in logits.chunk(passes)]
     total = torch.zeros((), device=x1.device)
     parts = {"lx": 0.0, "lu": 0.0, "penalty": 0.0, "kl": 0.0}
@@ -237,7 +255,7 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
             kl = losses.symmetric_kl(per_pass[0][task], per_pass[1][task])
             total = total + cfg.lambda_kl * kl
             parts["kl"] += kl.item()
-    return with_distillation(total, parts, term, distill)
+    return with_extras(total, parts, term, distill, mood_logits, moods, mix)
 
 
 def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -346,17 +364,19 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
         _sync(device, timed)
         loaded = time.perf_counter()
         mix = Mix.draw(cfg.ce_mixup, len(idx), rng, device) if warm and cfg.ce_mixup > 0 else None
+        moods = None if segments.moods is None or not cfg.mood_tags else Moods(
+            torch.from_numpy(segments.moods[segments.clip_of[idx]]).to(device), cfg.mood_tags)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             if heard is not None:
                 loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency, mix, run.distill,
-                                               cfg.label_smoothing)
+                                               cfg.label_smoothing, moods)
             elif warm:
-                loss, parts = warmup_step(model, views[0], y, tasks, mix, run.distill, cfg.label_smoothing)
+                loss, parts = warmup_step(model, views[0], y, tasks, mix, run.distill, cfg.label_smoothing, moods)
             else:
                 w = torch.from_numpy(result.clean[idx]).float().to(device)
                 lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
                 loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng, run.teacher,
-                                        run.peer, run.distill)
+                                        run.peer, run.distill, moods)
         if not comm.all_finite(loss):
             raise Diverged(epoch + 1, step + 1)
         run.optimizer.zero_grad(set_to_none=True)

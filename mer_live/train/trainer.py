@@ -28,6 +28,7 @@ from mer_live.stats import song_vector
 from mer_live.train.comm import Solo, pick_device
 from mer_live.train.datasets import Clip
 from mer_live.train.features import FeatureCache, apply_gain
+from mer_live.train.labels import mood_targets, mood_vocabulary
 from mer_live.train.loop import DEFAULT_OPTIONS, LoopOptions, train
 from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import NAIVE_OVERRIDES, TrainConfig
@@ -96,6 +97,18 @@ def segment_set(inputs: list[np.ndarray], labels: np.ndarray, audio: AudioConfig
 
 def clip_labels(clips: list[Clip], indices: list[int]) -> np.ndarray:
     return np.array([[clips[i].labels[t] for t in TASKS] for i in indices], dtype=np.int64)
+
+
+def with_moods(model_config: ModelConfig, clips: list[Clip], indices: list[int], cfg: TrainConfig) -> ModelConfig:
+    """Under ``cfg.mood_tags``, the network with a mood head for the tags enough of the songs ``indices`` carry
+    (``labels.mood_vocabulary``; a network that has one keeps it: a resumed or exported run's)."""
+    if not cfg.mood_tags or model_config.moods:
+        return model_config
+    vocabulary = mood_vocabulary(clips[i].tags for i in indices)
+    if not vocabulary:
+        raise MerLiveError("--mood-tags W learns the songs' mood tags too, but too few of these songs carry any "
+                           "(4Q's panda_dataset_taffc_metadata.csv holds them): drop --mood-tags")
+    return dataclasses.replace(model_config, moods=vocabulary)
 
 
 def method_config(method: str, cfg: TrainConfig, model_config: ModelConfig) -> TrainConfig:
@@ -167,7 +180,8 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
     validation uses the originals only. Under data-parallel training (``options.comm``) only the first
     process fits the SVM; the others return the segment model alone. ``score_members``: an ensemble's bodies
     also get an SVM each (``Fitted.members``), to compare them with the ensemble."""
-    audio, model_config, method, song = recipe.audio, recipe.model, recipe.method, recipe.song
+    audio, method, song = recipe.audio, recipe.method, recipe.song
+    model_config = with_moods(recipe.model, clips, indices, recipe.train)
     cfg = method_config(method, recipe.train, model_config)
     options = dataclasses.replace(options, comm=options.comm or Solo(pick_device(cfg.device)))
     if song.embedding and not model_config.has_embedding:
@@ -191,6 +205,10 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
             train_set = segment_set([m for v in versions for m in v], np.concatenate(
                 [clip_labels(clips, train_idx)] * len(versions)), audio, model_config)
         val_set = segment_set(mels(val_idx), clip_labels(clips, val_idx), audio, model_config)
+        if model_config.moods:
+            moods = mood_targets([clips[i].tags for i in train_idx], model_config.moods)
+            train_set = dataclasses.replace(train_set, moods=moods if cfg.consistency else np.concatenate(
+                [moods] * len(versions)))
     net, history, gmm_records, members = train_bodies(train_set, val_set, audio, model_config, cfg, options)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
     if method != "clip" and options.comm.is_first:
