@@ -291,10 +291,12 @@ class AudioSetBackbone(nn.Module):
         from the pretrained network, ``--distill``), and with ``moods`` the mood-tag head's (``--mood-tags``), in
         that order; through ``forward`` so data-parallel training syncs them."""
         embedding = self.embed(logmel)
-        if not (tags or moods):
-            return self.head(embedding)
-        extra = [self.body.tags(embedding)] if tags else []
-        return (self.head(embedding), *extra, *([self.moods(embedding)] if moods else []))
+        outputs = [self.head(embedding)]
+        if tags:
+            outputs.append(self.body.tags(embedding))
+        if moods:
+            outputs.append(self.moods(embedding))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 class Bodies(nn.Module):

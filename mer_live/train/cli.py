@@ -122,7 +122,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                           "towards uniform, e.g. 0.1 (0: off)")
     opt.add_argument("--mood-tags", type=float, default=D.mood_tags, metavar="W",
                      help="--arch mn04, a dataset with mood tags (4Q): a second head also learns every segment's "
-                          "song's mood tags (weight W, e.g. 0.5; 0: off); the bundle's outputs stay the same")
+                          "song's mood tags (weight W, e.g. 0.1; 0: off); the bundle's outputs stay the same")
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")

@@ -3,7 +3,8 @@
 Every dataset loader (``mer_live.train.datasets``) reads its annotation files through these
 helpers: columns are selected by (stripped) name, never by position, and every cell is stripped
 (DEAM pads cells, EiM wraps them in TABs); numeric ratings become binary high/low labels at a
-threshold, quadrant annotations through ``mer_live.stats.quadrant``.
+threshold, quadrant annotations through ``mer_live.stats.quadrant``. A dataset's mood tags (4Q's AllMusic
+moods) become a vocabulary and per-song target distributions for ``--mood-tags``.
 """
 
 from __future__ import annotations
