@@ -246,7 +246,6 @@ def format_epoch(row: dict, tasks: dict[str, int]) -> str:
     val = " ".join(f"val_{t[0]} acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
                    f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
     body = f" body {row['body']}" if "body" in row else ""
-    distill = f" distill={row['distill']:.4f}" if row.get("distill") else ""
-    distill += f" moods={row['moods']:.4f}" if row.get("moods") else ""
+    extras = "".join(f" {part}={row[part]:.4f}" for part in ("distill", "moods") if row.get(part))
     return (f"epoch {row['epoch']:3d}{body} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
-            f"lu={row['lu']:.4f} kl={row['kl']:.4f}{distill} {clean} {val} ({row['seconds']:.0f}s)")
+            f"lu={row['lu']:.4f} kl={row['kl']:.4f}{extras} {clean} {val} ({row['seconds']:.0f}s)")

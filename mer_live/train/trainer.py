@@ -101,7 +101,8 @@ def clip_labels(clips: list[Clip], indices: list[int]) -> np.ndarray:
 
 def with_moods(model_config: ModelConfig, clips: list[Clip], indices: list[int], cfg: TrainConfig) -> ModelConfig:
     """Under ``cfg.mood_tags``, the network with a mood head for the tags enough of the songs ``indices`` carry
-    (``labels.mood_vocabulary``; a network that has one keeps it: a resumed or exported run's)."""
+    (``labels.mood_vocabulary``); a network that has one keeps it (`mer-live train` names the tags in its run
+    record before it fits)."""
     if not cfg.mood_tags or model_config.moods:
         return model_config
     vocabulary = mood_vocabulary(clips[i].tags for i in indices)
