@@ -412,6 +412,48 @@ def test_freq_mixstyle_mixes_band_statistics_and_keeps_each_view_s_own_course(sy
     assert losses[0] == losses[1] != losses[2]
 
 
+def test_pitch_shift_moves_a_tone_to_the_bands_the_shifted_tone_fills(synth):
+    """``pitch_shift``: on the AudioSet front end's log-mel (the reference front end, real sine tones), a tone
+    shifted by s semitones peaks in the band where the tone 2^(s/12) times higher does, and lies nearer that
+    tone's log-mel than the unshifted one does; 0 semitones is the input. In ``batch`` every view draws its own
+    shift within +-``pitch_shift``; at 0 (the default) no draw is taken and a naive run is what it was."""
+    from mer_live.config import AUDIOSET_AUDIO
+    from mer_live.nn.mel import log_mel_reference, mel_band_hz
+    from mer_live.train.segments import pitch_shift
+
+    band_hz = mel_band_hz(AUDIOSET_AUDIO)
+    assert np.all(np.diff(band_hz) > 0) and band_hz[-1] < AUDIOSET_AUDIO.fmax
+    t = np.arange(AUDIOSET_AUDIO.sample_rate) / AUDIOSET_AUDIO.sample_rate
+
+    def tone(hz: float) -> np.ndarray:
+        return log_mel_reference(0.3 * np.sin(2 * np.pi * hz * t), AUDIOSET_AUDIO).astype(np.float32)
+
+    for hz, semitones in ((440.0, 12.0), (440.0, -12.0), (1000.0, 3.0), (3000.0, -5.0)):
+        heard, target = tone(hz), tone(hz * 2 ** (semitones / 12))
+        shifted = pitch_shift(heard, semitones, band_hz)
+        assert shifted.mean(axis=1).argmax() == target.mean(axis=1).argmax() != heard.mean(axis=1).argmax()
+        assert np.abs(shifted - target).mean() < 0.5 * np.abs(heard - target).mean()
+    np.testing.assert_allclose(pitch_shift(heard, 0.0, band_hz), heard, atol=1e-5)
+
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))), AUDIO)
+    idx = np.arange(0, len(segments), 3)[:12]
+    still = dataclasses.replace(FAST, shift_frames=0, freq_mask=0, time_mask=0)
+    rng = np.random.default_rng(7)
+    np.testing.assert_array_equal(segments.batch(idx, rng, still), segments.batch(idx))
+    assert rng.bit_generator.state == np.random.default_rng(7).bit_generator.state  # off: no draw taken
+    draws = np.random.default_rng(7).uniform(-2, 2, size=len(idx))
+    shifted = segments.batch(idx, np.random.default_rng(7), dataclasses.replace(still, pitch_shift=2.0))
+    for row, semitones in enumerate(draws):
+        np.testing.assert_allclose(shifted[row], pitch_shift(segments.batch(idx[row : row + 1])[0], semitones,
+                                                             segments.band_hz), atol=1e-6)
+
+    naive = ONE_NAIVE_EPOCH
+    losses = [first_epoch_loss(segments, cfg) for cfg in (naive, dataclasses.replace(naive, pitch_shift=2.0),
+                                                          dataclasses.replace(naive, pitch_shift=2.0))]
+    assert losses[0] != losses[1] == losses[2]
+
+
 def test_label_smoothing_scores_inherited_labels_against_softened_targets(synth):
     """``label_smoothing`` E: a plain step's cross-entropy is against (1 - E/2, E/2) for each head's inherited label,
     mixed labels too; off (the default), a naive run is what it was (E outside [0, 1): tests/test_train_cli.py)."""

@@ -223,6 +223,18 @@ def test_augmentation_and_smoothing_outside_their_range_are_refused_in_one_line(
         train_config(_parse("--label-smoothing", "1"))
 
 
+def test_pitch_shift_needs_a_network_that_reads_log_mels():
+    """`--pitch-shift S` reaches TrainConfig; a negative S and a cached-feature network are refused in one line."""
+    from mer_live.errors import MerLiveError
+    from mer_live.train.cli import _configs, train_config
+
+    assert train_config(_parse("--pitch-shift", "2")).pitch_shift == 2.0
+    assert _configs(_parse("--arch", "compact", "--pitch-shift", "2"))
+    for argv in (("--arch", "musicnn-msd", "--pitch-shift", "2"), ("--arch", "compact", "--pitch-shift", "-1")):
+        with pytest.raises(MerLiveError, match="--pitch-shift S shifts the log-mels"):
+            _configs(_parse(*argv))
+
+
 def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
     from mer_live.train import rundir
     from mer_live.train.cli import _configs

@@ -67,6 +67,17 @@ def kaldi_filterbank(config: AudioConfig) -> np.ndarray:
     return np.pad(weights, ((0, 0), (0, 1))).astype(np.float32)
 
 
+def mel_band_hz(config: AudioConfig) -> np.ndarray:
+    """(n_mels,) the centre frequency of every band of ``mel_filterbank(config)``, ascending: where a tone
+    lands on the log-mel's frequency axis."""
+    if config.mel_scale == "kaldi":
+        low, high = (1127.0 * np.log(1.0 + np.array([config.fmin, config.fmax]) / 700.0))
+        centres = low + np.arange(1, config.n_mels + 1) * (high - low) / (config.n_mels + 1)
+        return 700.0 * np.expm1(centres / 1127.0)
+    edges = hz_to_mel(np.array([config.fmin, config.fmax]))
+    return mel_to_hz(np.linspace(edges[0], edges[1], config.n_mels + 2))[1:-1]
+
+
 def hann_window(n_fft: int) -> np.ndarray:
     """Periodic Hann window, as STFT implementations use."""
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float64)

@@ -123,6 +123,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--mood-tags", type=float, default=D.mood_tags, metavar="W",
                      help="--arch mn04, a dataset with mood tags (4Q): a second head also learns every segment's "
                           "song's mood tags (weight W, e.g. 0.1; 0: off); the bundle's outputs stay the same")
+    opt.add_argument("--pitch-shift", type=float, default=D.pitch_shift, metavar="S",
+                     help="a network trained on log-mels (mn04 --finetune full, compact): every training view is "
+                          "shifted in pitch by a random amount within +-S semitones, tempo unchanged (e.g. 2; 0: off)")
     opt.add_argument("--ema", type=float, default=D.ema, metavar="DECAY",
                      help="keep a moving average of the weights (e.g. 0.99 per step) and keep it as the model; under "
                           "SSSL it is the teacher that divides the segments and guesses their targets (0: off)")
@@ -257,6 +260,9 @@ def _configs(args: argparse.Namespace):
     if cfg.mood_tags < 0 or (cfg.mood_tags and not model_config.audioset):
         raise MerLiveError("--mood-tags W puts a mood-tag head on an AudioSet MobileNet's embedding: it needs W >= 0 "
                            "and --arch mn04")
+    if cfg.pitch_shift < 0 or (cfg.pitch_shift and model_config.pretrained):
+        raise MerLiveError("--pitch-shift S shifts the log-mels a network trains on: it needs S >= 0 and a network "
+                           "that reads log-mels (--arch mn04 --finetune full, or compact), not cached body features")
     if cfg.co_divide and (model_config.bodies != 2 or cfg.ema or len(set(model_config.finetunes)) > 1):
         raise MerLiveError("--co-divide trains two networks that divide the segments for each other: add --bodies 2, "
                            "one --finetune for both, and drop --ema (the peer is the teacher)")

@@ -6,7 +6,8 @@ frames audio, ``from_rows`` takes every column of a clip's cached body features 
 (pretrained models), ``from_maps`` every block of a clip's cached front-end maps (musicnn's mid-end
 fine-tuned), and ``one_per_clip`` takes a single window from each clip (the clip-level
 baseline). ``batch`` gives the log-mel of any of them, with a randomly shifted, masked view when
-augmenting (and, with ``freq_mixstyle``, band statistics mixed across the batch); ``heard`` the same
+augmenting (with ``pitch_shift``, shifted in pitch too; with ``freq_mixstyle``, band statistics mixed
+across the batch); ``heard`` the same
 segments from ``versions``, other recordings of the same clips (through the air), for consistency
 training. NumPy only.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mer_live.config import AudioConfig
+from mer_live.nn.mel import mel_band_hz
 from mer_live.train.settings import TrainConfig
 
 
@@ -43,6 +45,7 @@ class SegmentSet:
     starts: list[np.ndarray]
     versions: list[list[np.ndarray]] = field(default_factory=list)  # other recordings of the clips, frame for frame
     moods: np.ndarray | None = None  # (clips, tags): each clip's mood tags as a distribution (labels.mood_targets)
+    band_hz: np.ndarray | None = None  # the log-mel bands' centre frequencies (from_clips): what pitch_shift reads
     clip_of: np.ndarray = field(init=False)
     start: np.ndarray = field(init=False)
 
@@ -62,7 +65,8 @@ class SegmentSet:
     @classmethod
     def from_clips(cls, logmels: list[np.ndarray], labels: np.ndarray, audio: AudioConfig) -> SegmentSet:
         """Every segment of every clip's log-mel, hop-spaced as ``audio`` frames a clip."""
-        return cls(logmels, labels, audio.segment_frames, [segment_frame_starts(m.shape[1], audio) for m in logmels])
+        return cls(logmels, labels, audio.segment_frames, [segment_frame_starts(m.shape[1], audio) for m in logmels],
+                   band_hz=mel_band_hz(audio))
 
     @classmethod
     def from_rows(cls, features: list[np.ndarray], labels: np.ndarray) -> SegmentSet:
@@ -103,6 +107,8 @@ class SegmentSet:
             piece = mel[:, start : start + self.frames]
             out[row, :, : piece.shape[1]] = piece
             out[row, :, piece.shape[1] :] = piece.min() if piece.size else 0.0
+            if augment and cfg.pitch_shift:
+                out[row] = pitch_shift(out[row], rng.uniform(-cfg.pitch_shift, cfg.pitch_shift), self.band_hz)
             if augment:
                 spec_augment(out[row], rng, cfg)
         if augment and cfg.freq_mixstyle and rng.random() < cfg.freq_mixstyle:
@@ -131,6 +137,17 @@ def freq_mixstyle(views: np.ndarray, rng: np.random.Generator, alpha: float = MI
     mixed_mean = lam * mean + (1 - lam) * mean[perm]
     mixed_std = lam * std + (1 - lam) * std[perm]
     return ((views - mean) / std * mixed_std + mixed_mean).astype(np.float32)
+
+
+def pitch_shift(mel: np.ndarray, semitones: float, band_hz: np.ndarray) -> np.ndarray:
+    """(bands, frames) log-mel of the same audio ``semitones`` higher (lower when negative), tempo unchanged:
+    every band reads the log-mel at its centre frequency over 2^(semitones / 12), interpolated between the
+    two nearest bands; bands whose source lies outside the log-mel repeat its edge band."""
+    source = band_hz / 2.0 ** (semitones / 12.0)
+    position = np.interp(source, band_hz, np.arange(len(band_hz), dtype=np.float64))
+    low = np.minimum(position.astype(np.int64), len(band_hz) - 2)
+    weight = (position - low).astype(np.float32)[:, None]
+    return ((1 - weight) * mel[low] + weight * mel[low + 1]).astype(np.float32)
 
 
 def spec_augment(mel: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> None:

@@ -99,6 +99,11 @@ class TrainConfig:
     # this weight). Two binary labels say little about 320 songs; "sad", "bittersweet" and "gloomy" say which
     # way and how far, and the quadrant labels were derived from these very tags [inferred]
     mood_tags: float = 0.0
+    # > 0 (a network on log-mels): every training view is shifted in pitch by a random amount, uniform in
+    # +-this many semitones, by reading each mel band at its frequency over 2^(s/12) (tempo unchanged). 320
+    # songs are 320 keys and registers; a song's mode and harmony, which carry its valence, do not move
+    # with its key (pitch shifting is the standard music augmentation: McFee et al. 2015, MUDA) [inferred]
+    pitch_shift: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"
