@@ -7,9 +7,8 @@ frames audio, ``from_rows`` takes every column of a clip's cached body features 
 fine-tuned), and ``one_per_clip`` takes a single window from each clip (the clip-level
 baseline). ``batch`` gives the log-mel of any of them, with a randomly shifted, masked view when
 augmenting (with ``pitch_shift``, shifted in pitch too; with ``freq_mixstyle``, band statistics mixed
-across the batch); ``heard`` the same
-segments from ``versions``, other recordings of the same clips (through the air), for consistency
-training. NumPy only.
+across the batch); ``heard`` the same segments from ``versions``, other recordings of the same clips
+(through the air), for consistency training. NumPy only.
 """
 
 from __future__ import annotations

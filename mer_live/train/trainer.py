@@ -114,11 +114,11 @@ def with_moods(model_config: ModelConfig, clips: list[Clip], indices: list[int],
 
 def method_config(method: str, cfg: TrainConfig, model_config: ModelConfig) -> TrainConfig:
     """The naive baseline is plain CE on inherited labels for every epoch (warm-up throughout).
-    Cached body features are not spectrograms: no time shift or SpecAugment on them."""
+    Cached body features are not spectrograms: no time shift, SpecAugment or pitch shift on them."""
     if model_config.pretrained:
         if method == "clip":
             raise MerLiveError("the clip-level baseline trains a from-scratch model; use --model compact or vgg16")
-        cfg = dataclasses.replace(cfg, shift_frames=0, freq_mask=0, time_mask=0)
+        cfg = dataclasses.replace(cfg, shift_frames=0, freq_mask=0, time_mask=0, pitch_shift=0.0)
     if method == "naive":
         return dataclasses.replace(cfg, warmup_epochs=cfg.epochs, **NAIVE_OVERRIDES)
     if method == "clip":
