@@ -412,6 +412,34 @@ def test_freq_mixstyle_mixes_band_statistics_and_keeps_each_view_s_own_course(sy
     assert losses[0] == losses[1] != losses[2]
 
 
+def test_spec_augment_masks_one_band_run_and_one_frame_run_up_to_their_widths():
+    """``spec_augment``: one run of whole bands and one run of whole frames, each up to ``freq_mask`` /
+    ``time_mask`` wide (`--freq-mask`, `--time-mask`), set to the view's floor; widths are drawn across their
+    range; a mask wider than the view covers at most all of it."""
+    from mer_live.train.segments import spec_augment
+
+    rng = np.random.default_rng(0)
+    view = np.arange(128 * 300, dtype=np.float32).reshape(128, 300) + 1.0  # its floor, 1, in one corner cell
+    cfg = dataclasses.replace(FAST, freq_mask=48, time_mask=60)
+    widths = []
+    for _ in range(200):
+        mel = view.copy()
+        spec_augment(mel, rng, cfg)
+        floor = mel == 1.0
+        bands, frames = np.flatnonzero(floor.all(axis=1)), np.flatnonzero(floor.all(axis=0))
+        masked = np.zeros_like(floor)
+        masked[bands] = masked[:, frames] = True
+        masked[0, 0] = True
+        assert np.array_equal(floor | masked, masked) and np.array_equal(mel[~floor], view[~floor])
+        for run, width in ((bands, 48), (frames, 60)):
+            assert len(run) <= width and (len(run) == 0 or np.all(np.diff(run) == 1))
+        widths.append((len(bands), len(frames)))
+    assert max(w for w, _ in widths) >= 40 and max(w for _, w in widths) >= 50
+    small = np.arange(8 * 10, dtype=np.float32).reshape(8, 10) + 1.0
+    spec_augment(small, rng, dataclasses.replace(FAST, freq_mask=1000, time_mask=1000))
+    assert small.min() == 1.0
+
+
 def test_pitch_shift_moves_a_tone_to_the_bands_the_shifted_tone_fills(synth):
     """``pitch_shift``: on the reference front end's log-mel of real sine tones (the AudioSet networks' Kaldi
     bands and the 64 Slaney bands of this file's front end), a tone shifted by s semitones peaks in (or next to)

@@ -123,6 +123,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--mood-tags", type=float, default=D.mood_tags, metavar="W",
                      help="--arch mn04, a dataset with mood tags (4Q): a second head also learns every segment's "
                           "song's mood tags (weight W, e.g. 0.1; 0: off); the bundle's outputs stay the same")
+    opt.add_argument("--freq-mask", type=int, default=D.freq_mask, metavar="N",
+                     help="SpecAugment: every training view has one frequency mask of up to N mel bands (0: none)")
+    opt.add_argument("--time-mask", type=int, default=D.time_mask, metavar="N",
+                     help="SpecAugment: and one time mask of up to N frames (0: none)")
     opt.add_argument("--pitch-shift", type=float, default=D.pitch_shift, metavar="S",
                      help="a network trained on log-mels (mn04 --finetune full, compact): every training view is "
                           "shifted in pitch by a random amount within +-S semitones, tempo unchanged (e.g. 2; 0: off)")
@@ -217,6 +221,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                            "add --air-copies K (or --gain-augment DB)")
     if not 0 <= cfg.freq_mixstyle <= 1:
         raise MerLiveError(f"--freq-mixstyle P is a share of batches: it needs 0 <= P <= 1, got {cfg.freq_mixstyle:g}")
+    if cfg.freq_mask < 0 or cfg.time_mask < 0:
+        raise MerLiveError(f"--freq-mask and --time-mask are widths: they need N >= 0, got {cfg.freq_mask} and "
+                           f"{cfg.time_mask}")
     if not 0 <= cfg.label_smoothing < 1:
         raise MerLiveError(f"--label-smoothing E needs 0 <= E < 1, got {cfg.label_smoothing:g}")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))

@@ -150,13 +150,14 @@ def pitch_shift(mel: np.ndarray, semitones: float, band_hz: np.ndarray) -> np.nd
 
 
 def spec_augment(mel: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> None:
-    """SpecAugment in place: one frequency and one time mask, filled with the view's floor."""
+    """SpecAugment in place: one frequency and one time mask, filled with the view's floor; a mask wider
+    than the view covers at most all of it."""
     floor = mel.min()
     if cfg.freq_mask:
-        width = int(rng.integers(0, cfg.freq_mask + 1))
+        width = int(rng.integers(0, min(cfg.freq_mask, mel.shape[0]) + 1))
         f0 = int(rng.integers(0, mel.shape[0] - width + 1))
         mel[f0 : f0 + width] = floor
     if cfg.time_mask:
-        width = int(rng.integers(0, cfg.time_mask + 1))
+        width = int(rng.integers(0, min(cfg.time_mask, mel.shape[1]) + 1))
         t0 = int(rng.integers(0, mel.shape[1] - width + 1))
         mel[:, t0 : t0 + width] = floor
