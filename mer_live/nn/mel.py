@@ -34,14 +34,32 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return hz
 
 
+def kaldi_mel(hz: np.ndarray | float) -> np.ndarray:
+    """Kaldi's mel scale: 1127 ln(1 + f / 700)."""
+    return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def band_corners_mel(config: AudioConfig) -> np.ndarray:
+    """(n_mels + 2,) the triangles' corners on ``config.mel_scale``, equally spaced from fmin to fmax: band k
+    rises from corner k, peaks at corner k + 1 and falls to corner k + 2."""
+    to_mel = kaldi_mel if config.mel_scale == "kaldi" else hz_to_mel
+    low, high = to_mel(np.array([config.fmin, config.fmax]))
+    return np.linspace(low, high, config.n_mels + 2)
+
+
+def mel_band_hz(config: AudioConfig) -> np.ndarray:
+    """(n_mels,) the centre frequency of every band of ``mel_filterbank(config)``, ascending: where a tone
+    lands on the log-mel's frequency axis."""
+    peaks = band_corners_mel(config)[1:-1]
+    return 700.0 * np.expm1(peaks / 1127.0) if config.mel_scale == "kaldi" else mel_to_hz(peaks)
+
+
 def mel_filterbank(config: AudioConfig) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) triangular filters of ``config.mel_scale``, float32."""
     if config.mel_scale == "kaldi":
         return kaldi_filterbank(config)
     fft_hz = np.linspace(0.0, config.sample_rate / 2, config.n_freqs)
-    mel_pts = np.linspace(hz_to_mel(np.array([config.fmin]))[0], hz_to_mel(np.array([config.fmax]))[0],
-                          config.n_mels + 2)
-    hz_pts = mel_to_hz(mel_pts)
+    hz_pts = mel_to_hz(band_corners_mel(config))
     widths = np.diff(hz_pts)
     ramps = hz_pts[:, None] - fft_hz[None, :]
     lower = -ramps[:-2] / widths[:-1, None]
@@ -53,29 +71,14 @@ def mel_filterbank(config: AudioConfig) -> np.ndarray:
 
 def kaldi_filterbank(config: AudioConfig) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) Kaldi fbank triangles: equal widths in mel = 1127 ln(1 + f / 700), peak 1."""
-    def to_mel(hz: np.ndarray | float) -> np.ndarray:
-        return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
-    bins = config.n_fft // 2
-    bin_mel = to_mel(np.arange(bins) * config.sample_rate / config.n_fft)
-    low, high = to_mel(config.fmin), to_mel(config.fmax)
-    delta = (high - low) / (config.n_mels + 1)
-    left = low + np.arange(config.n_mels)[:, None] * delta
+    bin_mel = kaldi_mel(np.arange(config.n_fft // 2) * config.sample_rate / config.n_fft)
+    corners = band_corners_mel(config)
+    delta = corners[1] - corners[0]
+    left = corners[:-2, None]
     up = (bin_mel[None, :] - left) / delta
     down = (left + 2 * delta - bin_mel[None, :]) / delta
     weights = np.maximum(0.0, np.minimum(up, down))
     return np.pad(weights, ((0, 0), (0, 1))).astype(np.float32)
-
-
-def mel_band_hz(config: AudioConfig) -> np.ndarray:
-    """(n_mels,) the centre frequency of every band of ``mel_filterbank(config)``, ascending: where a tone
-    lands on the log-mel's frequency axis."""
-    if config.mel_scale == "kaldi":
-        low, high = (1127.0 * np.log(1.0 + np.array([config.fmin, config.fmax]) / 700.0))
-        centres = low + np.arange(1, config.n_mels + 1) * (high - low) / (config.n_mels + 1)
-        return 700.0 * np.expm1(centres / 1127.0)
-    edges = hz_to_mel(np.array([config.fmin, config.fmax]))
-    return mel_to_hz(np.linspace(edges[0], edges[1], config.n_mels + 2))[1:-1]
 
 
 def hann_window(n_fft: int) -> np.ndarray:
