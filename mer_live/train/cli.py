@@ -202,6 +202,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-share", type=float, default=1.0, metavar="F",
                         help="fit every fold on a stratified share F of its training songs (0 < F <= 1) and test on "
                              "all of its test songs: one point of a learning curve, e.g. 0.25 or 0.5")
+    parser.add_argument("--save-outputs", default="", metavar="DIR",
+                        help="every fold also writes what its network gives every segment of its training and test "
+                             "songs (probabilities, embeddings; every recording, every hop) to DIR/<length>s-<method>"
+                             "-fold<k>.npz, to study song aggregators on the same networks")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -344,7 +348,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
                             log=console.log, max_folds=args.max_folds, run_folds=run_folds, gains=gains,
                             strides=strides, conditions=conditions, test_hops=test_hops, svm_copies=svm_copies,
-                            train_share=args.train_share, on_fold=save)
+                            train_share=args.train_share, on_fold=save,
+                            outputs_dir=Path(args.save_outputs) if args.save_outputs else None)
     json_path, md_path = save(report)
     print(markdown_table(report))
     console.log(f"wrote {json_path} and {md_path}")

@@ -25,7 +25,7 @@ from mer_live.train.datasets import Clip
 from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import TrainConfig
 from mer_live.train.splits import song_folds, stratified_share
-from mer_live.train.trainer import Recipe, clip_labels, fit, fit_aggregator, predict_songs
+from mer_live.train.trainer import Fitted, Recipe, clip_labels, fit, fit_aggregator, predict_songs, song_outputs
 
 QUADRANT_ORDER = ("Q1", "Q2", "Q3", "Q4")
 METRICS = ("valence_acc", "valence_f1", "arousal_acc", "arousal_f1", "quadrant_acc", "quadrant_f1")
@@ -96,6 +96,7 @@ def cross_validate(
     svm_copies: tuple[int, ...] = (),
     train_share: float = 1.0,
     on_fold: Callable[[dict], None] | None = None,
+    outputs_dir: Path | None = None,
 ) -> dict:
     """Run every (segment length, method) on every fold (or the first ``max_folds``, or the fold numbers
     ``run_folds``, counted from 1); returns the report. Every fold row keeps its fold number and the test songs'
@@ -117,7 +118,9 @@ def cross_validate(
     of those recordings (rows "svm (K copies)", with every test variant): the same network, paired. With
     ``train_share`` below 1 every fold fits on that stratified share of its training songs only (drawn in an
     order seeded by the fold) and tests on all of its test songs: one point of a learning curve. ``on_fold``
-    gets the report so far after every fold (a study stopped halfway keeps the folds it finished).
+    gets the report so far after every fold (a study stopped halfway keeps the folds it finished). With
+    ``outputs_dir`` every fold also writes what its network gives every segment of its songs (``save_outputs``),
+    so song aggregators can be studied on the same networks without training them again.
     """
     if strides and (not model_config.pretrained or model_config.caches_front_maps):
         raise MerLiveError("--strides needs a pretrained model with a frozen body (its inputs are one row per segment)")
@@ -155,6 +158,8 @@ def cross_validate(
         clip_inputs = inputs(seg_audio, 0.0)
         augmented = [inputs(seg_audio, g) for g in cfg.gain_augment_db]
         augmented += [inputs(seg_audio, 0.0, air_condition(k, cfg.air_phone)) for k in range(cfg.air_copies)]
+        augmented_names = ["clean", *(f"{g:+g} dB" for g in cfg.gain_augment_db),
+                           *(air_condition(k, cfg.air_phone) for k in range(cfg.air_copies))]
         gained = {g: inputs(seg_audio, g) for g in gains}
         heard = {c: inputs(seg_audio, 0.0, c) for c in conditions}
         for method in methods:
@@ -212,12 +217,41 @@ def cross_validate(
                     fold_metrics = fold_row(k, songs, truth, probs)
                     per_fold.setdefault(aggregation, []).append(fold_metrics)
                     log(f"    fold {k} {aggregation}: " + " ".join(f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
+                if outputs_dir is not None and method != "clip":
+                    save_outputs(outputs_dir / f"{seconds:g}s-{method}-fold{k}.npz", fitted, song.embedding,
+                                 tuple(dict.fromkeys((seg_audio.segment_hop_seconds, *test_hops))),
+                                 {"train": {name: [version[clips[i].path] for i in train_idx]
+                                            for name, version in zip(augmented_names, [clip_inputs, *augmented])},
+                                  "test": {name: [version[clips[i].path] for i in test_idx]
+                                           for name, version in {"clean": clip_inputs, **heard}.items()}},
+                                 {"train": train_idx, "test": test_idx, "validation": fitted.val_indices})
                 done.append(k)
                 if on_fold is not None:
                     on_fold(report(results + rows_of(seconds, seg_audio, method, per_fold, started), done))
             results += rows_of(seconds, seg_audio, method, per_fold, started)
 
     return report(results, [k for k, _ in numbered])
+
+
+def save_outputs(path: Path, fitted: Fitted, embedding: bool, hops: tuple[float, ...],
+                 songs: dict[str, dict[str, list[np.ndarray]]], indices: dict[str, list[int]]) -> None:
+    """One fold's network on every version of its songs at every hop, in one ``.npz``: per set (``train``,
+    ``test``), version (``clean``, ``air-0``, ``room``...) and hop, the segments' probabilities of "high"
+    (``<set>/<version>/hop <s>/probs``, segments x tasks), what the heads read (``.../embeddings``) and each
+    song's segment count (``.../counts``, songs in ``indices/<set>``'s order: their positions in the clip list)."""
+    arrays = {f"indices/{name}": np.asarray(idx, dtype=np.int64) for name, idx in indices.items()}
+    for hop in hops:
+        model = dataclasses.replace(fitted, audio=fitted.audio.replace(segment_hop_seconds=hop))
+        for name, versions in songs.items():
+            for version, logmels in versions.items():
+                key = f"{name}/{version}/hop {hop:g}"
+                probs, embeddings = song_outputs(model, logmels, embedding)
+                arrays[f"{key}/counts"] = np.array([len(p) for p in probs], dtype=np.int64)
+                arrays[f"{key}/probs"] = np.concatenate(probs).astype(np.float32)
+                if embedding:
+                    arrays[f"{key}/embeddings"] = np.concatenate(embeddings).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
 
 
 def rows_of(seconds: float, seg_audio: AudioConfig, method: str, per_fold: dict[str, list[dict]], started: float
