@@ -314,6 +314,43 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
         assert wrong.returncode == 2 and named in wrong.stderr and "Traceback" not in wrong.stderr
 
 
+def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
+    """evaluate --save-outputs keeps what every fold's network gives every segment; the plain mean of the saved
+    probabilities is the report's "mean" row, and scripts/song_aggregators.py refits the song SVM from them to
+    the report's "svm" rows (clean, through the air, at the other hop) before it compares other aggregators."""
+    out, outputs = tmp_path / "eval", tmp_path / "outputs"
+    result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
+                      "--methods", "naive", "--conditions", "room", "--air-copies", "1", "--test-hops", "0.5",
+                      "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--save-outputs", str(outputs),
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = {r["aggregation"]: r for r in json.loads((out / "evaluation.json").read_text())["results"]}
+    assert sorted(p.name for p in outputs.iterdir()) == ["2s-naive-fold1.npz", "2s-naive-fold2.npz"]
+    for k in (1, 2):
+        z = np.load(outputs / f"2s-naive-fold{k}.npz")
+        hop = f"{float(z['training_hop']):g}"
+        assert {f"train/{v}/hop {h}/probs" for v in ("clean", "air-0") for h in (hop, "0.5")} <= set(z.files)
+        assert len(np.intersect1d(z["indices/train"], z["indices/test"])) == 0
+        assert set(z["indices/validation"]) <= set(z["indices/train"])
+        songs = np.split(z[f"test/clean/hop {hop}/probs"], np.cumsum(z[f"test/clean/hop {hop}/counts"])[:-1])
+        saved = report["mean"]["predictions"][k - 1]
+        assert list(z["songs/test"]) == saved["songs"] and z["labels/test"].tolist() == saved["labels"]
+        np.testing.assert_allclose([s.mean(axis=0) for s in songs], saved["probs"], atol=1e-5)
+    study = subprocess.run([sys.executable, str(REPO / "scripts" / "song_aggregators.py"), str(outputs), "--out",
+                            str(tmp_path / "study.json"), "--only", "logistic regression"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert study.returncode == 0, study.stderr
+    rows = {r["row"]: r for r in json.loads((tmp_path / "study.json").read_text())["rows"]}
+    hop = f"{float(np.load(outputs / '2s-naive-fold1.npz')['training_hop']):g}"
+    for row, reported in ((f"svm @ hop {hop} s", "svm"), (f"svm @ room, hop {hop} s", "svm @ room"),
+                          ("svm @ hop 0.5 s", "svm @ hop 0.5 s"), ("svm @ room, hop 0.5 s", "svm @ room, hop 0.5 s")):
+        for metric in ("valence_acc", "arousal_acc", "quadrant_f1", "quadrant_agreement"):
+            expected = [100 * f.get(metric, 1.0) for f in report[reported]["folds"]]
+            assert rows[row][metric]["per_fold"] == pytest.approx(expected, abs=0.01), (row, metric)
+    logistic = rows[f"logistic regression @ room, hop {hop} s"]
+    assert 0 <= logistic["quadrant_agreement"]["mean"] <= 100 and len(logistic["valence_acc"]["per_fold"]) == 2
+
+
 def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: Path):
     """mn04 through the real trainer, with layer-wise rates: the whole network trains (the body's weights
     move), the run exports with the AudioSet front end and MIT notice, and `label` reads the bundle."""

@@ -224,7 +224,7 @@ def cross_validate(
                                             for name, version in zip(augmented_names, [clip_inputs, *augmented])},
                                   "test": {name: [version[clips[i].path] for i in test_idx]
                                            for name, version in {"clean": clip_inputs, **heard}.items()}},
-                                 {"train": train_idx, "test": test_idx, "validation": fitted.val_indices})
+                                 clips, {"train": train_idx, "test": test_idx, "validation": fitted.val_indices})
                 done.append(k)
                 if on_fold is not None:
                     on_fold(report(results + rows_of(seconds, seg_audio, method, per_fold, started), done))
@@ -234,12 +234,19 @@ def cross_validate(
 
 
 def save_outputs(path: Path, fitted: Fitted, embedding: bool, hops: tuple[float, ...],
-                 songs: dict[str, dict[str, list[np.ndarray]]], indices: dict[str, list[int]]) -> None:
+                 songs: dict[str, dict[str, list[np.ndarray]]], clips: list[Clip], indices: dict[str, list[int]]
+                 ) -> None:
     """One fold's network on every version of its songs at every hop, in one ``.npz``: per set (``train``,
     ``test``), version (``clean``, ``air-0``, ``room``...) and hop, the segments' probabilities of "high"
     (``<set>/<version>/hop <s>/probs``, segments x tasks), what the heads read (``.../embeddings``) and each
-    song's segment count (``.../counts``, songs in ``indices/<set>``'s order: their positions in the clip list)."""
-    arrays = {f"indices/{name}": np.asarray(idx, dtype=np.int64) for name, idx in indices.items()}
+    song's segment count (``.../counts``), songs in the order of ``indices/<set>`` (their positions in the clip
+    list), with their file names (``songs/<set>``) and 0/1 labels (``labels/<set>``, songs x tasks). The first
+    of ``hops`` is the one the network trained at (``training_hop``)."""
+    arrays: dict[str, np.ndarray] = {"training_hop": np.float64(hops[0])}
+    for name, idx in indices.items():
+        arrays[f"indices/{name}"] = np.asarray(idx, dtype=np.int64)
+        arrays[f"songs/{name}"] = np.array([clips[i].path.name for i in idx])
+        arrays[f"labels/{name}"] = clip_labels(clips, idx).astype(np.int64)
     for hop in hops:
         model = dataclasses.replace(fitted, audio=fitted.audio.replace(segment_hop_seconds=hop))
         for name, versions in songs.items():

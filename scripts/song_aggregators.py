@@ -1,0 +1,163 @@
+"""Song aggregators compared on the same fold networks, paired per fold, without training a network again.
+
+    mer-live evaluate ... --save-outputs DIR        # every fold keeps what its network gives every segment
+    python scripts/song_aggregators.py DIR [--out aggregators.json]
+
+Every aggregator below is fit on each fold's training songs (and the recordings it names) and scores the fold's
+test songs at every hop the outputs hold, clean and through every condition saved; each row is paired with the
+shipped recipe (``svm``: the song SVM on the clean songs and their first recording through the air, statistics
+at the training hop) on the same folds and the same test songs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from mer_live.aggregate import C_GRID, GAMMA_GRID, SongAggregator, mean_probabilities
+from mer_live.config import TASKS
+from mer_live.stats import quadrant, song_vector
+from mer_live.train.evaluate import quadrant_agreement, song_metrics
+
+METRICS = (("valence_acc", "valence"), ("arousal_acc", "arousal"), ("quadrant_f1", "quadrant F1"))
+Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (train X, train labels, test X) -> P(high)
+
+
+@dataclass(frozen=True)
+class Aggregator:
+    name: str
+    fit: Fit
+    recordings: int = 1  # how many recordings through the air join the clean training songs (None: all)
+    at_test_hop: bool = False  # training statistics at the hop the test songs are labeled at, not the training hop
+
+
+def svm(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+    return SongAggregator(list(TASKS)).fit(x, y).predict_proba(test)
+
+
+def svm_five_inner_folds(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+    return SongAggregator(list(TASKS), inner_folds=5).fit(x, y).predict_proba(test)
+
+
+def logistic(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """L2 logistic regression per task, C by 5-fold CV (log-loss)."""
+    out = []
+    for t in range(y.shape[1]):
+        model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-4, 1, 11), cv=5,
+                                                                     scoring="neg_log_loss", max_iter=5000))
+        out.append(model.fit(x, y[:, t]).predict_proba(test)[:, 1])
+    return np.stack(out, axis=1)
+
+
+def quadrant_svm(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """One 4-class SVM on the quadrants; P(valence high) = P(Q1) + P(Q4), P(arousal high) = P(Q1) + P(Q2)."""
+    quadrants = np.array([int(quadrant(bool(v), bool(a))[1]) for v, a in y])
+    search = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=0)),
+                          {"svc__C": list(C_GRID), "svc__gamma": list(GAMMA_GRID)},
+                          cv=StratifiedKFold(3, shuffle=True, random_state=0), scoring="f1_macro")
+    probs = search.fit(x, quadrants).predict_proba(test)
+    p = dict(zip(search.best_estimator_.classes_, probs.T))
+    return np.stack([p[1] + p[4], p[1] + p[2]], axis=1)
+
+
+def svm_and_mean(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """The SVM's probabilities averaged with the plain mean of the segments' (two aggregators, one vote)."""
+    return (svm(x, y, test) + mean_probabilities(test, list(TASKS))) / 2
+
+
+AGGREGATORS = (
+    Aggregator("svm", svm),
+    Aggregator("svm, statistics at the labeling hop", svm, at_test_hop=True),
+    Aggregator("svm, clean songs only", svm, recordings=0),
+    Aggregator("svm, every recording", svm, recordings=-1),
+    Aggregator("svm, 5 inner folds", svm_five_inner_folds),
+    Aggregator("logistic regression", logistic),
+    Aggregator("quadrant svm", quadrant_svm),
+    Aggregator("svm + plain mean", svm_and_mean),
+)
+
+
+def song_rows(z: np.lib.npyio.NpzFile, key: str, embedding: bool) -> np.ndarray:
+    """Each song's statistics (``stats.song_vector``) from one version's saved segment outputs."""
+    cuts = np.cumsum(z[f"{key}/counts"])[:-1]
+    probs = np.split(z[f"{key}/probs"], cuts)
+    embeddings = np.split(z[f"{key}/embeddings"], cuts) if embedding else [None] * len(probs)
+    return np.stack([song_vector(p, e) for p, e in zip(probs, embeddings)])
+
+
+def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, dict]:
+    """{row: {metric: value, "probs": ...}} of one fold: every aggregator at every hop and condition saved."""
+    z = np.load(path)
+    keys = {k.rsplit("/", 1)[0] for k in z.files if k.count("/") == 3}
+    embedding = any(k.endswith("/embeddings") for k in z.files)
+    hops = sorted({k.split("/hop ")[1] for k in keys}, key=float)
+    train_hop = f"{float(z['training_hop']):g}"
+    recordings = [v for v in dict.fromkeys(k.split("/")[1] for k in keys if k.startswith("train/")) if v != "clean"]
+    conditions = [v for v in dict.fromkeys(k.split("/")[1] for k in keys if k.startswith("test/")) if v != "clean"]
+    y, truth = z["labels/train"], z["labels/test"]
+    scores: dict[str, dict] = {}
+    for agg in aggregators:
+        for hop in hops:
+            fit_hop = hop if agg.at_test_hop else train_hop
+            versions = ["clean", *(recordings if agg.recordings < 0 else recordings[:agg.recordings])]
+            x = np.concatenate([song_rows(z, f"train/{v}/hop {fit_hop}", embedding) for v in versions])
+            tests = {c: song_rows(z, f"test/{c}/hop {hop}", embedding) for c in ["clean", *conditions]}
+            probs = agg.fit(x, np.concatenate([y] * len(versions)), np.concatenate(list(tests.values())))
+            per = dict(zip(tests, np.split(probs, len(tests))))
+            for condition, p in per.items():
+                row = f"{agg.name} @ " + (f"hop {hop} s" if condition == "clean" else f"{condition}, hop {hop} s")
+                scores[row] = {**song_metrics(truth, p), "probs": p,
+                               "quadrant_agreement": quadrant_agreement(p, per["clean"])}
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("outputs", type=Path, help="a --save-outputs folder")
+    parser.add_argument("--out", type=Path, help="also write the table and per-fold figures as JSON")
+    parser.add_argument("--only", default="", help="comma-separated aggregator names (default: all)")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.9's deprecations of SVC and LogisticRegressionCV
+    paths = sorted(args.outputs.glob("*-fold*.npz"), key=lambda p: int(re.search(r"fold(\d+)", p.name)[1]))
+    if not paths:
+        raise SystemExit(f"{args.outputs}: no *-fold<k>.npz (run mer-live evaluate with --save-outputs)")
+    only = set(filter(None, args.only.split(",")))
+    chosen = (AGGREGATORS[0], *(a for a in AGGREGATORS[1:] if not only or a.name in only))  # "svm": the pairing
+    folds = {int(re.search(r"fold(\d+)", p.name)[1]): fold_scores(p, chosen) for p in paths}
+    rows = list(next(iter(folds.values())))
+    print(f"{len(folds)} folds ({', '.join(map(str, folds))}) from {args.outputs}; paired with 'svm' at the same "
+          "hop and condition: mean difference (folds won/lost)\n")
+    print("| aggregator | " + " | ".join(label for _, label in METRICS) + " | quadrant same as clean | paired |")
+    print("|---|---|---|---|---|---|")
+    table = []
+    for row in rows:
+        base = "svm @ " + row.split(" @ ", 1)[1]
+        entry = {"row": row, "folds": sorted(folds)}
+        cells, paired = [], []
+        for metric, _ in (*METRICS, ("quadrant_agreement", "")):
+            values = np.array([folds[k][row][metric] for k in sorted(folds)]) * 100
+            diffs = values - np.array([folds[k][base][metric] for k in sorted(folds)]) * 100
+            entry[metric] = {"mean": values.mean(), "std": values.std(), "per_fold": values.round(2).tolist(),
+                             "paired": diffs.mean()}
+            cells.append(f"{values.mean():.1f} ± {values.std():.1f}")
+            paired.append(f"{diffs.mean():+.1f} ({(diffs > 1e-9).sum()}/{(diffs < -1e-9).sum()})")
+        table.append(entry)
+        print(f"| {row} | " + " | ".join(cells) + " | " + " / ".join(paired) + " |")
+    if args.out:
+        args.out.write_text(json.dumps({"outputs": str(args.outputs), "rows": table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
