@@ -28,7 +28,7 @@ from sklearn.svm import SVC
 
 from mer_live.aggregate import C_GRID, GAMMA_GRID, SongAggregator, mean_probabilities
 from mer_live.config import TASKS
-from mer_live.stats import quadrant, song_vector
+from mer_live.stats import STAT_NAMES, quadrant, song_vector
 from mer_live.train.evaluate import quadrant_agreement, song_metrics
 
 METRICS = (("valence_acc", "valence"), ("arousal_acc", "arousal"), ("quadrant_f1", "quadrant F1"))
@@ -72,6 +72,12 @@ def quadrant_svm(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
     return np.stack([p[1] + p[4], p[1] + p[2]], axis=1)
 
 
+def svm_on_probabilities(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """The song SVM on the segment probabilities' statistics alone, without the embedding's mean and std."""
+    n = len(STAT_NAMES) * len(TASKS)
+    return svm(x[:, :n], y, test[:, :n])
+
+
 def svm_and_mean(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
     """The SVM's probabilities averaged with the plain mean of the segments' (two aggregators, one vote)."""
     return (svm(x, y, test) + mean_probabilities(test, list(TASKS))) / 2
@@ -86,6 +92,7 @@ AGGREGATORS = (
     Aggregator("logistic regression", logistic),
     Aggregator("quadrant svm", quadrant_svm),
     Aggregator("svm + plain mean", svm_and_mean),
+    Aggregator("svm, probability statistics only", svm_on_probabilities),
 )
 
 
