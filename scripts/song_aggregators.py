@@ -116,17 +116,18 @@ def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, di
     y, truth = z["labels/train"], z["labels/test"]
     scores: dict[str, dict] = {}
     for agg in aggregators:
-        for hop in hops:
-            fit_hop = hop if agg.at_test_hop else train_hop
+        # one fit per training hop: at the training hop, one SVM labels every hop, as a bundle does
+        for fit_hop, test_hops in ([(h, [h]) for h in hops] if agg.at_test_hop else [(train_hop, hops)]):
             versions = ["clean", *(recordings if agg.recordings < 0 else recordings[:agg.recordings])]
             x = np.concatenate([song_rows(z, f"train/{v}/hop {fit_hop}", embedding) for v in versions])
-            tests = {c: song_rows(z, f"test/{c}/hop {hop}", embedding) for c in ["clean", *conditions]}
+            tests = {(h, c): song_rows(z, f"test/{c}/hop {h}", embedding) for h in test_hops
+                     for c in ["clean", *conditions]}
             probs = agg.fit(x, np.concatenate([y] * len(versions)), np.concatenate(list(tests.values())))
             per = dict(zip(tests, np.split(probs, len(tests))))
-            for condition, p in per.items():
+            for (hop, condition), p in per.items():
                 row = f"{agg.name} @ " + (f"hop {hop} s" if condition == "clean" else f"{condition}, hop {hop} s")
                 scores[row] = {**song_metrics(truth, p), "probs": p,
-                               "quadrant_agreement": quadrant_agreement(p, per["clean"])}
+                               "quadrant_agreement": quadrant_agreement(p, per[hop, "clean"])}
     return scores
 
 
