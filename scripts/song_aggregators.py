@@ -147,7 +147,8 @@ def main() -> None:
     rows = list(next(iter(folds.values())))
     print(f"{len(folds)} folds ({', '.join(map(str, folds))}) from {args.outputs}; paired with 'svm' at the same "
           "hop and condition: mean difference (folds won/lost)\n")
-    print("| aggregator | " + " | ".join(label for _, label in METRICS) + " | quadrant same as clean | paired |")
+    print("| aggregator | " + " | ".join(label for _, label in METRICS)
+          + " | quadrant same as clean | paired: the same four |")
     print("|---|---|---|---|---|---|")
     table = []
     for row in rows:
