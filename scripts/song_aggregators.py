@@ -32,26 +32,26 @@ from mer_live.stats import STAT_NAMES, quadrant, song_vector
 from mer_live.train.evaluate import quadrant_agreement, song_metrics
 
 METRICS = (("valence_acc", "valence"), ("arousal_acc", "arousal"), ("quadrant_f1", "quadrant F1"))
-Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (train X, train labels, test X) -> P(high)
+Fit = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]  # (train X, labels, test X, seed) -> P(high)
 
 
 @dataclass(frozen=True)
 class Aggregator:
     name: str
     fit: Fit
-    recordings: int = 1  # how many recordings through the air join the clean training songs (None: all)
+    recordings: int = 1  # how many recordings through the air join the clean training songs (-1: all)
     at_test_hop: bool = False  # training statistics at the hop the test songs are labeled at, not the training hop
 
 
-def svm(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
-    return SongAggregator(list(TASKS)).fit(x, y).predict_proba(test)
+def svm(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+    return SongAggregator(list(TASKS), seed=seed).fit(x, y).predict_proba(test)
 
 
-def svm_five_inner_folds(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
-    return SongAggregator(list(TASKS), inner_folds=5).fit(x, y).predict_proba(test)
+def svm_five_inner_folds(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+    return SongAggregator(list(TASKS), seed=seed, inner_folds=5).fit(x, y).predict_proba(test)
 
 
-def logistic(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+def logistic(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
     """L2 logistic regression per task, C by 5-fold CV (log-loss)."""
     out = []
     for t in range(y.shape[1]):
@@ -61,26 +61,26 @@ def logistic(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
-def quadrant_svm(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+def quadrant_svm(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
     """One 4-class SVM on the quadrants; P(valence high) = P(Q1) + P(Q4), P(arousal high) = P(Q1) + P(Q2)."""
     quadrants = np.array([int(quadrant(bool(v), bool(a))[1]) for v, a in y])
-    search = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=0)),
+    search = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=seed)),
                           {"svc__C": list(C_GRID), "svc__gamma": list(GAMMA_GRID)},
-                          cv=StratifiedKFold(3, shuffle=True, random_state=0), scoring="f1_macro")
+                          cv=StratifiedKFold(3, shuffle=True, random_state=seed), scoring="f1_macro")
     probs = search.fit(x, quadrants).predict_proba(test)
     p = dict(zip(search.best_estimator_.classes_, probs.T))
     return np.stack([p[1] + p[4], p[1] + p[2]], axis=1)
 
 
-def svm_on_probabilities(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+def svm_on_probabilities(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
     """The song SVM on the segment probabilities' statistics alone, without the embedding's mean and std."""
     n = len(STAT_NAMES) * len(TASKS)
-    return svm(x[:, :n], y, test[:, :n])
+    return svm(x[:, :n], y, test[:, :n], seed)
 
 
-def svm_and_mean(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+def svm_and_mean(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
     """The SVM's probabilities averaged with the plain mean of the segments' (two aggregators, one vote)."""
-    return (svm(x, y, test) + mean_probabilities(test, list(TASKS))) / 2
+    return (svm(x, y, test, seed) + mean_probabilities(test, list(TASKS))) / 2
 
 
 AGGREGATORS = (
@@ -97,11 +97,11 @@ AGGREGATORS = (
 
 
 def song_rows(z: np.lib.npyio.NpzFile, key: str, embedding: bool) -> np.ndarray:
-    """Each song's statistics (``stats.song_vector``) from one version's saved segment outputs."""
+    """Each song's statistics (``stats.song_vector``, at the run's theta) from one version's saved segment outputs."""
     cuts = np.cumsum(z[f"{key}/counts"])[:-1]
     probs = np.split(z[f"{key}/probs"], cuts)
     embeddings = np.split(z[f"{key}/embeddings"], cuts) if embedding else [None] * len(probs)
-    return np.stack([song_vector(p, e) for p, e in zip(probs, embeddings)])
+    return np.stack([song_vector(p, e, float(z["theta"])) for p, e in zip(probs, embeddings)])
 
 
 def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, dict]:
@@ -122,7 +122,8 @@ def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, di
             x = np.concatenate([song_rows(z, f"train/{v}/hop {fit_hop}", embedding) for v in versions])
             tests = {(h, c): song_rows(z, f"test/{c}/hop {h}", embedding) for h in test_hops
                      for c in ["clean", *conditions]}
-            probs = agg.fit(x, np.concatenate([y] * len(versions)), np.concatenate(list(tests.values())))
+            probs = agg.fit(x, np.concatenate([y] * len(versions)), np.concatenate(list(tests.values())),
+                            int(z["seed"]))
             per = dict(zip(tests, np.split(probs, len(tests))))
             for (hop, condition), p in per.items():
                 row = f"{agg.name} @ " + (f"hop {hop} s" if condition == "clean" else f"{condition}, hop {hop} s")
@@ -142,6 +143,9 @@ def main() -> None:
     if not paths:
         raise SystemExit(f"{args.outputs}: no *-fold<k>.npz (run mer-live evaluate with --save-outputs)")
     only = set(filter(None, args.only.split(",")))
+    if only - {a.name for a in AGGREGATORS}:
+        raise SystemExit(f"--only: unknown {sorted(only - {a.name for a in AGGREGATORS})}; choose from "
+                         + ", ".join(a.name for a in AGGREGATORS))
     chosen = (AGGREGATORS[0], *(a for a in AGGREGATORS[1:] if not only or a.name in only))  # "svm": the pairing
     folds = {int(re.search(r"fold(\d+)", p.name)[1]): fold_scores(p, chosen) for p in paths}
     rows = list(next(iter(folds.values())))

@@ -321,14 +321,15 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     out, outputs = tmp_path / "eval", tmp_path / "outputs"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
                       "--methods", "naive", "--conditions", "room", "--air-copies", "1", "--test-hops", "0.5",
-                      "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--save-outputs", str(outputs),
-                      cwd=tmp_path)
+                      "--seed", "3", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--save-outputs",
+                      str(outputs), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = {r["aggregation"]: r for r in json.loads((out / "evaluation.json").read_text())["results"]}
     assert sorted(p.name for p in outputs.iterdir()) == ["2s-naive-fold1.npz", "2s-naive-fold2.npz"]
     for k in (1, 2):
         z = np.load(outputs / f"2s-naive-fold{k}.npz")
         hop = f"{float(z['training_hop']):g}"
+        assert int(z["seed"]) == 3 and float(z["theta"]) == 0.5  # what the run's song SVMs used
         assert {f"train/{v}/hop {h}/probs" for v in ("clean", "air-0") for h in (hop, "0.5")} <= set(z.files)
         assert len(np.intersect1d(z["indices/train"], z["indices/test"])) == 0
         assert set(z["indices/validation"]) <= set(z["indices/train"])
@@ -349,6 +350,9 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
             assert rows[row][metric]["per_fold"] == pytest.approx(expected, abs=0.01), (row, metric)
     logistic = rows[f"logistic regression @ room, hop {hop} s"]
     assert 0 <= logistic["quadrant_agreement"]["mean"] <= 100 and len(logistic["valence_acc"]["per_fold"]) == 2
+    typo = subprocess.run([sys.executable, str(REPO / "scripts" / "song_aggregators.py"), str(outputs), "--only",
+                           "logistic"], capture_output=True, text=True, cwd=tmp_path)
+    assert typo.returncode != 0 and "logistic regression" in typo.stderr and "Traceback" not in typo.stderr
 
 
 def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: Path):

@@ -218,7 +218,7 @@ def cross_validate(
                     per_fold.setdefault(aggregation, []).append(fold_metrics)
                     log(f"    fold {k} {aggregation}: " + " ".join(f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
                 if outputs_dir is not None and method != "clip":
-                    save_outputs(outputs_dir / f"{seconds:g}s-{method}-fold{k}.npz", fitted, song.embedding,
+                    save_outputs(outputs_dir / f"{seconds:g}s-{method}-fold{k}.npz", fitted, song, cfg.seed,
                                  tuple(dict.fromkeys((seg_audio.segment_hop_seconds, *test_hops))),
                                  {"train": {name: [version[clips[i].path] for i in train_idx]
                                             for name, version in zip(augmented_names, [clip_inputs, *augmented])},
@@ -233,7 +233,7 @@ def cross_validate(
     return report(results, [k for k, _ in numbered])
 
 
-def save_outputs(path: Path, fitted: Fitted, embedding: bool, hops: tuple[float, ...],
+def save_outputs(path: Path, fitted: Fitted, song: SongConfig, seed: int, hops: tuple[float, ...],
                  songs: dict[str, dict[str, list[np.ndarray]]], clips: list[Clip], indices: dict[str, list[int]]
                  ) -> None:
     """One fold's network on every version of its songs at every hop, in one ``.npz``: per set (``train``,
@@ -241,8 +241,10 @@ def save_outputs(path: Path, fitted: Fitted, embedding: bool, hops: tuple[float,
     (``<set>/<version>/hop <s>/probs``, segments x tasks), what the heads read (``.../embeddings``) and each
     song's segment count (``.../counts``), songs in the order of ``indices/<set>`` (their positions in the clip
     list), with their file names (``songs/<set>``) and 0/1 labels (``labels/<set>``, songs x tasks). The first
-    of ``hops`` is the one the network trained at (``training_hop``)."""
-    arrays: dict[str, np.ndarray] = {"training_hop": np.float64(hops[0])}
+    of ``hops`` is the one the network trained at (``training_hop``); ``theta`` and ``seed`` are what the run's
+    song SVMs used, so a refit can repeat them."""
+    arrays: dict[str, np.ndarray] = {"training_hop": np.float64(hops[0]), "theta": np.float64(song.theta),
+                                     "seed": np.int64(seed)}
     for name, idx in indices.items():
         arrays[f"indices/{name}"] = np.asarray(idx, dtype=np.int64)
         arrays[f"songs/{name}"] = np.array([clips[i].path.name for i in idx])
@@ -252,10 +254,10 @@ def save_outputs(path: Path, fitted: Fitted, embedding: bool, hops: tuple[float,
         for name, versions in songs.items():
             for version, logmels in versions.items():
                 key = f"{name}/{version}/hop {hop:g}"
-                probs, embeddings = song_outputs(model, logmels, embedding)
+                probs, embeddings = song_outputs(model, logmels, song.embedding)
                 arrays[f"{key}/counts"] = np.array([len(p) for p in probs], dtype=np.int64)
                 arrays[f"{key}/probs"] = np.concatenate(probs).astype(np.float32)
-                if embedding:
+                if song.embedding:
                     arrays[f"{key}/embeddings"] = np.concatenate(embeddings).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
