@@ -217,6 +217,10 @@ def cross_validate(
                     fold_metrics = fold_row(k, songs, truth, probs)
                     per_fold.setdefault(aggregation, []).append(fold_metrics)
                     log(f"    fold {k} {aggregation}: " + " ".join(f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
+                done.append(k)
+                if on_fold is not None:
+                    on_fold(report(results + rows_of(seconds, seg_audio, method, per_fold, started), done))
+                # after the fold's report: outputs that fail to save cost no scores
                 if outputs_dir is not None and method != "clip":
                     save_outputs(outputs_dir / f"{seconds:g}s-{method}-fold{k}.npz", fitted, song, cfg.seed,
                                  tuple(dict.fromkeys((seg_audio.segment_hop_seconds, *test_hops))),
@@ -225,9 +229,6 @@ def cross_validate(
                                   "test": {name: [version[clips[i].path] for i in test_idx]
                                            for name, version in {"clean": clip_inputs, **heard}.items()}},
                                  clips, {"train": train_idx, "test": test_idx, "validation": fitted.val_indices})
-                done.append(k)
-                if on_fold is not None:
-                    on_fold(report(results + rows_of(seconds, seg_audio, method, per_fold, started), done))
             results += rows_of(seconds, seg_audio, method, per_fold, started)
 
     return report(results, [k for k, _ in numbered])
