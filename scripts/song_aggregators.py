@@ -39,7 +39,7 @@ Fit = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]  # (train 
 class Aggregator:
     name: str
     fit: Fit
-    recordings: int = 1  # how many recordings through the air join the clean training songs (-1: all)
+    recordings: int | None = 1  # how many recordings through the air join the clean training songs (None: all)
     at_test_hop: bool = False  # training statistics at the hop the test songs are labeled at, not the training hop
 
 
@@ -87,7 +87,7 @@ AGGREGATORS = (
     Aggregator("svm", svm),
     Aggregator("svm, statistics at the labeling hop", svm, at_test_hop=True),
     Aggregator("svm, clean songs only", svm, recordings=0),
-    Aggregator("svm, every recording", svm, recordings=-1),
+    Aggregator("svm, every recording", svm, recordings=None),
     Aggregator("svm, 5 inner folds", svm_five_inner_folds),
     Aggregator("logistic regression", logistic),
     Aggregator("quadrant svm", quadrant_svm),
@@ -105,7 +105,7 @@ def song_rows(z: np.lib.npyio.NpzFile, key: str, embedding: bool) -> np.ndarray:
 
 
 def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, dict]:
-    """{row: {metric: value, "probs": ...}} of one fold: every aggregator at every hop and condition saved."""
+    """{row: {metric: value}} of one fold: every aggregator at every hop and condition saved."""
     z = np.load(path)
     keys = {k.rsplit("/", 1)[0] for k in z.files if k.count("/") == 3}
     embedding = any(k.endswith("/embeddings") for k in z.files)
@@ -118,7 +118,7 @@ def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, di
     for agg in aggregators:
         # one fit per training hop: at the training hop, one SVM labels every hop, as a bundle does
         for fit_hop, test_hops in ([(h, [h]) for h in hops] if agg.at_test_hop else [(train_hop, hops)]):
-            versions = ["clean", *(recordings if agg.recordings < 0 else recordings[:agg.recordings])]
+            versions = ["clean", *recordings[:agg.recordings]]
             x = np.concatenate([song_rows(z, f"train/{v}/hop {fit_hop}", embedding) for v in versions])
             tests = {(h, c): song_rows(z, f"test/{c}/hop {h}", embedding) for h in test_hops
                      for c in ["clean", *conditions]}
@@ -127,7 +127,7 @@ def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, di
             per = dict(zip(tests, np.split(probs, len(tests))))
             for (hop, condition), p in per.items():
                 row = f"{agg.name} @ " + (f"hop {hop} s" if condition == "clean" else f"{condition}, hop {hop} s")
-                scores[row] = {**song_metrics(truth, p), "probs": p,
+                scores[row] = {**song_metrics(truth, p),
                                "quadrant_agreement": quadrant_agreement(p, per[hop, "clean"])}
     return scores
 

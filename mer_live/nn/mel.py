@@ -39,6 +39,11 @@ def kaldi_mel(hz: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
 
+def kaldi_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """The inverse of ``kaldi_mel``."""
+    return 700.0 * np.expm1(np.asarray(mel, dtype=np.float64) / 1127.0)
+
+
 def band_corners_mel(config: AudioConfig) -> np.ndarray:
     """(n_mels + 2,) the triangles' corners on ``config.mel_scale``, equally spaced from fmin to fmax: band k
     rises from corner k, peaks at corner k + 1 and falls to corner k + 2."""
@@ -51,7 +56,7 @@ def mel_band_hz(config: AudioConfig) -> np.ndarray:
     """(n_mels,) the centre frequency of every band of ``mel_filterbank(config)``, ascending: where a tone
     lands on the log-mel's frequency axis."""
     peaks = band_corners_mel(config)[1:-1]
-    return 700.0 * np.expm1(peaks / 1127.0) if config.mel_scale == "kaldi" else mel_to_hz(peaks)
+    return (kaldi_mel_to_hz if config.mel_scale == "kaldi" else mel_to_hz)(peaks)
 
 
 def mel_filterbank(config: AudioConfig) -> np.ndarray:

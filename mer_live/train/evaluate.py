@@ -156,10 +156,10 @@ def cross_validate(
     for seconds in segment_seconds:
         seg_audio = audio.replace(segment_seconds=seconds)
         clip_inputs = inputs(seg_audio, 0.0)
-        augmented = [inputs(seg_audio, g) for g in cfg.gain_augment_db]
-        augmented += [inputs(seg_audio, 0.0, air_condition(k, cfg.air_phone)) for k in range(cfg.air_copies)]
-        augmented_names = ["clean", *(f"{g:+g} dB" for g in cfg.gain_augment_db),
-                           *(air_condition(k, cfg.air_phone) for k in range(cfg.air_copies))]
+        # the training songs' other versions, (name, inputs): at other gains, then through the air
+        augmented = [(f"{g:+g} dB", inputs(seg_audio, g)) for g in cfg.gain_augment_db]
+        augmented += [(name, inputs(seg_audio, 0.0, name))
+                      for name in (air_condition(k, cfg.air_phone) for k in range(cfg.air_copies))]
         gained = {g: inputs(seg_audio, g) for g in gains}
         heard = {c: inputs(seg_audio, 0.0, c) for c in conditions}
         for method in methods:
@@ -172,7 +172,7 @@ def cross_validate(
                     f"({len(train_idx)} training songs, {len(test_idx)} test songs)")
                 # only the training songs' log-mels go in: held-out songs cannot reach the model, GMM or SVM
                 train_mels = {clips[i].path: clip_inputs[clips[i].path] for i in train_idx}
-                train_aug = [{clips[i].path: version[clips[i].path] for i in train_idx} for version in augmented]
+                train_aug = [{clips[i].path: version[clips[i].path] for i in train_idx} for _, version in augmented]
                 fitted = fit(clips, train_mels, train_idx, Recipe(seg_audio, model_config, cfg, method, song),
                              LoopOptions(log=lambda line: log("    " + line)), train_aug, score_members=True)
                 test_mels = [clip_inputs[clips[i].path] for i in test_idx]
@@ -225,7 +225,7 @@ def cross_validate(
                     save_outputs(outputs_dir / f"{seconds:g}s-{method}-fold{k}.npz", fitted, song, cfg.seed,
                                  tuple(dict.fromkeys((seg_audio.segment_hop_seconds, *test_hops))),
                                  {"train": {name: [version[clips[i].path] for i in train_idx]
-                                            for name, version in zip(augmented_names, [clip_inputs, *augmented])},
+                                            for name, version in [("clean", clip_inputs), *augmented]},
                                   "test": {name: [version[clips[i].path] for i in test_idx]
                                            for name, version in {"clean": clip_inputs, **heard}.items()}},
                                  clips, {"train": train_idx, "test": test_idx, "validation": fitted.val_indices})
