@@ -9,6 +9,7 @@ framing of the same signal, and the pre-emphasis folded into our STFT kernels is
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,58 @@ def test_layer_decay_gives_each_stage_of_the_body_its_own_rate():
                        if p.grad is not None) for name, stage in ends.items()}
     assert moved["last"] == pytest.approx(rates[-1], rel=0.01)
     assert moved["stem"] == pytest.approx(rates[0], rel=0.01)
+
+
+def test_probe_epochs_step_the_heads_alone_then_the_whole_network_trains_from_them(tmp_path):
+    """``--probe-epochs`` (LP-FT): on real generated songs, the probe moves the heads and leaves every pretrained
+    weight as it was (only batch norm's statistics follow the data), restores the body's gradients, and logs
+    its epochs; a run with it then fine-tunes the whole network from the probed heads (its weights differ from
+    a run without), and a resumed run does not probe again."""
+    from mer_live.nn.model import ModelConfig, SegmentNet
+    from mer_live.train.cache import LogMelCache
+    from mer_live.train.comm import Solo
+    from mer_live.train.datasets import load_dataset
+    from mer_live.train.loop import LoopOptions, probe, train
+    from mer_live.train.segments import SegmentSet
+    from mer_live.train.settings import TrainConfig
+    from mer_live.train.synth import make_synth_corpus
+    from mer_live.train.trainer import clip_labels
+
+    config = ModelConfig(arch="mn04", finetune="full")
+    audio = config.default_audio().replace(segment_seconds=2.0, segment_hop_seconds=2.0)
+    make_synth_corpus(tmp_path / "songs", 8, seconds=6.0, sr=audio.sample_rate, seed=1)
+    clips = load_dataset("synth", tmp_path / "songs").clips
+    logmels, failures = LogMelCache(tmp_path / "cache", audio).build(clips)
+    assert not failures
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips], clip_labels(clips, list(range(8))), audio)
+    cfg = TrainConfig(epochs=1, warmup_epochs=1, batch_size=8, lr=2e-3, lr_warmup_epochs=0.5, probe_epochs=1,
+                      gmm=False, mixup=False, rdrop=False, refine=False)
+    torch.manual_seed(0)
+    part = SegmentNet(audio, config).trainable
+    body = {k: v.clone() for k, v in part.body.state_dict().items()}
+    heads = [p.detach().clone() for p in part.head.parameters()]
+    lines = []
+    labels = torch.from_numpy(segments.segment_labels.astype(np.int64))
+    probe(part, segments, segments, labels, config.tasks, cfg, Solo(torch.device("cpu")),
+          np.random.default_rng(0), LoopOptions(log=lines.append))
+    after = part.body.state_dict()
+    weights = [k for k in body if not k.startswith("running_") and "running_" not in k and "num_batches" not in k]
+    assert all(torch.equal(body[k], after[k]) for k in weights)
+    assert any(not torch.equal(body[k], after[k]) for k in body if "running_mean" in k)
+    assert all(not torch.equal(p, q) for p, q in zip(part.head.parameters(), heads) if p.dim() > 1)
+    assert all(p.requires_grad for p in part.parameters())
+    assert len(lines) == 1 and lines[0].startswith("probe")
+
+    logged = []
+    ckpt = tmp_path / "run.pt"
+    probed, _, _ = train(segments, segments, audio, config, cfg, LoopOptions(ckpt, log=logged.append))
+    plain, _, _ = train(segments, segments, audio, config, dataclasses.replace(cfg, probe_epochs=0),
+                        LoopOptions(log=lambda s: None))
+    assert sum(line.startswith("probe") for line in logged) == 1
+    moved = [not torch.equal(a, b) for (k, a), b in zip(probed.state_dict().items(), plain.state_dict().values())
+             if k.startswith("backbone.body.features") and k.endswith("weight")]
+    assert moved and all(moved)
+    resumed = []
+    train(segments, segments, audio, config, dataclasses.replace(cfg, epochs=2),
+          LoopOptions(ckpt, True, resumed.append))
+    assert not any(line.startswith("probe") for line in resumed) and any("resumed" in line for line in resumed)

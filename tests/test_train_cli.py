@@ -239,6 +239,21 @@ def test_pitch_shift_needs_a_network_that_reads_log_mels():
             _configs(_parse(*argv))
 
 
+def test_probe_epochs_need_a_fine_tuned_pretrained_network():
+    """`--probe-epochs N` reaches TrainConfig for a network whose pretrained parts fine-tune; a frozen body (heads
+    only), a network trained from scratch and a negative N are refused in one line."""
+    from mer_live.errors import MerLiveError
+    from mer_live.train.cli import _configs
+
+    assert _configs(_parse("--arch", "mn04", "--finetune", "full", "--probe-epochs", "1"))[0].probe_epochs == 1
+    assert _configs(_parse("--arch", "musicnn-msd", "--finetune", "top", "--probe-epochs", "2"))[0].probe_epochs == 2
+    for argv in (("--arch", "mn04", "--finetune", "heads", "--probe-epochs", "1"),
+                 ("--arch", "compact", "--probe-epochs", "1"),
+                 ("--arch", "mn04", "--finetune", "full", "--probe-epochs", "-1")):
+        with pytest.raises(MerLiveError, match="--probe-epochs N trains the heads before"):
+            _configs(_parse(*argv))
+
+
 def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
     from mer_live.train import rundir
     from mer_live.train.cli import _configs

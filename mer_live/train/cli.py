@@ -81,6 +81,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                           "(1: one rate for the whole body)")
     opt.add_argument("--lr-warmup-epochs", type=float, default=D.lr_warmup_epochs,
                      help="> 0: warm the rate up linearly over this many epochs, then a cosine to 0, every step")
+    opt.add_argument("--probe-epochs", type=int, default=D.probe_epochs, metavar="N",
+                     help="a fine-tuned pretrained network: first N epochs train the heads alone on the frozen body, "
+                          "then the whole network trains its --epochs from them (LP-FT; 0: off)")
     opt.add_argument("--tau", type=float, default=D.tau, help="clean-probability threshold")
     opt.add_argument("--temperature", type=float, default=D.temperature, help="sharpening temperature T")
     opt.add_argument("--alpha", type=float, default=D.alpha, help="mixup Beta(alpha, alpha)")
@@ -274,6 +277,10 @@ def _configs(args: argparse.Namespace):
     if cfg.pitch_shift < 0 or (cfg.pitch_shift and model_config.pretrained):
         raise MerLiveError("--pitch-shift S shifts the log-mels a network trains on: it needs S >= 0 and a network "
                            "that reads log-mels (--arch mn04 --finetune full, or compact), not cached body features")
+    tuned = (model_config.pretrained or model_config.audioset) and "heads" not in model_config.finetunes
+    if cfg.probe_epochs < 0 or (cfg.probe_epochs and not tuned):
+        raise MerLiveError("--probe-epochs N trains the heads before a pretrained network is fine-tuned: it needs "
+                           "N >= 0 and --finetune top, mid or full")
     if cfg.co_divide and (model_config.bodies != 2 or cfg.ema or len(set(model_config.finetunes)) > 1):
         raise MerLiveError("--co-divide trains two networks that divide the segments for each other: add --bodies 2, "
                            "one --finetune for both, and drop --ema (the peer is the teacher)")

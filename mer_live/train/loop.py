@@ -10,6 +10,7 @@ group from ``mer_live.train.comm`` (one process or several, the loop is the same
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -28,8 +29,18 @@ from mer_live.nn.model import Bodies, ModelConfig, SegmentNet
 from mer_live.train.comm import Communicator, Solo, pick_device
 from mer_live.train.rundir import save_checkpoint
 from mer_live.train.segments import SegmentSet
-from mer_live.train.settings import TrainConfig
-from mer_live.train.sssl import Distill, Diverged, Epoch, Training, divide, param_groups, predict, run_epoch
+from mer_live.train.settings import NAIVE_OVERRIDES, TrainConfig
+from mer_live.train.sssl import (
+    Distill,
+    Diverged,
+    Epoch,
+    Training,
+    divide,
+    param_groups,
+    predict,
+    pretrained_parts,
+    run_epoch,
+)
 
 Log = Callable[[str], None]
 
@@ -151,6 +162,10 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
     tasks = model_config.tasks
     labels = torch.from_numpy(train_set.segment_labels.astype(np.int64))
     distill = Distill(mobilenet.pretrained().requires_grad_(False).to(device), cfg.distill) if cfg.distill else None
+    resuming = options.resume and checkpoint is not None and checkpoint.is_file()
+    if cfg.probe_epochs and not resuming:  # before the learners: a moving average starts from the probed heads
+        for k, part in enumerate(parts):
+            probe(part, train_set, val_set, labels, tasks, cfg, comm, rng, options, f" body {k + 1}" * (len(parts) > 1))
     learners = [learner(part, train_set, labels, tasks, cfg, comm, distill) for part in parts]
     for k, one in enumerate(learners):
         one.run.peer = learners[1 - k].kept if len(learners) == 2 else None
@@ -159,7 +174,7 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
     gmm_records: dict[int, dict] = {}
     best = {"song_auc": -1.0, "state": copy.deepcopy(net.state_dict()), "epoch": -1}
     start_epoch = 0
-    if options.resume and checkpoint is not None and checkpoint.is_file():
+    if resuming:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         net.load_state_dict(state["last"])
         for one, saved in zip(learners, [state, *state.get("peers", [])]):
@@ -201,6 +216,35 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
             })
     net.load_state_dict(best["state"])
     return net.cpu().eval(), history, gmm_records
+
+
+def probe(part: torch.nn.Module, train_set: SegmentSet, val_set: SegmentSet, labels: torch.Tensor,
+          tasks: dict[str, int], cfg: TrainConfig, comm: Communicator, rng: np.random.Generator,
+          options: LoopOptions, name: str = "") -> None:
+    """LP-FT's first stage (``cfg.probe_epochs``): plain cross-entropy steps, through the air too under
+    ``cfg.consistency``, on the heads alone at the heads' rate with a cosine to 0, the pretrained parts frozen
+    and restored after. One process: a data-parallel wrapper would have to be rebuilt for the whole network."""
+    if comm.world_size > 1:
+        raise MerLiveError("--probe-epochs trains in one process: drop --ddp")
+    frozen = [(p, p.requires_grad) for body in pretrained_parts(part) for p in body.parameters()]
+    for p, _ in frozen:
+        p.requires_grad_(False)
+    heads = [p for p in part.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(heads, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = max(1, min(len(train_set), cfg.segments_per_epoch or len(train_set)) // cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(0.0, cfg.probe_epochs, steps))
+    optimizer.register_step_post_hook(lambda *_: scheduler.step())
+    plain = dataclasses.replace(cfg, warmup_epochs=cfg.probe_epochs, **NAIVE_OVERRIDES)
+    scaler = torch.amp.GradScaler("cuda", enabled=comm.device.type == "cuda")
+    run = Training(part, train_set, labels, tasks, plain, optimizer, scaler, comm)
+    for epoch in range(cfg.probe_epochs):
+        started = time.perf_counter()
+        done = run_epoch(run, epoch, comm.epoch_rng(cfg.seed, epoch, rng), progress=options.progress)
+        val = song_accuracy(part, val_set, tasks, comm.device)
+        row = epoch_row(epoch, done, val, cfg, tasks, time.perf_counter() - started)
+        options.log(format_epoch({**row, "phase": "probe"}, tasks).replace("epoch", f"probe{name}", 1))
+    for p, flag in frozen:
+        p.requires_grad_(flag)
 
 
 def co_divisions(learners: list[Learner], epoch: int, cfg: TrainConfig) -> list[tuple[np.ndarray, dict] | None]:

@@ -104,6 +104,12 @@ class TrainConfig:
     # songs are 320 keys and registers; a song's mode and harmony, which carry its valence, do not move
     # with its key (pitch shifting is the standard music augmentation: McFee et al. 2015, MUDA) [inferred]
     pitch_shift: float = 0.0
+    # > 0 (a fine-tuned pretrained network): before its epochs, this many epochs step the heads alone, the
+    # pretrained parts frozen (LP-FT: Kumar et al. 2022, "Fine-tuning can distort pretrained features"): the
+    # whole network then starts from heads that already read the body, not random ones whose first gradients
+    # reshape the body's features to fit them; the body's batch-norm statistics follow the data meanwhile, as
+    # they do once it steps [inferred]
+    probe_epochs: int = 0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

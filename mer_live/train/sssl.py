@@ -258,13 +258,19 @@ def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: 
     return with_extras(total, parts, term, distill, mood_logits, moods, mix)
 
 
+def pretrained_parts(trainable: torch.nn.Module) -> list[torch.nn.Module]:
+    """The pretrained parts a network fine-tunes (musicnn's back end and mid-end, an AudioSet MobileNet's body);
+    the rest of it, our heads, starts from random weights."""
+    top = getattr(trainable, "top", None)
+    parts = [getattr(trainable, "backend", None), getattr(trainable, "body", None), getattr(top, "backend", None)]
+    return [part for part in parts if part is not None]
+
+
 def param_groups(trainable: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     """Pretrained parts being fine-tuned (musicnn's back end and mid-end, an AudioSet MobileNet's body) learn at
     ``backbone_lr_scale`` of the heads' rate; with ``layer_decay`` < 1 each stage of the body before the last
     learns at that factor of the next one's rate."""
-    top = getattr(trainable, "top", None)
-    parts = [getattr(trainable, "backend", None), getattr(trainable, "body", None), getattr(top, "backend", None)]
-    tuned = [[p for p in stage.parameters() if p.requires_grad] for part in parts if part is not None
+    tuned = [[p for p in stage.parameters() if p.requires_grad] for part in pretrained_parts(trainable)
              for stage in (part.stages() if isinstance(part, MobileNet) else [part])]
     if cfg.layer_decay == 1:  # one group for the body, as checkpoints saved before layer decay have
         tuned = [[p for stage in tuned for p in stage]]
