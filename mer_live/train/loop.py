@@ -165,7 +165,7 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
     resuming = options.resume and checkpoint is not None and checkpoint.is_file()
     if cfg.probe_epochs and not resuming:  # before the learners: a moving average starts from the probed heads
         for k, part in enumerate(parts):
-            probe(part, train_set, val_set, labels, tasks, cfg, comm, rng, options, f" body {k + 1}" * (len(parts) > 1))
+            probe(part, train_set, val_set, labels, tasks, cfg, comm, rng, options, k + 1 if len(parts) > 1 else 0)
     learners = [learner(part, train_set, labels, tasks, cfg, comm, distill) for part in parts]
     for k, one in enumerate(learners):
         one.run.peer = learners[1 - k].kept if len(learners) == 2 else None
@@ -220,13 +220,14 @@ def train(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_
 
 def probe(part: torch.nn.Module, train_set: SegmentSet, val_set: SegmentSet, labels: torch.Tensor,
           tasks: dict[str, int], cfg: TrainConfig, comm: Communicator, rng: np.random.Generator,
-          options: LoopOptions, name: str = "") -> None:
+          options: LoopOptions, body: int = 0) -> None:
     """LP-FT's first stage (``cfg.probe_epochs``): plain cross-entropy steps, through the air too under
     ``cfg.consistency``, on the heads alone at the heads' rate with a cosine to 0, the pretrained parts frozen
-    and restored after. One process: a data-parallel wrapper would have to be rebuilt for the whole network."""
+    and restored after; ``body``: its number in an ensemble (0: a single network). One process: a data-parallel
+    wrapper would have to be rebuilt for the whole network."""
     if comm.world_size > 1:
         raise MerLiveError("--probe-epochs trains in one process: drop --ddp")
-    frozen = [(p, p.requires_grad) for body in pretrained_parts(part) for p in body.parameters()]
+    frozen = [(p, p.requires_grad) for module in pretrained_parts(part) for p in module.parameters()]
     for p, _ in frozen:
         p.requires_grad_(False)
     heads = [p for p in part.parameters() if p.requires_grad]
@@ -242,7 +243,8 @@ def probe(part: torch.nn.Module, train_set: SegmentSet, val_set: SegmentSet, lab
         done = run_epoch(run, epoch, comm.epoch_rng(cfg.seed, epoch, rng), progress=options.progress)
         val = song_accuracy(part, val_set, tasks, comm.device)
         row = epoch_row(epoch, done, val, cfg, tasks, time.perf_counter() - started)
-        options.log(format_epoch({**row, "phase": "probe"}, tasks).replace("epoch", f"probe{name}", 1))
+        row = {**row, "phase": "heads", **({"body": body} if body else {})}
+        options.log(format_epoch(row, tasks).replace("epoch", "probe", 1))
     for p, flag in frozen:
         p.requires_grad_(flag)
 
