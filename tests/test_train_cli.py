@@ -239,11 +239,19 @@ def test_pitch_shift_needs_a_network_that_reads_log_mels():
             _configs(_parse(*argv))
 
 
-def test_probe_epochs_need_a_fine_tuned_pretrained_network():
+def test_probe_epochs_need_a_fine_tuned_pretrained_network(tmp_path: Path, monkeypatch):
     """`--probe-epochs N` reaches TrainConfig for a network whose pretrained parts fine-tune; a frozen body (heads
-    only), a network trained from scratch and a negative N are refused in one line."""
+    only), a network trained from scratch, a negative N and a torchrun process group are refused in one line,
+    the last before any data is read."""
     from mer_live.errors import MerLiveError
-    from mer_live.train.cli import _configs
+    from mer_live.train.cli import _configs, run_train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = _parse("--arch", "mn04", "--finetune", "full", "--probe-epochs", "1", "--root", str(tmp_path / "none"))
+    with pytest.raises(MerLiveError, match="--probe-epochs trains in one process"):
+        run_train(args)
+    assert not (tmp_path / "none").exists()
+    monkeypatch.delenv("WORLD_SIZE")
 
     assert _configs(_parse("--arch", "mn04", "--finetune", "full", "--probe-epochs", "1"))[0].probe_epochs == 1
     assert _configs(_parse("--arch", "musicnn-msd", "--finetune", "top", "--probe-epochs", "2"))[0].probe_epochs == 2

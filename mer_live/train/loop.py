@@ -226,7 +226,7 @@ def probe(part: torch.nn.Module, train_set: SegmentSet, val_set: SegmentSet, lab
     and restored after; ``body``: its number in an ensemble (0: a single network). One process: a data-parallel
     wrapper would have to be rebuilt for the whole network."""
     if comm.world_size > 1:
-        raise MerLiveError("--probe-epochs trains in one process: drop --ddp")
+        raise MerLiveError("--probe-epochs trains in one process: drop it, or run without torchrun")
     frozen = [(p, p.requires_grad) for module in pretrained_parts(part) for p in module.parameters()]
     for p, _ in frozen:
         p.requires_grad_(False)
