@@ -81,7 +81,7 @@ def result_picture(result, segment_seconds: float | None = None, audio: np.ndarr
         level = None
     name = os.path.basename(result.path) if result.path else "samples"
     return Picture(name, starts, np.minimum(starts + segment_seconds, max(result.duration, 0.0) or np.inf),
-                   result.segment("valence"), result.segment("arousal"), dict(result.song), loudness=level)
+                   result.timeline("valence"), result.timeline("arousal"), dict(result.probs), loudness=level)
 
 
 def live_pictures(path: str | os.PathLike) -> dict[int, Picture]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -27,12 +28,14 @@ def mer_live(*args) -> subprocess.CompletedProcess:
 def test_songresult_plot_draws_the_timeline_the_song_the_quadrants_and_the_loudness(tmp_path):
     model = Model(tiny_bundle(), provider="cpu")
     result = model.predict(music_wav())
-    fig = result.plot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the package's own picture uses no retiring name
+        fig = result.plot()
     timeline, band, level = fig.axes
     segment_lines = [line for line in timeline.get_lines() if line.get_label().startswith("segment ")]
     assert [line.get_label() for line in segment_lines] == ["segment valence", "segment arousal"]
-    assert np.allclose(segment_lines[0].get_ydata(), result.segment("valence"))
-    assert np.allclose(segment_lines[1].get_ydata(), result.segment("arousal"))
+    assert np.allclose(segment_lines[0].get_ydata(), result.timeline("valence"))
+    assert np.allclose(segment_lines[1].get_ydata(), result.timeline("arousal"))
     song = {line.get_label() for line in timeline.get_lines()}
     assert f"song valence {result.valence:.2f}" in song and f"song arousal {result.arousal:.2f}" in song
     assert len(band.patches) == len(result.starts)  # one quadrant colour per segment
