@@ -98,6 +98,16 @@ def warmup_cosine(warmup_epochs: float, epochs: int, steps_per_epoch: int) -> Ca
     return factor
 
 
+def stepped_schedule(optimizer: torch.optim.Optimizer, warmup_epochs: float, epochs: int, segments: int,
+                     cfg: TrainConfig, comm: Communicator) -> torch.optim.lr_scheduler.LambdaLR:
+    """``warmup_cosine`` set after every optimizer step, over epochs of ``segments`` training segments (or
+    ``cfg.segments_per_epoch`` of them) shared by the process group."""
+    steps = max(1, min(segments, cfg.segments_per_epoch or segments) // comm.world_size // cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_epochs, epochs, steps))
+    optimizer.register_step_post_hook(lambda *_: scheduler.step())
+    return scheduler
+
+
 @dataclass
 class Learner:
     """One network of a run and what steps it; under co-divide a run has two, the bodies of one ensemble."""
@@ -124,10 +134,7 @@ def learner(part: torch.nn.Module, train_set: SegmentSet, labels: torch.Tensor, 
     pretrained network its tags are pulled towards (one for every network of the run)."""
     optimizer = torch.optim.Adam(param_groups(part, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_warmup_epochs > 0:
-        n = len(train_set)
-        steps = max(1, min(n, cfg.segments_per_epoch or n) // comm.world_size // cfg.batch_size)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.lr_warmup_epochs, cfg.epochs, steps))
-        optimizer.register_step_post_hook(lambda *_: scheduler.step())
+        scheduler = stepped_schedule(optimizer, cfg.lr_warmup_epochs, cfg.epochs, len(train_set), cfg, comm)
     else:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
     scaler = torch.amp.GradScaler("cuda", enabled=comm.device.type == "cuda")
@@ -232,9 +239,7 @@ def probe(part: torch.nn.Module, train_set: SegmentSet, val_set: SegmentSet, lab
         p.requires_grad_(False)
     heads = [p for p in part.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(heads, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = max(1, min(len(train_set), cfg.segments_per_epoch or len(train_set)) // cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(0.0, cfg.probe_epochs, steps))
-    optimizer.register_step_post_hook(lambda *_: scheduler.step())
+    stepped_schedule(optimizer, 0.0, cfg.probe_epochs, len(train_set), cfg, comm)
     plain = dataclasses.replace(cfg, warmup_epochs=cfg.probe_epochs, **NAIVE_OVERRIDES)
     scaler = torch.amp.GradScaler("cuda", enabled=comm.device.type == "cuda")
     run = Training(part, train_set, labels, tasks, plain, optimizer, scaler, comm)
@@ -243,8 +248,7 @@ def probe(part: torch.nn.Module, train_set: SegmentSet, val_set: SegmentSet, lab
         done = run_epoch(run, epoch, comm.epoch_rng(cfg.seed, epoch, rng), progress=options.progress)
         val = song_accuracy(part, val_set, tasks, comm.device)
         row = epoch_row(epoch, done, val, cfg, tasks, time.perf_counter() - started)
-        row = {**row, "phase": "heads", **({"body": body} if body else {})}
-        options.log(format_epoch(row, tasks).replace("epoch", "probe", 1))
+        options.log(format_epoch({**row, "phase": "heads", **({"body": body} if body else {})}, tasks, "probe"))
     for p, flag in frozen:
         p.requires_grad_(flag)
 
@@ -287,11 +291,12 @@ def epoch_row(epoch: int, done: Epoch, val: dict[str, float], cfg: TrainConfig, 
             "seconds": seconds, "segments": done.segments}
 
 
-def format_epoch(row: dict, tasks: dict[str, int]) -> str:
+def format_epoch(row: dict, tasks: dict[str, int], kind: str = "epoch") -> str:
+    """One log line of a history row; ``kind`` names the loop it came from (``probe``: the heads alone)."""
     clean = " ".join(f"clean_{t[0]}={row[f'clean_{t}']:.2f}" for t in tasks)
     val = " ".join(f"val_{t[0]} acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
                    f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
     body = f" body {row['body']}" if "body" in row else ""
     extras = "".join(f" {part}={row[part]:.4f}" for part in ("distill", "moods") if row.get(part))
-    return (f"epoch {row['epoch']:3d}{body} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
+    return (f"{kind} {row['epoch']:3d}{body} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
             f"lu={row['lu']:.4f} kl={row['kl']:.4f}{extras} {clean} {val} ({row['seconds']:.0f}s)")
