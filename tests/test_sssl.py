@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -556,3 +558,53 @@ def test_mood_tags_add_the_mood_head_s_cross_entropy_on_the_clean_rows_to_every_
     clean = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
     _, parts = sssl_step(backbone, x, heard, y, clean, MODEL.tasks, cfg, 1.0, np.random.default_rng(0), moods=moods)
     assert parts["moods"] > 0 and np.isfinite(parts["moods"])
+
+
+def test_sharpness_aware_steps_with_the_gradient_at_the_worst_point_nearby(synth):
+    """``--sam`` RHO: the gradient the optimizer steps with is the batch's gradient at the weights moved RHO along
+    their own normalised gradient, the weights are back where they were, and batch norm's running statistics
+    count the batch once; a whole run with it trains to other weights, a run without it is what it was."""
+    from mer_live.nn.model import SegmentNet
+    from mer_live.train.sssl import autocast, sharpness_aware, warmup_step
+
+    torch.manual_seed(0)
+    net = SegmentNet(AUDIO, MODEL).trainable.train()
+    x, y = torch.randn(8, AUDIO.n_mels, AUDIO.segment_frames), torch.randint(0, 2, (8, 2))
+    cpu, scaler = torch.device("cpu"), torch.amp.GradScaler("cuda", enabled=False)
+    batch_loss = functools.partial(autocast, functools.partial(warmup_step, net, x, y, MODEL.tasks), cpu)
+    assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+    def grads_at(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        probe = copy.deepcopy(net)
+        probe.load_state_dict(weights)
+        probe.zero_grad()
+        torch.manual_seed(5)  # the second pass's dropout masks
+        warmup_step(probe, x, y, MODEL.tasks)[0].backward()
+        return {k: p.grad.clone() for k, p in probe.named_parameters()}
+
+    before = copy.deepcopy(net.state_dict())
+    net.zero_grad()
+    batch_loss()[0].backward()
+    once = copy.deepcopy(net.state_dict())  # the first pass moved the running statistics, as any step does
+    g = {k: p.grad.clone() for k, p in net.named_parameters()}
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in g.values()]))
+    moved = {k: v + 0.05 * g[k] / norm if k in g else v.clone() for k, v in before.items()}
+    torch.manual_seed(5)
+    sharpness_aware(net, batch_loss, 0.05, scaler)
+
+    expected = grads_at(moved)
+    for k, p in net.named_parameters():
+        torch.testing.assert_close(p.grad, expected[k], rtol=1e-4, atol=1e-6)
+        assert torch.equal(p.detach(), once[k])  # moved back, bit for bit
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, once[k]), k  # running statistics untouched by the second pass
+    assert not all(torch.allclose(net.get_parameter(k).grad, g[k]) for k in g)
+
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))), AUDIO)
+    naive = ONE_NAIVE_EPOCH
+    cfgs = (naive, naive, dataclasses.replace(naive, sam=0.05))
+    runs = [train(segments, segments, AUDIO, MODEL, cfg, QUIET)[0] for cfg in cfgs]
+    weights = [run.trainable.state_dict() for run in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

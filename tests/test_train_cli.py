@@ -221,6 +221,9 @@ def test_augmentation_and_smoothing_outside_their_range_are_refused_in_one_line(
         train_config(_parse("--freq-mixstyle", "1.5"))
     with pytest.raises(MerLiveError, match="--label-smoothing E needs 0 <= E < 1"):
         train_config(_parse("--label-smoothing", "1"))
+    with pytest.raises(MerLiveError, match="--sam RHO is a radius: it needs RHO >= 0, got -0.05"):
+        train_config(_parse("--sam=-0.05"))
+    assert train_config(_parse("--sam", "0.05")).sam == 0.05
     with pytest.raises(MerLiveError, match="--freq-mask and --time-mask are widths"):
         train_config(_parse("--time-mask", "-1"))
     wider = train_config(_parse("--freq-mask", "48", "--time-mask", "60"))

@@ -84,6 +84,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--probe-epochs", type=int, default=D.probe_epochs, metavar="N",
                      help="a fine-tuned pretrained network: first N epochs train the heads alone on the frozen body, "
                           "then the whole network trains its --epochs from them (LP-FT; 0: off)")
+    opt.add_argument("--sam", type=float, default=D.sam, metavar="RHO",
+                     help="sharpness-aware steps: the gradient is taken again at the weights moved RHO up the "
+                          "batch's own gradient (SAM, e.g. 0.05; 0: off; twice a step's compute)")
     opt.add_argument("--tau", type=float, default=D.tau, help="clean-probability threshold")
     opt.add_argument("--temperature", type=float, default=D.temperature, help="sharpening temperature T")
     opt.add_argument("--alpha", type=float, default=D.alpha, help="mixup Beta(alpha, alpha)")
@@ -231,6 +234,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if cfg.freq_mask < 0 or cfg.time_mask < 0:
         raise MerLiveError(f"--freq-mask and --time-mask are widths: they need N >= 0, got {cfg.freq_mask} and "
                            f"{cfg.time_mask}")
+    if cfg.sam < 0:
+        raise MerLiveError(f"--sam RHO is a radius: it needs RHO >= 0, got {cfg.sam:g}")
     if not 0 <= cfg.label_smoothing < 1:
         raise MerLiveError(f"--label-smoothing E needs 0 <= E < 1, got {cfg.label_smoothing:g}")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))

@@ -110,6 +110,10 @@ class TrainConfig:
     # reshape the body's features to fit them; the body's batch-norm statistics follow the data meanwhile, as
     # they do once it steps [inferred]
     probe_epochs: int = 0
+    # > 0: every step is sharpness-aware (SAM: Foret et al. 2021): the gradient is taken again at the weights
+    # moved this far (an L2 radius) up the batch's own gradient, so the network settles where the loss is flat
+    # around it, not in a narrow minimum that 320 songs' noisy segment labels carve; twice a step's compute [inferred]
+    sam: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -358,7 +359,6 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
     order = comm.epoch_order(len(segments), epoch, cfg.seed, cfg.segments_per_epoch, rng)
     steps = max(1, len(order) // cfg.batch_size)
     result.steps = min(steps, max_steps) if max_steps else steps
-    use_amp = device.type == "cuda"
     consistent = cfg.consistency > 0 and bool(segments.versions)
     model.train()
     for step in range(result.steps):
@@ -372,21 +372,24 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
         mix = Mix.draw(cfg.ce_mixup, len(idx), rng, device) if warm and cfg.ce_mixup > 0 else None
         moods = None if segments.moods is None or not cfg.mood_tags else Moods(
             torch.from_numpy(segments.moods[segments.clip_of[idx]]).to(device), cfg.mood_tags)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            if heard is not None:
-                loss, parts = consistency_step(model, views[0], heard, y, tasks, cfg.consistency, mix, run.distill,
-                                               cfg.label_smoothing, moods)
-            elif warm:
-                loss, parts = warmup_step(model, views[0], y, tasks, mix, run.distill, cfg.label_smoothing, moods)
-            else:
-                w = torch.from_numpy(result.clean[idx]).float().to(device)
-                lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
-                loss, parts = sssl_step(model, views[0], views[1], y, w, tasks, cfg, lam_u, rng, run.teacher,
-                                        run.peer, run.distill, moods)
+        if heard is not None:
+            loss_of = partial(consistency_step, model, views[0], heard, y, tasks, cfg.consistency, mix, run.distill,
+                              cfg.label_smoothing, moods)
+        elif warm:
+            loss_of = partial(warmup_step, model, views[0], y, tasks, mix, run.distill, cfg.label_smoothing, moods)
+        else:
+            w = torch.from_numpy(result.clean[idx]).float().to(device)
+            lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
+            loss_of = partial(sssl_step, model, views[0], views[1], y, w, tasks, cfg, lam_u, rng, run.teacher,
+                              run.peer, run.distill, moods)
+        batch_loss = partial(autocast, loss_of, device)
+        loss, parts = batch_loss()
         if not comm.all_finite(loss):
             raise Diverged(epoch + 1, step + 1)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
+        if cfg.sam:
+            sharpness_aware(model, batch_loss, cfg.sam, run.scaler)
         run.scaler.step(run.optimizer)
         run.scaler.update()
         if run.teacher is not None:
@@ -402,6 +405,43 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
     result.segments = len(order) * comm.world_size
     result.sums = comm.mean(result.sums)
     return result
+
+
+def autocast(loss_of: Callable[[], tuple[torch.Tensor, dict[str, float]]], device: torch.device
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+    """A step's loss, in half precision on a GPU (its scaler keeps the gradients), in full on a CPU."""
+    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        return loss_of()
+
+
+def sharpness_aware(model: torch.nn.Module, batch_loss: Callable[[], tuple[torch.Tensor, dict[str, float]]],
+                    rho: float, scaler: torch.amp.GradScaler) -> None:
+    """SAM's second pass (Foret et al. 2021): given the batch's gradient in ``.grad``, move the weights ``rho``
+    up it (an L2 step over every parameter with a gradient), take the gradient of ``batch_loss`` there, and
+    put them back, so the optimizer steps with the gradient of the worst point nearby. The scaled gradient's
+    direction is its scale's, so a loss scaler changes nothing; a non-finite gradient is left to the scaler to
+    skip. Batch norm's running statistics are put back after the second pass, so they count each batch
+    once, as without SAM; SSSL's step draws its mixup afresh for it."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
+    if not bool(torch.isfinite(norm)) or float(norm) == 0.0:
+        return
+    kept = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p in params:
+            p.add_(p.grad * (rho / norm))
+    statistics = [b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                  for b in m.buffers()]
+    counted = [b.clone() for b in statistics]
+    try:
+        model.zero_grad(set_to_none=True)
+        scaler.scale(batch_loss()[0]).backward()
+    finally:
+        with torch.no_grad():
+            for b, before in zip(statistics, counted, strict=True):
+                b.copy_(before)
+            for p, weights in zip(params, kept, strict=True):
+                p.copy_(weights)
 
 
 def _sync(device: torch.device, timed: bool) -> None:
