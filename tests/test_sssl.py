@@ -565,13 +565,13 @@ def test_sharpness_aware_steps_with_the_gradient_at_the_worst_point_nearby(synth
     their own normalised gradient, the weights are back where they were, and batch norm's running statistics
     count the batch once; a whole run with it trains to other weights, a run without it is what it was."""
     from mer_live.nn.model import SegmentNet
-    from mer_live.train.sssl import autocast, sharpness_aware, warmup_step
+    from mer_live.train.sssl import sharpness_aware, step_loss, warmup_step
 
     torch.manual_seed(0)
     net = SegmentNet(AUDIO, MODEL).trainable.train()
     x, y = torch.randn(8, AUDIO.n_mels, AUDIO.segment_frames), torch.randint(0, 2, (8, 2))
     cpu, scaler = torch.device("cpu"), torch.amp.GradScaler("cuda", enabled=False)
-    batch_loss = functools.partial(autocast, functools.partial(warmup_step, net, x, y, MODEL.tasks), cpu)
+    batch_loss = functools.partial(step_loss, functools.partial(warmup_step, net, x, y, MODEL.tasks), cpu)
     assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
     def grads_at(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -382,7 +382,7 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
             lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
             loss_of = partial(sssl_step, model, views[0], views[1], y, w, tasks, cfg, lam_u, rng, run.teacher,
                               run.peer, run.distill, moods)
-        batch_loss = partial(autocast, loss_of, device)
+        batch_loss = partial(step_loss, loss_of, device)
         loss, parts = batch_loss()
         if not comm.all_finite(loss):
             raise Diverged(epoch + 1, step + 1)
@@ -407,8 +407,8 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
     return result
 
 
-def autocast(loss_of: Callable[[], tuple[torch.Tensor, dict[str, float]]], device: torch.device
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+def step_loss(loss_of: Callable[[], tuple[torch.Tensor, dict[str, float]]], device: torch.device
+              ) -> tuple[torch.Tensor, dict[str, float]]:
     """A step's loss, in half precision on a GPU (its scaler keeps the gradients), in full on a CPU."""
     with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
         return loss_of()
