@@ -563,7 +563,7 @@ def test_mood_tags_add_the_mood_head_s_cross_entropy_on_the_clean_rows_to_every_
 def test_sharpness_aware_steps_with_the_gradient_at_the_worst_point_nearby(synth):
     """``--sam`` RHO: the gradient the optimizer steps with is the batch's gradient at the weights moved RHO along
     their own normalised gradient, the weights are back where they were, and batch norm's running statistics
-    count the batch once; a whole run with it trains to other weights, a run without it is what it was."""
+    count the batch once; two whole runs without it train to the same weights, one with it to others."""
     from mer_live.nn.model import SegmentNet
     from mer_live.train.sssl import sharpness_aware, step_loss, warmup_step
 

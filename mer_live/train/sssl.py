@@ -421,7 +421,7 @@ def sharpness_aware(model: torch.nn.Module, batch_loss: Callable[[], tuple[torch
     put them back, so the optimizer steps with the gradient of the worst point nearby. The scaled gradient's
     direction is its scale's, so a loss scaler changes nothing; a non-finite gradient is left to the scaler to
     skip. Batch norm's running statistics are put back after the second pass, so they count each batch
-    once, as without SAM; SSSL's step draws its mixup afresh for it."""
+    once, as without SAM; SSSL's step guesses its targets and draws its mixup afresh for it."""
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
     if not bool(torch.isfinite(norm)) or float(norm) == 0.0:
