@@ -343,7 +343,8 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
     division of every segment then SSSL steps. ``division``: the clean probabilities and GMM record made
     by another network (co-divide: the peer's, before either network stepped this epoch), instead of this
     network's own. ``max_steps`` cuts the epoch short (benchmarks); ``timed`` waits for the device around
-    each part so the times are real. A non-finite loss raises ``Diverged`` before it reaches the weights."""
+    each part so the times are real. A non-finite loss raises ``Diverged`` before it reaches the weights. Under
+    ``cfg.sam`` every step is sharpness-aware (``sharpness_aware``): its loss is computed twice."""
     model, segments, tasks, cfg, comm, device = run.model, run.segments, run.tasks, run.cfg, run.comm, run.device
     module = getattr(model, "module", model)  # the network itself under DistributedDataParallel
     warm = epoch < cfg.warmup_epochs
