@@ -300,9 +300,10 @@ def run_train(args: argparse.Namespace) -> int:
     run = RunSettings(out=args.out, method=args.method, resume=args.resume)
     if run.resume:  # before the data: a refused resume costs nothing
         rundir.check_resume(run.out, run_record(run, cfg, audio, model_config, song))
-    if cfg.probe_epochs and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # before the data, as the loop would
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if cfg.probe_epochs and torchrun:  # before the data, as the loop would
         raise MerLiveError("--probe-epochs trains in one process: drop it, or run without torchrun")
-    if not (args.ddp or int(os.environ.get("WORLD_SIZE", "1")) > 1):  # torchrun implies --ddp
+    if not (args.ddp or torchrun):  # torchrun implies --ddp
         dataset, clips, logmels = prepare_data(data, audio)
         train_run(run, data, cfg, audio, model_config, song, dataset, clips, logmels)
         return 0
