@@ -608,3 +608,51 @@ def test_sharpness_aware_steps_with_the_gradient_at_the_worst_point_nearby(synth
     weights = [run.trainable.state_dict() for run in runs]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_song_runs_group_each_songs_segments_and_keep_every_one():
+    """``--song-loss``: the epoch's segments come in runs of SONG_RUN of one song (its last run shorter), a song's
+    segments taken in the order the epoch drew them, every segment once; the runs' order is the generator's."""
+    from mer_live.train.sssl import SONG_RUN, song_runs
+
+    clip_of = np.repeat(np.arange(7), [10, 10, 3, 1, 9, 10, 4])
+    order = np.random.default_rng(1).permutation(len(clip_of))
+    runs = song_runs(order, clip_of, SONG_RUN, np.random.default_rng(2))
+    assert sorted(runs) == sorted(order)
+    at = {segment: k for k, segment in enumerate(runs)}
+    for clip in range(7):
+        drawn = [i for i in order if clip_of[i] == clip]
+        for run in (drawn[k : k + SONG_RUN] for k in range(0, len(drawn), SONG_RUN)):
+            assert [at[i] for i in run] == list(range(at[run[0]], at[run[0]] + len(run)))
+    changes = 1 + np.count_nonzero(np.diff(clip_of[runs]))
+    assert changes <= sum(-(-n // SONG_RUN) for n in np.bincount(clip_of))  # 3 runs of a 10-segment song, ...
+    starts = np.r_[0, np.flatnonzero(np.diff(clip_of[runs])) + 1, len(runs)]
+    assert max(np.diff(starts)) >= 2 and min(np.diff(starts)) >= 1
+    assert not np.array_equal(runs, song_runs(order, clip_of, SONG_RUN, np.random.default_rng(3)))
+
+
+def test_song_loss_scores_each_songs_mean_logits_and_trains_otherwise(synth):
+    """The song term is each song's mean segment logits' cross-entropy on its label; at share 0 the plain loss is
+    the segments', at 1 the songs' alone; one naive epoch with it trains to other weights."""
+    from mer_live.train.sssl import Songs, inherited_ce, plain_ce
+
+    logits = {"valence": torch.randn(6, 2), "arousal": torch.randn(6, 2)}
+    clip = torch.tensor([3, 3, 7, 3, 7, 9])
+    y = torch.tensor([[1, 0], [1, 0], [0, 1], [1, 0], [0, 1], [1, 1]])
+    rows = {3: [0, 1, 3], 7: [2, 4], 9: [5]}
+    expected = sum(torch.nn.functional.cross_entropy(
+        torch.stack([v[r].mean(0) for r in rows.values()]), torch.tensor([y[r[0], t] for r in rows.values()]))
+        for t, v in enumerate(logits.values()))
+    torch.testing.assert_close(Songs(clip, 1.0).cross_entropy(logits, y), expected)
+    torch.testing.assert_close(plain_ce(logits, y, None, 0.0, Songs(clip, 1.0))[0], expected)
+    torch.testing.assert_close(plain_ce(logits, y, None, 0.0, Songs(clip, 0.0))[0], inherited_ce(logits, y, None))
+    assert plain_ce(logits, y, None, 0.0, None) == (inherited_ce(logits, y, None), {})
+
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))), AUDIO)
+    plain, history = train(segments, segments, AUDIO, MODEL, ONE_NAIVE_EPOCH, QUIET)[:2]
+    by_song, song_history = train(segments, segments, AUDIO, MODEL, dataclasses.replace(ONE_NAIVE_EPOCH, song_loss=0.5),
+                                  QUIET)[:2]
+    assert history[0]["song"] == 0 and song_history[0]["song"] > 0 and np.isfinite(song_history[0]["loss"])
+    weights = plain.trainable.state_dict(), by_song.trainable.state_dict()
+    assert not all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

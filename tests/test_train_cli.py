@@ -224,6 +224,11 @@ def test_augmentation_and_smoothing_outside_their_range_are_refused_in_one_line(
     with pytest.raises(MerLiveError, match="--sam RHO is a radius: it needs RHO >= 0, got -0.05"):
         train_config(_parse("--sam=-0.05"))
     assert train_config(_parse("--sam", "0.05")).sam == 0.05
+    with pytest.raises(MerLiveError, match="--song-loss W is a share of the loss: it needs 0 <= W <= 1, got 1.5"):
+        train_config(_parse("--song-loss", "1.5"))
+    with pytest.raises(MerLiveError, match="--ce-mixup mixes segments of two songs: drop one of them"):
+        train_config(_parse("--song-loss", "0.5", "--ce-mixup", "0.3"))
+    assert train_config(_parse("--song-loss", "0.5")).song_loss == 0.5
     with pytest.raises(MerLiveError, match="--freq-mask and --time-mask are widths"):
         train_config(_parse("--time-mask", "-1"))
     wider = train_config(_parse("--freq-mask", "48", "--time-mask", "60"))

@@ -87,6 +87,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--sam", type=float, default=D.sam, metavar="RHO",
                      help="sharpness-aware steps: the gradient is taken again at the weights moved RHO up the "
                           "batch's own gradient (SAM, e.g. 0.05; 0: off; twice a step's compute)")
+    opt.add_argument("--song-loss", type=float, default=D.song_loss, metavar="W",
+                     help="the plain cross-entropy steps (naive, SSSL's warm-up) take batches of a few segments per "
+                          "song and score share W of their loss on each song's mean segment logits against its "
+                          "label (multiple-instance learning; 1: by song alone; 0: off)")
     opt.add_argument("--tau", type=float, default=D.tau, help="clean-probability threshold")
     opt.add_argument("--temperature", type=float, default=D.temperature, help="sharpening temperature T")
     opt.add_argument("--alpha", type=float, default=D.alpha, help="mixup Beta(alpha, alpha)")
@@ -236,6 +240,11 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                            f"{cfg.time_mask}")
     if cfg.sam < 0:
         raise MerLiveError(f"--sam RHO is a radius: it needs RHO >= 0, got {cfg.sam:g}")
+    if not 0 <= cfg.song_loss <= 1:
+        raise MerLiveError(f"--song-loss W is a share of the loss: it needs 0 <= W <= 1, got {cfg.song_loss:g}")
+    if cfg.song_loss and cfg.ce_mixup:
+        raise MerLiveError("--song-loss scores each song by its segments' mean, and --ce-mixup mixes segments of two "
+                           "songs: drop one of them")
     if not 0 <= cfg.label_smoothing < 1:
         raise MerLiveError(f"--label-smoothing E needs 0 <= E < 1, got {cfg.label_smoothing:g}")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))

@@ -297,6 +297,6 @@ def format_epoch(row: dict, tasks: dict[str, int], kind: str = "epoch") -> str:
     val = " ".join(f"val_{t[0]} acc={row.get(f'val_{t}_song_acc', float('nan')):.3f} "
                    f"auc={row.get(f'val_{t}_song_auc', float('nan')):.3f}" for t in tasks)
     body = f" body {row['body']}" if "body" in row else ""
-    extras = "".join(f" {part}={row[part]:.4f}" for part in ("distill", "moods") if row.get(part))
+    extras = "".join(f" {part}={row[part]:.4f}" for part in ("distill", "moods", "song") if row.get(part))
     return (f"{kind} {row['epoch']:3d}{body} {row['phase']:6s} loss={row['loss']:.4f} lx={row['lx']:.3f} "
             f"lu={row['lu']:.4f} kl={row['kl']:.4f}{extras} {clean} {val} ({row['seconds']:.0f}s)")

@@ -114,6 +114,12 @@ class TrainConfig:
     # moved this far (an L2 radius) up the batch's own gradient, so the network settles where the loss is flat
     # around it, not in a narrow minimum that 320 songs' noisy segment labels carve; twice a step's compute [inferred]
     sam: float = 0.0
+    # > 0: the plain cross-entropy steps (every naive epoch, SSSL's warm-up) score songs beside segments: every
+    # batch holds runs of a few segments of one song, and the loss is (1 - this) times the segments' cross-entropy
+    # on their inherited labels plus this times the cross-entropy of each song's mean segment logits on its label
+    # (1: multiple-instance learning alone). A clip's label says what the song is, not what every 3 s of it is;
+    # only its segments' average is asked to say it, as the song aggregator reads their statistics [inferred]
+    song_loss: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

@@ -38,7 +38,8 @@ from mer_live.train.division import divide_losses
 from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import GMM_INPUTS, TrainConfig
 
-LOSS_PARTS = ("loss", "lx", "lu", "penalty", "kl", "distill", "moods")
+LOSS_PARTS = ("loss", "lx", "lu", "penalty", "kl", "distill", "moods", "song")
+SONG_RUN = 4  # under cfg.song_loss, a batch holds runs of up to this many segments of one song
 
 
 @torch.no_grad()
@@ -127,6 +128,47 @@ def inherited_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | No
 
 
 @dataclass(frozen=True)
+class Songs:
+    """A batch's songs (``cfg.song_loss``): the clip of every row, and the share of the plain cross-entropy
+    that scores each song's mean segment logits instead of its segments one by one."""
+
+    clip: torch.Tensor
+    weight: float
+
+    def cross_entropy(self, logits: dict[str, torch.Tensor], y: torch.Tensor, smoothing: float = 0.0
+                      ) -> torch.Tensor:
+        """Cross-entropy of every song's mean logits over its rows in the batch, on its label, summed over heads."""
+        _, song = torch.unique(self.clip, return_inverse=True)
+        songs = int(song.max()) + 1
+        rows = torch.bincount(song, minlength=songs).unsqueeze(1)
+        labels = y.new_zeros(songs, y.shape[1]).index_copy_(0, song, y)  # a song's rows share its label
+        return sum(F.cross_entropy(v.new_zeros(songs, v.shape[1]).index_add_(0, song, v) / rows, labels[:, t],
+                                   label_smoothing=smoothing) for t, v in enumerate(logits.values()))
+
+
+def plain_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | None, smoothing: float,
+             songs: Songs | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """``inherited_ce``, and under ``songs`` their share of it scored by song instead (with the logged part)."""
+    segments = inherited_ce(logits, y, mix, smoothing)
+    if songs is None:
+        return segments, {}
+    song = songs.cross_entropy(logits, y, smoothing)
+    return (1 - songs.weight) * segments + songs.weight * song, {"song": song.item()}
+
+
+def song_runs(order: np.ndarray, clip_of: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The epoch's segments ``order`` regrouped into runs of up to ``size`` segments of one clip (in their order
+    there), the runs shuffled: consecutive rows of a batch share a song, so the song loss has several to pool."""
+    by_clip = order[np.argsort(clip_of[order], kind="stable")]
+    clips = clip_of[by_clip]
+    firsts = np.flatnonzero(np.r_[True, clips[1:] != clips[:-1]])
+    within = np.arange(len(by_clip)) - np.repeat(firsts, np.diff(np.r_[firsts, len(by_clip)]))
+    starts = np.flatnonzero(within % size == 0)
+    runs = np.split(by_clip, starts[1:])
+    return np.concatenate([runs[i] for i in rng.permutation(len(runs))]) if runs else order
+
+
+@dataclass(frozen=True)
 class Distill:
     """Learning without Forgetting (``cfg.distill``): the pretrained AudioSet network, frozen, whose tags on the
     clean segments the fine-tuned body's own tags are pulled towards, at ``weight``."""
@@ -178,27 +220,30 @@ def with_extras(loss: torch.Tensor, parts: dict[str, float], term: torch.Tensor,
 
 def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int],
                 mix: Mix | None = None, distill: Distill | None = None, smoothing: float = 0.0,
-                moods: Moods | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Plain cross-entropy on inherited labels, both heads; of mixed segments and labels under ``mix``."""
+                moods: Moods | None = None, songs: Songs | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Plain cross-entropy on inherited labels, both heads; of mixed segments and labels under ``mix``, partly by
+    song under ``songs``."""
     x = x if mix is None else mix.inputs(x)
     logits, term, mood_logits = forward(backbone, x, distill, len(x), moods)
-    loss = inherited_ce(split_logits(logits, tasks), y, mix, smoothing)
-    return with_extras(loss, {}, term, distill, mood_logits, moods, mix)
+    loss, parts = plain_ce(split_logits(logits, tasks), y, mix, smoothing, songs)
+    return with_extras(loss, parts, term, distill, mood_logits, moods, mix)
 
 
 def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Tensor, y: torch.Tensor,
                      tasks: dict[str, int], weight: float, mix: Mix | None = None, distill: Distill | None = None,
-                     smoothing: float = 0.0, moods: Moods | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy on inherited labels for the clean view, plus ``weight`` times the KL from its softmax
-    (gradient stopped) to the same segments ``heard`` through the air; one pass over both, so batch norm
-    sees both. Under ``mix`` both views are mixed with the same partners."""
+                     smoothing: float = 0.0, moods: Moods | None = None, songs: Songs | None = None
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy on inherited labels for the clean view (partly by song under ``songs``), plus ``weight``
+    times the KL from its softmax (gradient stopped) to the same segments ``heard`` through the air; one pass
+    over both, so batch norm sees both. Under ``mix`` both views are mixed with the same partners."""
     if mix is not None:
         x, heard = mix.inputs(x), mix.inputs(heard)
     logits, term, mood_logits = forward(backbone, torch.cat([x, heard]), distill, len(x), moods)
     clean, air = (split_logits(chunk, tasks) for chunk in logits.chunk(2))
-    lx = inherited_ce(clean, y, mix, smoothing)
+    lx, parts = plain_ce(clean, y, mix, smoothing, songs)
     kl = sum(losses.kl_to_target(air[task], clean[task]) for task in tasks)
-    return with_extras(lx + weight * kl, {"lx": lx.item(), "kl": kl.item()}, term, distill, mood_logits, moods, mix)
+    return with_extras(lx + weight * kl, {"lx": lx.item(), "kl": kl.item(), **parts}, term, distill, mood_logits,
+                       moods, mix)
 
 
 def sssl_step(backbone: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor,
@@ -358,6 +403,8 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
         _sync(device, timed)
         result.division_s = time.perf_counter() - started
     order = comm.epoch_order(len(segments), epoch, cfg.seed, cfg.segments_per_epoch, rng)
+    if warm and cfg.song_loss:
+        order = song_runs(order, segments.clip_of, SONG_RUN, rng)
     steps = max(1, len(order) // cfg.batch_size)
     result.steps = min(steps, max_steps) if max_steps else steps
     consistent = cfg.consistency > 0 and bool(segments.versions)
@@ -373,11 +420,14 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
         mix = Mix.draw(cfg.ce_mixup, len(idx), rng, device) if warm and cfg.ce_mixup > 0 else None
         moods = None if segments.moods is None or not cfg.mood_tags else Moods(
             torch.from_numpy(segments.moods[segments.clip_of[idx]]).to(device), cfg.mood_tags)
+        songs = (Songs(torch.from_numpy(segments.clip_of[idx]).to(device), cfg.song_loss)
+                 if warm and cfg.song_loss else None)
         if heard is not None:
             loss_of = partial(consistency_step, model, views[0], heard, y, tasks, cfg.consistency, mix, run.distill,
-                              cfg.label_smoothing, moods)
+                              cfg.label_smoothing, moods, songs)
         elif warm:
-            loss_of = partial(warmup_step, model, views[0], y, tasks, mix, run.distill, cfg.label_smoothing, moods)
+            loss_of = partial(warmup_step, model, views[0], y, tasks, mix, run.distill, cfg.label_smoothing, moods,
+                              songs)
         else:
             w = torch.from_numpy(result.clean[idx]).float().to(device)
             lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
