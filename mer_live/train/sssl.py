@@ -165,7 +165,7 @@ def song_runs(order: np.ndarray, clip_of: np.ndarray, size: int, rng: np.random.
     within = np.arange(len(by_clip)) - np.repeat(firsts, np.diff(np.r_[firsts, len(by_clip)]))
     starts = np.flatnonzero(within % size == 0)
     runs = np.split(by_clip, starts[1:])
-    return np.concatenate([runs[i] for i in rng.permutation(len(runs))]) if runs else order
+    return np.concatenate([runs[i] for i in rng.permutation(len(runs))])
 
 
 @dataclass(frozen=True)
