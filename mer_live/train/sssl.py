@@ -138,8 +138,8 @@ class Songs:
     def cross_entropy(self, logits: dict[str, torch.Tensor], y: torch.Tensor, smoothing: float = 0.0
                       ) -> torch.Tensor:
         """Cross-entropy of every song's mean logits over its rows in the batch, on its label, summed over heads."""
-        _, song = torch.unique(self.clip, return_inverse=True)
-        songs = int(song.max()) + 1
+        clips, song = torch.unique(self.clip, return_inverse=True)
+        songs = len(clips)
         rows = torch.bincount(song, minlength=songs).unsqueeze(1)
         labels = y.new_zeros(songs, y.shape[1]).index_copy_(0, song, y)  # a song's rows share its label
         return sum(F.cross_entropy(v.new_zeros(songs, v.shape[1]).index_add_(0, song, v) / rows, labels[:, t],
