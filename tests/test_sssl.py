@@ -525,6 +525,66 @@ def test_label_smoothing_scores_inherited_labels_against_softened_targets(synth)
     assert losses[0] != losses[1]
 
 
+def test_an_interpolated_body_lies_between_the_pretrained_and_fine_tuned_weights():
+    """WiSE-FT's body (``SegmentNet.toward_pretrained``): every weight and batch-norm statistic a share of the way
+    from the pretrained network's to the fine-tuned one's; share 0 hears as the pretrained network; the heads and
+    the network it came from stay as they were; one AudioSet network only."""
+    from mer_live.nn import mobilenet
+    from mer_live.nn.model import SegmentNet
+
+    torch.manual_seed(0)
+    model = ModelConfig(arch="mn04", finetune="full")
+    audio = model.default_audio().replace(segment_seconds=1.0)
+    net = SegmentNet(audio, model).eval()
+    with torch.no_grad():  # as if fine-tuned: every weight moved, batch-norm statistics too
+        for value in net.backbone.body.state_dict().values():
+            if value.is_floating_point():
+                value.add_(0.01 * torch.randn_like(value)).abs_()
+    tuned = copy.deepcopy(net.state_dict())
+    start = mobilenet.load_weights()
+    half, zero = net.toward_pretrained(0.5), net.toward_pretrained(0.0)
+    body = net.backbone.body.state_dict()
+    for name, value in half.backbone.body.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (start[name] + body[name]) / 2, atol=1e-6), name
+    assert all(torch.equal(a, b) for a, b in zip(half.backbone.head.state_dict().values(),
+                                                 net.backbone.head.state_dict().values()))
+    assert all(torch.equal(a, tuned[name]) for name, a in net.state_dict().items())  # the fine-tuned one is kept
+    x = torch.randn(2, audio.n_mels, audio.segment_frames)
+    with torch.no_grad():
+        pretrained = mobilenet.pretrained().pooled(mobilenet.normalize(x))
+        assert torch.allclose(zero.backbone.embed(x), pretrained, atol=1e-5)
+        assert not torch.allclose(net.backbone.embed(x), pretrained, atol=1e-3)
+    for other in (SegmentNet(AUDIO, MODEL), SegmentNet(audio, dataclasses.replace(model, bodies=2))):
+        with pytest.raises(ValueError, match="one AudioSet network"):
+            other.toward_pretrained(0.5)
+
+
+def test_evaluation_scores_each_fold_s_network_with_its_body_interpolated_too(tmp_path: Path):
+    """``interpolate``: every fold's network is also scored as a network whose body is part of the way back to the
+    pretrained one, with its own song SVM, on the same test songs: a method of its own in the report, paired."""
+    from mer_live.train.evaluate import cross_validate
+
+    model = ModelConfig(arch="mn04", finetune="full")
+    audio = model.default_audio().replace(segment_seconds=3.0, segment_hop_seconds=3.0)
+    make_synth_corpus(tmp_path / "synth", 16, seconds=6.0, sr=audio.sample_rate, seed=3)
+    clips = load_dataset("synth", tmp_path / "synth").clips
+    logmels, _ = LogMelCache(tmp_path / "cache", audio).build(clips)
+    cfg = TrainConfig(epochs=1, warmup_epochs=1, batch_size=8, lr=2e-3, seed=0)
+    lines: list[str] = []
+    report = cross_validate(clips, lambda audio, gain, condition=None: logmels, audio, model, cfg, 2, ("naive",),
+                            [3.0], SongConfig(embedding=True), log=lines.append, max_folds=1, interpolate=(0.0, 0.5))
+    rows = {(r["method"], r["aggregation"]): r for r in report["results"]}
+    assert set(rows) == {(m, a) for m in ("naive", "naive, body 0", "naive, body 0.5") for a in ("svm", "mean")}
+    songs = rows["naive", "svm"]["predictions"][0]["songs"]
+    assert all(r["predictions"][0]["songs"] == songs and [f["fold"] for f in r["folds"]] == [1] for r in rows.values())
+    probs = {m: np.array(rows[m, "mean"]["predictions"][0]["probs"])
+             for m in ("naive", "naive, body 0", "naive, body 0.5")}
+    assert not np.allclose(probs["naive"], probs["naive, body 0.5"]) and not np.allclose(probs["naive, body 0"],
+                                                                                          probs["naive, body 0.5"])
+    assert any(line.startswith("    fold 1 naive, body 0.5 svm:") for line in lines)
+
+
 def test_mood_tags_add_the_mood_head_s_cross_entropy_on_the_clean_rows_to_every_step():
     """``--mood-tags`` W: a plain step's loss is the task heads' cross-entropy plus W times the mood head's softmax
     cross-entropy against each row's tags; under consistency only the clean rows are scored, under mixup the

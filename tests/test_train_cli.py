@@ -704,3 +704,19 @@ def test_distillation_keeps_the_fine_tuned_body_s_audioset_tags_near_the_pretrai
     refused = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--distill", "1", "--out",
                        str(tmp_path / "x"), cwd=tmp_path)
     assert refused.returncode == 2 and "--arch mn04" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_evaluate_refuses_interpolation_without_one_fine_tuned_audioset_network(tmp_path: Path):
+    """``--interpolate A`` moves a fine-tuned AudioSet body back towards its pretrained weights: refused in one
+    line for another network, a frozen body, an ensemble, a share outside [0, 1) or a word, before any data is
+    made."""
+    common = ["evaluate", *TINY, "--root", str(tmp_path / "synth"), "--out", str(tmp_path / "out")]
+    for extra, named in ((("--arch", "compact"), "--arch mn04 --finetune full"),
+                         (("--arch", "mn04", "--finetune", "heads"), "--arch mn04 --finetune full"),
+                         (("--arch", "mn04", "--finetune", "full", "--bodies", "2"), "--arch mn04 --finetune full"),
+                         (("--arch", "mn04", "--finetune", "full", "--interpolate", "1"), "0 <= A < 1"),
+                         (("--arch", "mn04", "--finetune", "full", "--interpolate", "half"), "0.5")):
+        refused = mer_live(*common, "--interpolate", "0.5", *extra, cwd=tmp_path)
+        assert refused.returncode == 2 and named in refused.stderr, (extra, refused.stderr)
+        assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "synth").exists() and not (tmp_path / "out").exists()

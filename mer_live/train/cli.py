@@ -209,6 +209,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-svm-copies", default="", metavar="K[,K...]",
                         help="with --air-copies: every fold's network also gets song SVMs fit on the clean songs "
                              "and only K of their other recordings, e.g. 0,1 (rows 'svm (K copies)', paired)")
+    parser.add_argument("--interpolate", default="", metavar="A[,A...]",
+                        help="an AudioSet network fine-tuned end to end (--arch mn04 --finetune full): every fold's "
+                             "network is also scored with its body's weights a share A of the way from the "
+                             "pretrained network to the fine-tuned one (WiSE-FT), the heads as trained and the song "
+                             "SVM refit, e.g. 0.5,0.75 (methods 'naive, body A', paired)")
     parser.add_argument("--train-share", type=float, default=1.0, metavar="F",
                         help="fit every fold on a stratified share F of its training songs (0 < F <= 1) and test on "
                              "all of its test songs: one point of a learning curve, e.g. 0.25 or 0.5")
@@ -343,9 +348,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         run_folds = tuple(int(k) for k in args.run_folds.split(",") if k.strip())
         test_hops = tuple(float(h) for h in args.test_hops.split(",") if h.strip())
         svm_copies = tuple(int(k) for k in args.compare_svm_copies.split(",") if k.strip())
+        interpolate = tuple(float(a) for a in args.interpolate.split(",") if a.strip())
     except ValueError:
-        raise MerLiveError(f"--run-folds, --test-hops and --compare-svm-copies take numbers like 4,5 and 1: got "
-                           f"{args.run_folds!r}, {args.test_hops!r}, {args.compare_svm_copies!r}") from None
+        raise MerLiveError(f"--run-folds, --test-hops, --compare-svm-copies and --interpolate take numbers like 4,5, "
+                           f"1 and 0.5: got {args.run_folds!r}, {args.test_hops!r}, {args.compare_svm_copies!r}, "
+                           f"{args.interpolate!r}") from None
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from {', '.join(METHODS)}")
@@ -355,6 +362,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cfg, audio, model_config, song, data = _configs(args)
     if svm_copies and (min(svm_copies) < 0 or not (cfg.air_copies or cfg.gain_augment_db)):
         raise MerLiveError("--compare-svm-copies K needs K >= 0 and other recordings to fit on: add --air-copies K")
+    if interpolate and not (model_config.audioset and model_config.finetunes == ("full",)):
+        raise MerLiveError("--interpolate moves a fine-tuned body back towards its pretrained weights: it needs one "
+                           "AudioSet network fine-tuned end to end (--arch mn04 --finetune full)")
+    if any(not 0 <= a < 1 for a in interpolate):
+        raise MerLiveError(f"--interpolate A needs 0 <= A < 1 (0: the pretrained body, 1: the fine-tuned one, "
+                           f"scored anyway): {args.interpolate}")
     dataset, clips, logmels = prepare_data(data, audio)
     console = log_console()
 
@@ -372,7 +385,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = cross_validate(clips, inputs, audio, model_config, cfg, args.folds, methods, lengths, song,
                             log=console.log, max_folds=args.max_folds, run_folds=run_folds, gains=gains,
                             strides=strides, conditions=conditions, test_hops=test_hops, svm_copies=svm_copies,
-                            train_share=args.train_share, on_fold=save,
+                            train_share=args.train_share, interpolate=interpolate, on_fold=save,
                             outputs_dir=Path(args.save_outputs) if args.save_outputs else None)
     json_path, md_path = save(report)
     print(markdown_table(report))

@@ -25,7 +25,16 @@ from mer_live.train.datasets import Clip
 from mer_live.train.loop import LoopOptions
 from mer_live.train.settings import TrainConfig
 from mer_live.train.splits import song_folds, stratified_share
-from mer_live.train.trainer import Fitted, Recipe, clip_labels, fit, fit_aggregator, predict_songs, song_outputs
+from mer_live.train.trainer import (
+    Fitted,
+    Recipe,
+    clip_labels,
+    fit,
+    fit_aggregator,
+    predict_songs,
+    song_outputs,
+    with_aggregator,
+)
 
 QUADRANT_ORDER = ("Q1", "Q2", "Q3", "Q4")
 METRICS = ("valence_acc", "valence_f1", "arousal_acc", "arousal_f1", "quadrant_acc", "quadrant_f1")
@@ -95,6 +104,7 @@ def cross_validate(
     test_hops: tuple[float, ...] = (),
     svm_copies: tuple[int, ...] = (),
     train_share: float = 1.0,
+    interpolate: tuple[float, ...] = (),
     on_fold: Callable[[dict], None] | None = None,
     outputs_dir: Path | None = None,
 ) -> dict:
@@ -117,7 +127,10 @@ def cross_validate(
     set; with ``svm_copies`` every fold's network also gets song SVMs fit on the clean songs and only that many
     of those recordings (rows "svm (K copies)", with every test variant): the same network, paired. With
     ``train_share`` below 1 every fold fits on that stratified share of its training songs only (drawn in an
-    order seeded by the fold) and tests on all of its test songs: one point of a learning curve. ``on_fold``
+    order seeded by the fold) and tests on all of its test songs: one point of a learning curve. With
+    ``interpolate`` (one AudioSet network fine-tuned end to end) every fold's network is also scored with its body's
+    weights each share A of the way from the pretrained network to the fine-tuned one (WiSE-FT), the heads as
+    trained and its song SVMs refit on the same songs: rows of method "<method>, body A", paired. ``on_fold``
     gets the report so far after every fold (a study stopped halfway keeps the folds it finished). With
     ``outputs_dir`` every fold also writes what its network gives every segment of its songs (``save_outputs``),
     so song aggregators can be studied on the same networks without training them again.
@@ -165,7 +178,9 @@ def cross_validate(
         for method in methods:
             if method == "clip" and seconds != segment_seconds[0]:
                 continue  # the clip-level baseline does not depend on the segment length
-            per_fold: dict[str, list[dict]] = {}
+            # per network (the fold's own, then its body interpolated towards the pretrained one), its fold rows
+            per_fold: dict[str, dict[str, list[dict]]] = {name: {} for name in
+                                                          [method] + [f"{method}, body {a:g}" for a in interpolate]}
             started = time.perf_counter()
             for k, (train_idx, test_idx) in numbered:
                 log(f"[{seconds:g} s] {method}: fold {k}/{n_folds} "
@@ -178,48 +193,59 @@ def cross_validate(
                 test_mels = [clip_inputs[clips[i].path] for i in test_idx]
                 truth = clip_labels(clips, test_idx)
                 songs = [clips[i].path.name for i in test_idx]
-                # the same network with song SVMs fit on fewer of the other recordings: rows "svm (K copies)"
                 labels = clip_labels(clips, train_idx)
-                svms = {f" ({copies} copies)": fit_aggregator(fitted, labels, song, cfg.seed, copies)
-                        for copies in svm_copies}
-                preds = predict_songs(fitted, test_mels, song, svms)
-                # the same test songs from fewer segments, or at another input gain
-                variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
-                            for k in strides]
-                variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
-                             for gain, per_clip in gained.items()]
-                variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
-                             for condition, per_clip in heard.items()]
-                # (row suffix, model, test inputs, other SVMs, the row whose quadrants its agreement is against)
-                hopped = []
-                for hop in test_hops:
-                    at_hop = dataclasses.replace(fitted, audio=fitted.audio.replace(segment_hop_seconds=hop))
-                    hopped.append((f" @ hop {hop:g} s", at_hop, test_mels, svms, ""))
-                    # through the air at this hop too, against the clean songs at the same hop
-                    hopped += [(f" @ {condition}, hop {hop:g} s", at_hop, [per_clip[clips[i].path] for i in test_idx],
-                                svms, f" @ hop {hop:g} s") for condition, per_clip in heard.items()]
-                # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run; at
-                # the training hop a body's agreement is with the ensemble, at another hop with itself
-                hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
-                    member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels, {},
-                    f" @ body {b}" if hop_suffix else "")
-                    for b, member in enumerate(fitted.members, 1)
-                    for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
-                                                                                     for h in test_hops]]
-                predicted = {"": preds}
-                for suffix, variant, test_inputs, others, against in [(s, fitted, x, svms, "")
-                                                                      for s, x in variants] + hopped:
-                    predicted[suffix] = predict_songs(variant, test_inputs, song, others)
-                    for aggregation, probs in predicted[suffix].items():
-                        per_fold.setdefault(aggregation + suffix, []).append(fold_row(k, songs, truth, probs,
-                            quadrant_agreement=quadrant_agreement(probs, predicted[against][aggregation])))
-                for aggregation, probs in preds.items():
-                    fold_metrics = fold_row(k, songs, truth, probs)
-                    per_fold.setdefault(aggregation, []).append(fold_metrics)
-                    log(f"    fold {k} {aggregation}: " + " ".join(f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
+
+                # WiSE-FT: the same network with its body part of the way back to the pretrained weights, the heads
+                # as trained, its song SVM refit on the same training songs and recordings
+                networks = [(method, fitted)] + [(f"{method}, body {share:g}", with_aggregator(
+                    Fitted(fitted.net.toward_pretrained(share), None, method, seg_audio, [], {}, fitted.val_indices),
+                    clips, train_mels, train_aug, train_idx, song, cfg)) for share in interpolate]
+                for name, network in networks:  # every row of each network on the fold's test songs
+                    rows = per_fold[name]
+                    # the same network with song SVMs fit on fewer of the other recordings: rows "svm (K copies)"
+                    svms = {f" ({copies} copies)": fit_aggregator(network, labels, song, cfg.seed, copies)
+                            for copies in svm_copies}
+                    preds = predict_songs(network, test_mels, song, svms)
+                    # the same test songs from fewer segments, or at another input gain
+                    variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
+                                for k in strides]
+                    variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
+                                 for gain, per_clip in gained.items()]
+                    variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
+                                 for condition, per_clip in heard.items()]
+                    # (row suffix, model, test inputs, other SVMs, the row whose quadrants its agreement is against)
+                    hopped = []
+                    for hop in test_hops:
+                        at_hop = dataclasses.replace(network, audio=network.audio.replace(segment_hop_seconds=hop))
+                        hopped.append((f" @ hop {hop:g} s", at_hop, test_mels, svms, ""))
+                        # through the air at this hop too, against the clean songs at the same hop
+                        hopped += [(f" @ {condition}, hop {hop:g} s", at_hop,
+                                    [per_clip[clips[i].path] for i in test_idx], svms, f" @ hop {hop:g} s")
+                                   for condition, per_clip in heard.items()]
+                    # an ensemble's bodies alone, each with its own SVM: the paired comparison in the same run; at
+                    # the training hop a body's agreement is with the ensemble, at another hop with itself
+                    hopped += [(f" @ body {b}{hop_suffix}", dataclasses.replace(
+                        member, audio=member.audio.replace(segment_hop_seconds=hop)), test_mels, {},
+                        f" @ body {b}" if hop_suffix else "")
+                        for b, member in enumerate(network.members, 1)
+                        for hop, hop_suffix in [(seg_audio.segment_hop_seconds, "")] + [(h, f", hop {h:g} s")
+                                                                                         for h in test_hops]]
+                    predicted = {"": preds}
+                    for suffix, variant, test_inputs, others, against in [(s, network, x, svms, "")
+                                                                          for s, x in variants] + hopped:
+                        predicted[suffix] = predict_songs(variant, test_inputs, song, others)
+                        for aggregation, probs in predicted[suffix].items():
+                            rows.setdefault(aggregation + suffix, []).append(fold_row(k, songs, truth, probs,
+                                quadrant_agreement=quadrant_agreement(probs, predicted[against][aggregation])))
+                    for aggregation, probs in preds.items():
+                        fold_metrics = fold_row(k, songs, truth, probs)
+                        rows.setdefault(aggregation, []).append(fold_metrics)
+                        log(f"    fold {k} {name} {aggregation}: "
+                            + " ".join(f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
+
                 done.append(k)
                 if on_fold is not None:
-                    on_fold(report(results + rows_of(seconds, seg_audio, method, per_fold, started), done))
+                    on_fold(report(results + rows_of(seconds, seg_audio, per_fold, started), done))
                 # after the fold's report: outputs that fail to save cost no scores
                 if outputs_dir is not None and method != "clip":
                     save_outputs(outputs_dir / f"{seconds:g}s-{method}-fold{k}.npz", fitted, song, cfg.seed,
@@ -229,7 +255,7 @@ def cross_validate(
                                   "test": {name: [version[clips[i].path] for i in test_idx]
                                            for name, version in {"clean": clip_inputs, **heard}.items()}},
                                  clips, {"train": train_idx, "test": test_idx, "validation": fitted.val_indices})
-            results += rows_of(seconds, seg_audio, method, per_fold, started)
+            results += rows_of(seconds, seg_audio, per_fold, started)
 
     return report(results, [k for k, _ in numbered])
 
@@ -264,9 +290,9 @@ def save_outputs(path: Path, fitted: Fitted, song: SongConfig, seed: int, hops: 
     np.savez_compressed(path, **arrays)
 
 
-def rows_of(seconds: float, seg_audio: AudioConfig, method: str, per_fold: dict[str, list[dict]], started: float
+def rows_of(seconds: float, seg_audio: AudioConfig, per_fold: dict[str, dict[str, list[dict]]], started: float
             ) -> list[dict]:
-    """The report's rows of one (segment length, method) from its fold rows."""
+    """The report's rows of one segment length from the fold rows of each method (or network)."""
     return [{
         "segment_seconds": None if method == "clip" else seconds,
         "effective_segment_seconds": None if method == "clip" else seg_audio.effective_segment_seconds,
@@ -274,7 +300,7 @@ def rows_of(seconds: float, seg_audio: AudioConfig, method: str, per_fold: dict[
         "summary": summarise(rows), "folds": [{m: v for m, v in r.items() if m != "predictions"} for r in rows],
         "predictions": [r["predictions"] for r in rows],
         "seconds": time.perf_counter() - started,
-    } for aggregation, rows in per_fold.items()]
+    } for method, by_aggregation in per_fold.items() for aggregation, rows in by_aggregation.items()]
 
 
 def markdown_table(report: dict) -> str:

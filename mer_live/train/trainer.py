@@ -213,19 +213,22 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
     net, history, gmm_records, members = train_bodies(train_set, val_set, audio, model_config, cfg, options)
     fitted = Fitted(net, None, method, audio, history, gmm_records, val_idx, frames)
     if method != "clip" and options.comm.is_first:
-        labels = clip_labels(clips, indices)
-
-        def with_aggregator(model: Fitted) -> Fitted:
-            model.features = song_features(model, mels(indices), song)
-            model.other_features = [song_features(model, [version[clips[i].path] for i in indices], song)
-                                    for version in augment]
-            model.aggregator = fit_aggregator(model, labels, song, cfg.seed, cfg.svm_copies)
-            return model
-
-        with_aggregator(fitted)
+        with_aggregator(fitted, clips, logmels, augment, indices, song, cfg)
         if score_members:
-            fitted.members = [with_aggregator(Fitted(m, None, method, audio, [], {}, val_idx)) for m in members]
+            fitted.members = [with_aggregator(Fitted(m, None, method, audio, [], {}, val_idx), clips, logmels,
+                                              augment, indices, song, cfg) for m in members]
     return fitted
+
+
+def with_aggregator(model: Fitted, clips: list[Clip], logmels: dict[Path, np.ndarray],
+                    augment: list[dict[Path, np.ndarray]], indices: list[int], song: SongConfig, cfg: TrainConfig
+                    ) -> Fitted:
+    """``model`` with its song SVM fit on the songs ``indices`` and their other versions, as ``fit`` fits it."""
+    model.features = song_features(model, [logmels[clips[i].path] for i in indices], song)
+    model.other_features = [song_features(model, [version[clips[i].path] for i in indices], song)
+                            for version in augment]
+    model.aggregator = fit_aggregator(model, clip_labels(clips, indices), song, cfg.seed, cfg.svm_copies)
+    return model
 
 
 def fit_aggregator(model: Fitted, labels: np.ndarray, song: SongConfig, seed: int, copies: int | None
