@@ -236,19 +236,6 @@ class PretrainedBackbone(nn.Module):
             # a view, not a child module: registering it would list the body's and top's weights twice
             object.__setattr__(self, "midend_top", MidendTop(self.body, self.top))
 
-    def toward_pretrained(self, share: float) -> SegmentNet:
-        """A copy whose AudioSet body's weights lie ``share`` of the way from the pretrained network's to this
-        fine-tuned one's (WiSE-FT, Wortsman et al. 2022: 0 is the pretrained body, 1 this one), batch-norm
-        statistics too; the heads stay as trained."""
-        if not self.config.audioset or self.config.bodies != 1:
-            raise ValueError("weight interpolation needs one AudioSet network (--arch mn04, one body)")
-        start = mobilenet.load_weights()
-        net = copy.deepcopy(self)
-        body = net.backbone.body
-        body.load_state_dict({name: start[name] + share * (value - start[name]) if value.is_floating_point()
-                              else value for name, value in body.state_dict().items()})
-        return net.eval()
-
     @property
     def trainable(self) -> nn.Module:
         """What training updates, on cached inputs: the mid-end and top (``mid``), else the top."""
