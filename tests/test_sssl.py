@@ -536,10 +536,12 @@ def test_an_interpolated_body_lies_between_the_pretrained_and_fine_tuned_weights
     model = ModelConfig(arch="mn04", finetune="full")
     audio = model.default_audio().replace(segment_seconds=1.0)
     net = SegmentNet(audio, model).eval()
-    with torch.no_grad():  # as if fine-tuned: every weight moved, batch-norm statistics too
-        for value in net.backbone.body.state_dict().values():
-            if value.is_floating_point():
-                value.add_(0.01 * torch.randn_like(value)).abs_()
+    with torch.no_grad():  # as if fine-tuned: every weight moved, batch-norm statistics too (variances kept > 0)
+        for name, value in net.backbone.body.state_dict().items():
+            if name.endswith("running_var"):
+                value.mul_(1.5)
+            elif value.is_floating_point():
+                value.add_(0.01 * torch.randn_like(value))
     tuned = copy.deepcopy(net.state_dict())
     start = mobilenet.load_weights()
     half, zero = net.toward_pretrained(0.5), net.toward_pretrained(0.0)
