@@ -194,7 +194,13 @@ def cross_validate(
                 truth = clip_labels(clips, test_idx)
                 songs = [clips[i].path.name for i in test_idx]
                 labels = clip_labels(clips, train_idx)
-
+                # the same test songs from fewer segments, at another input gain or through the air: every network's
+                variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
+                            for k in strides]
+                variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
+                             for gain, per_clip in gained.items()]
+                variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
+                             for condition, per_clip in heard.items()]
                 # WiSE-FT: the same network with its body part of the way back to the pretrained weights, the heads
                 # as trained, its song SVM refit on the same training songs and recordings
                 networks = [(method, fitted)] + [(f"{method}, body {share:g}", with_aggregator(
@@ -206,13 +212,6 @@ def cross_validate(
                     svms = {f" ({copies} copies)": fit_aggregator(network, labels, song, cfg.seed, copies)
                             for copies in svm_copies}
                     preds = predict_songs(network, test_mels, song, svms)
-                    # the same test songs from fewer segments, or at another input gain
-                    variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
-                                for k in strides]
-                    variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
-                                 for gain, per_clip in gained.items()]
-                    variants += [(f" @ {condition}", [per_clip[clips[i].path] for i in test_idx])
-                                 for condition, per_clip in heard.items()]
                     # (row suffix, model, test inputs, other SVMs, the row whose quadrants its agreement is against)
                     hopped = []
                     for hop in test_hops:
@@ -242,7 +241,6 @@ def cross_validate(
                         rows.setdefault(aggregation, []).append(fold_metrics)
                         log(f"    fold {k} {name} {aggregation}: "
                             + " ".join(f"{m}={fold_metrics[m]:.3f}" for m in METRICS))
-
                 done.append(k)
                 if on_fold is not None:
                     on_fold(report(results + rows_of(seconds, seg_audio, per_fold, started), done))
