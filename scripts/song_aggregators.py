@@ -32,7 +32,7 @@ from mer_live.stats import STAT_NAMES, quadrant, song_vector
 from mer_live.train.evaluate import quadrant_agreement, song_metrics
 
 METRICS = (("valence_acc", "valence"), ("arousal_acc", "arousal"), ("quadrant_f1", "quadrant F1"))
-Fit = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]  # (train X, labels, test X, seed) -> P(high)
+Fit = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray], np.ndarray]  # (X, y, test X, seed, songs) -> P
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,23 @@ class Aggregator:
     at_test_hop: bool = False  # training statistics at the hop the test songs are labeled at, not the training hop
 
 
-def svm(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+def svm(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int, songs: np.ndarray) -> np.ndarray:
     return SongAggregator(list(TASKS), seed=seed).fit(x, y).predict_proba(test)
 
 
-def svm_five_inner_folds(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+def svm_inner_folds_by_song(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int, songs: np.ndarray
+                            ) -> np.ndarray:
+    """C and gamma on inner folds that keep a song's rows together: the shipped SVM's inner folds are drawn over
+    rows, so a recording through the air is scored against its own clean copy."""
+    return SongAggregator(list(TASKS), seed=seed).fit(x, y, groups=songs).predict_proba(test)
+
+
+def svm_five_inner_folds(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int, songs: np.ndarray
+                         ) -> np.ndarray:
     return SongAggregator(list(TASKS), seed=seed, inner_folds=5).fit(x, y).predict_proba(test)
 
 
-def logistic(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+def logistic(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int, songs: np.ndarray) -> np.ndarray:
     """L2 logistic regression per task, C by 5-fold CV (log-loss)."""
     out = []
     for t in range(y.shape[1]):
@@ -61,7 +69,7 @@ def logistic(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.nd
     return np.stack(out, axis=1)
 
 
-def quadrant_svm(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+def quadrant_svm(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int, songs: np.ndarray) -> np.ndarray:
     """One 4-class SVM on the quadrants; P(valence high) = P(Q1) + P(Q4), P(arousal high) = P(Q1) + P(Q2)."""
     quadrants = np.array([int(quadrant(bool(v), bool(a))[1]) for v, a in y])
     search = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=seed)),
@@ -72,15 +80,16 @@ def quadrant_svm(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> n
     return np.stack([p[1] + p[4], p[1] + p[2]], axis=1)
 
 
-def svm_on_probabilities(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+def svm_on_probabilities(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int, songs: np.ndarray
+                         ) -> np.ndarray:
     """The song SVM on the segment probabilities' statistics alone, without the embedding's mean and std."""
     n = len(STAT_NAMES) * len(TASKS)
-    return svm(x[:, :n], y, test[:, :n], seed)
+    return svm(x[:, :n], y, test[:, :n], seed, songs)
 
 
-def svm_and_mean(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+def svm_and_mean(x: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int, songs: np.ndarray) -> np.ndarray:
     """The SVM's probabilities averaged with the plain mean of the segments' (two aggregators, one vote)."""
-    return (svm(x, y, test, seed) + mean_probabilities(test, list(TASKS))) / 2
+    return (svm(x, y, test, seed, songs) + mean_probabilities(test, list(TASKS))) / 2
 
 
 AGGREGATORS = (
@@ -88,6 +97,8 @@ AGGREGATORS = (
     Aggregator("svm, statistics at the labeling hop", svm, at_test_hop=True),
     Aggregator("svm, clean songs only", svm, recordings=0),
     Aggregator("svm, every recording", svm, recordings=None),
+    Aggregator("svm, inner folds by song", svm_inner_folds_by_song),
+    Aggregator("svm, every recording, inner folds by song", svm_inner_folds_by_song, recordings=None),
     Aggregator("svm, 5 inner folds", svm_five_inner_folds),
     Aggregator("logistic regression", logistic),
     Aggregator("quadrant svm", quadrant_svm),
@@ -107,7 +118,7 @@ def song_rows(z: np.lib.npyio.NpzFile, key: str, embedding: bool) -> np.ndarray:
 def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, dict]:
     """{row: {metric: value}} of one fold: every aggregator at every hop and condition saved."""
     z = np.load(path)
-    keys = {k.rsplit("/", 1)[0] for k in z.files if k.count("/") == 3}
+    keys = list(dict.fromkeys(k.rsplit("/", 1)[0] for k in z.files if k.count("/") == 3))  # saved order: air-0 first
     embedding = any(k.endswith("/embeddings") for k in z.files)
     hops = sorted({k.split("/hop ")[1] for k in keys}, key=float)
     train_hop = f"{float(z['training_hop']):g}"
@@ -123,7 +134,7 @@ def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, di
             tests = {(h, c): song_rows(z, f"test/{c}/hop {h}", embedding) for h in test_hops
                      for c in ["clean", *conditions]}
             probs = agg.fit(x, np.concatenate([y] * len(versions)), np.concatenate(list(tests.values())),
-                            int(z["seed"]))
+                            int(z["seed"]), np.tile(np.arange(len(y)), len(versions)))
             per = dict(zip(tests, np.split(probs, len(tests))))
             for (hop, condition), p in per.items():
                 row = f"{agg.name} @ " + (f"hop {hop} s" if condition == "clean" else f"{condition}, hop {hop} s")

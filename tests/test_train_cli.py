@@ -348,12 +348,13 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
 def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     """evaluate --save-outputs keeps what every fold's network gives every segment; the plain mean of the saved
     probabilities is the report's "mean" row, and scripts/song_aggregators.py refits the song SVM from them to
-    the report's "svm" rows (clean, through the air, at the other hop) before it compares other aggregators."""
+    the report's "svm" rows (clean, through the air, at the other hop; on the first of two recordings) before it
+    compares other aggregators."""
     out, outputs = tmp_path / "eval", tmp_path / "outputs"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
-                      "--methods", "naive", "--conditions", "room", "--air-copies", "1", "--test-hops", "0.5",
-                      "--seed", "3", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--save-outputs",
-                      str(outputs), cwd=tmp_path)
+                      "--methods", "naive", "--conditions", "room", "--air-copies", "2", "--svm-copies", "1",
+                      "--test-hops", "0.5", "--seed", "3", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                      "--save-outputs", str(outputs), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = {r["aggregation"]: r for r in json.loads((out / "evaluation.json").read_text())["results"]}
     assert sorted(p.name for p in outputs.iterdir()) == ["2s-naive-fold1.npz", "2s-naive-fold2.npz"]
@@ -361,7 +362,7 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
         z = np.load(outputs / f"2s-naive-fold{k}.npz")
         hop = f"{float(z['training_hop']):g}"
         assert int(z["seed"]) == 3 and float(z["theta"]) == 0.5  # what the run's song SVMs used
-        assert {f"train/{v}/hop {h}/probs" for v in ("clean", "air-0") for h in (hop, "0.5")} <= set(z.files)
+        assert {f"train/{v}/hop {h}/probs" for v in ("clean", "air-0", "air-1") for h in (hop, "0.5")} <= set(z.files)
         assert len(np.intersect1d(z["indices/train"], z["indices/test"])) == 0
         assert set(z["indices/validation"]) <= set(z["indices/train"])
         songs = np.split(z[f"test/clean/hop {hop}/probs"], np.cumsum(z[f"test/clean/hop {hop}/counts"])[:-1])
@@ -376,8 +377,9 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     hop = f"{float(np.load(outputs / '2s-naive-fold1.npz')['training_hop']):g}"
     for row, reported in ((f"svm @ hop {hop} s", "svm"), (f"svm @ room, hop {hop} s", "svm @ room"),
                           ("svm @ hop 0.5 s", "svm @ hop 0.5 s"), ("svm @ room, hop 0.5 s", "svm @ room, hop 0.5 s")):
-        for metric in ("valence_acc", "arousal_acc", "quadrant_f1", "quadrant_agreement"):
-            expected = [100 * f.get(metric, 1.0) for f in report[reported]["folds"]]
+        # a condition's agreement is with the clean songs at its hop in both; a clean hop's, with itself in the study
+        for metric in ("valence_acc", "arousal_acc", "quadrant_f1") + ("quadrant_agreement",) * ("room" in row):
+            expected = [100 * f[metric] for f in report[reported]["folds"]]
             assert rows[row][metric]["per_fold"] == pytest.approx(expected, abs=0.01), (row, metric)
     logistic = rows[f"logistic regression @ room, hop {hop} s"]
     assert 0 <= logistic["quadrant_agreement"]["mean"] <= 100 and len(logistic["valence_acc"]["per_fold"]) == 2
@@ -559,6 +561,23 @@ def test_the_song_svm_fits_on_as_many_other_recordings_as_asked():
         svm = fit_aggregator(fitted, labels, DEFAULT_SONG, 0, copies).models[DEFAULT_SONG.tasks[0]]
         assert svm[0].n_samples_seen_ == rows
         assert svm[-1].n_support_.sum() <= rows
+
+
+def test_inner_folds_by_song_see_through_a_song_svm_that_memorises_recordings():
+    """A recording through the air is nearly its clean song: inner folds drawn over rows (the shipped song SVM's)
+    score an SVM that memorises songs as accurate, inner folds that keep a song's rows together
+    (``groups``, scripts/song_aggregators.py's rows "inner folds by song") see chance on labels nothing predicts."""
+    from mer_live.aggregate import SongAggregator
+    from mer_live.config import DEFAULT_SONG
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, (120, len(DEFAULT_SONG.tasks)))
+    clean = rng.normal(size=(120, 8))
+    x, y = np.concatenate([clean, clean + rng.normal(0, 0.05, clean.shape)]), np.concatenate([labels, labels])
+    by_row = SongAggregator(list(DEFAULT_SONG.tasks)).fit(x, y)
+    by_song = SongAggregator(list(DEFAULT_SONG.tasks)).fit(x, y, groups=np.tile(np.arange(120), 2))
+    assert min(by_row.inner_accuracy.values()) > 0.8 and max(by_song.inner_accuracy.values()) < 0.65
+    assert {p["C"] for p in by_row.best_params.values()} == {100.0}  # the largest C: memorising pays on such folds
 
 
 def test_a_finished_run_resumes_with_a_song_svm_on_fewer_recordings(tmp_path: Path):
