@@ -152,7 +152,7 @@ def train_run(run: RunSettings, data: DataConfig, cfg: TrainConfig, audio: Audio
         "history": fitted.history,
         "best_epoch": best_epochs[0] if len(best_epochs) == 1 else best_epochs,  # one per body in an ensemble
         "aggregator_best_params": fitted.aggregator.best_params,
-        "aggregator_inner_accuracy": fitted.aggregator.inner_accuracy,  # of best_params; folds over rows: optimistic
+        "aggregator_inner_accuracy": fitted.aggregator.inner_accuracy,  # optimistic with recordings: folds over rows
         "validation_songs": len(fitted.val_indices),
         "validation_svm_acc_note": "SVM fit on all songs including these; optimistic",
         "validation_svm_acc": {t: float((val_pred[:, k] == val_true[:, k]).mean()) for k, t in enumerate(song.tasks)},
