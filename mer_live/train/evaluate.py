@@ -194,7 +194,8 @@ def cross_validate(
                 truth = clip_labels(clips, test_idx)
                 songs = [clips[i].path.name for i in test_idx]
                 labels = clip_labels(clips, train_idx)
-                # the same test songs from fewer segments, at another input gain or through the air: every network's
+                # the same test songs from fewer segments, at another input gain or through the air, built once
+                # for every network below
                 variants = [(f" @ every {k} segments", [clip_inputs[clips[i].path][:, ::k] for i in test_idx])
                             for k in strides]
                 variants += [(f" @ {gain:+g} dB", [per_clip[clips[i].path] for i in test_idx])
