@@ -159,10 +159,16 @@ def main() -> None:
                          + ", ".join(a.name for a in AGGREGATORS))
     chosen = (AGGREGATORS[0], *(a for a in AGGREGATORS[1:] if not only or a.name in only))  # "svm": the pairing
     folds = {int(re.search(r"fold(\d+)", p.name)[1]): fold_scores(p, chosen) for p in paths}
+    report(folds, args.outputs, args.out)
+
+
+def report(folds: dict[int, dict[str, dict]], outputs: Path, out: Path | None, first: str = "aggregator") -> None:
+    """Print every row's mean ± std over folds and its paired difference with 'svm' at the same hop and condition
+    (rows are named "<name> @ <hop and condition>"); with ``out``, also write them as JSON."""
     rows = list(next(iter(folds.values())))
-    print(f"{len(folds)} folds ({', '.join(map(str, folds))}) from {args.outputs}; paired with 'svm' at the same "
+    print(f"{len(folds)} folds ({', '.join(map(str, folds))}) from {outputs}; paired with 'svm' at the same "
           "hop and condition: mean difference (folds won/lost)\n")
-    print("| aggregator | " + " | ".join(label for _, label in METRICS)
+    print(f"| {first} | " + " | ".join(label for _, label in METRICS)
           + " | quadrant same as clean | paired: the same four |")
     print("|---|---|---|---|---|---|")
     table = []
@@ -179,8 +185,8 @@ def main() -> None:
             paired.append(f"{diffs.mean():+.1f} ({(diffs > 1e-9).sum()}/{(diffs < -1e-9).sum()})")
         table.append(entry)
         print(f"| {row} | " + " | ".join(cells) + " | " + " / ".join(paired) + " |")
-    if args.out:
-        args.out.write_text(json.dumps({"outputs": str(args.outputs), "rows": table}, indent=1))
+    if out:
+        out.write_text(json.dumps({"outputs": str(outputs), "rows": table}, indent=1))
 
 
 if __name__ == "__main__":

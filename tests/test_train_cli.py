@@ -349,7 +349,8 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     """evaluate --save-outputs keeps what every fold's network gives every segment; the plain mean of the saved
     probabilities is the report's "mean" row, and scripts/song_aggregators.py refits the song SVM from them to
     the report's "svm" rows (clean, through the air, at the other hop; on the first of two recordings) before it
-    compares other aggregators."""
+    compares other aggregators; scripts/test_time_views.py reads every fold's network back and hears the songs
+    again, plain (the report's rows once more) and through a telephone view."""
     out, outputs = tmp_path / "eval", tmp_path / "outputs"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
                       "--methods", "naive", "--conditions", "room", "--air-copies", "2", "--svm-copies", "1",
@@ -357,7 +358,7 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
                       "--save-outputs", str(outputs), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = {r["aggregation"]: r for r in json.loads((out / "evaluation.json").read_text())["results"]}
-    assert sorted(p.name for p in outputs.iterdir()) == ["2s-naive-fold1.npz", "2s-naive-fold2.npz"]
+    assert sorted(p.name for p in outputs.iterdir()) == [f"2s-naive-fold{k}.{x}" for k in (1, 2) for x in ("npz", "pt")]
     for k in (1, 2):
         z = np.load(outputs / f"2s-naive-fold{k}.npz")
         hop = f"{float(z['training_hop']):g}"
@@ -386,6 +387,23 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     typo = subprocess.run([sys.executable, str(REPO / "scripts" / "song_aggregators.py"), str(outputs), "--only",
                            "logistic"], capture_output=True, text=True, cwd=tmp_path)
     assert typo.returncode != 0 and "logistic regression" in typo.stderr and "Traceback" not in typo.stderr
+    # the saved networks, read back, hear the songs again: the shipped SVM's rows are the report's once more
+    views = [sys.executable, str(REPO / "scripts" / "test_time_views.py"), str(outputs), "--dataset", "synth",
+             "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--weights", "0.5",
+             "--out", str(tmp_path / "views.json")]
+    study = subprocess.run(views, capture_output=True, text=True, cwd=tmp_path)
+    assert study.returncode == 0, study.stderr
+    rows = {r["row"]: r for r in json.loads((tmp_path / "views.json").read_text())["rows"]}
+    for row, reported in ((f"svm @ hop {hop} s", "svm"), (f"svm @ room, hop {hop} s", "svm @ room"),
+                          ("svm @ room, hop 0.5 s", "svm @ room, hop 0.5 s")):
+        for metric in ("valence_acc", "arousal_acc", "quadrant_f1") + ("quadrant_agreement",) * ("room" in row):
+            expected = [100 * f[metric] for f in report[reported]["folds"]]
+            assert rows[row][metric]["per_fold"] == pytest.approx(expected, abs=0.01), (row, metric)
+    for view in ("song", "segment", "segment, svm refit"):
+        assert 0 <= rows[f"{view}, telephone 0.5 @ room, hop 0.5 s"]["quadrant_agreement"]["mean"] <= 100
+    assert (outputs / "2s-naive-fold1.views.json").is_file()  # kept: a rerun scores the folds it finished at once
+    rerun = subprocess.run(views, capture_output=True, text=True, cwd=tmp_path)
+    assert rerun.returncode == 0 and "| svm @ room, hop 0.5 s |" in rerun.stdout, rerun.stderr
 
 
 def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: Path):

@@ -220,7 +220,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-outputs", default="", metavar="DIR",
                         help="every fold also writes what its network gives every segment of its training and test "
                              "songs (probabilities, embeddings; every recording, every hop) to DIR/<length>s-<method>"
-                             "-fold<k>.npz, to study song aggregators on the same networks")
+                             "-fold<k>.npz and the network beside it (.pt), to study song aggregators and test-time "
+                             "views on the same networks")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

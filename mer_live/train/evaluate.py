@@ -14,15 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from mer_live.config import DEFAULT_SONG, TASKS, AudioConfig, SongConfig
 from mer_live.errors import MerLiveError
-from mer_live.nn.model import ModelConfig
+from mer_live.nn.model import ModelConfig, SegmentNet
 from mer_live.stats import quadrant
 from mer_live.train.conditions import air_condition
 from mer_live.train.datasets import Clip
 from mer_live.train.loop import LoopOptions
+from mer_live.train.rundir import save_checkpoint
 from mer_live.train.settings import TrainConfig
 from mer_live.train.splits import song_folds, stratified_share
 from mer_live.train.trainer import (
@@ -132,8 +134,9 @@ def cross_validate(
     weights each share A of the way from the pretrained network to the fine-tuned one (WiSE-FT), the heads as
     trained and its song SVMs refit on the same songs: rows of method "<method>, body A", paired. ``on_fold``
     gets the report so far after every fold (a study stopped halfway keeps the folds it finished). With
-    ``outputs_dir`` every fold also writes what its network gives every segment of its songs (``save_outputs``),
-    so song aggregators can be studied on the same networks without training them again.
+    ``outputs_dir`` every fold also writes what its network gives every segment of its songs, and the network
+    itself (``save_outputs``), so song aggregators and test-time views can be studied on the same networks without
+    training them again.
     """
     if strides and (not model_config.pretrained or model_config.caches_front_maps):
         raise MerLiveError("--strides needs a pretrained model with a frozen body (its inputs are one row per segment)")
@@ -268,7 +271,8 @@ def save_outputs(path: Path, fitted: Fitted, song: SongConfig, seed: int, hops: 
     song's segment count (``.../counts``), songs in the order of ``indices/<set>`` (their positions in the clip
     list), with their file names (``songs/<set>``) and 0/1 labels (``labels/<set>``, songs x tasks). The first
     of ``hops`` is the one the network trained at (``training_hop``); ``theta`` and ``seed`` are what the run's
-    song SVMs used, so a refit can repeat them."""
+    song SVMs used, so a refit can repeat them. Beside it, ``<path stem>.pt`` keeps the network (``fold_network``
+    reads it back), so a study can hear the songs another way through the same weights."""
     arrays: dict[str, np.ndarray] = {"training_hop": np.float64(hops[0]), "theta": np.float64(song.theta),
                                      "seed": np.int64(seed)}
     for name, idx in indices.items():
@@ -287,6 +291,16 @@ def save_outputs(path: Path, fitted: Fitted, song: SongConfig, seed: int, hops: 
                     arrays[f"{key}/embeddings"] = np.concatenate(embeddings).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
+    save_checkpoint(path.with_suffix(".pt"), {"model": fitted.net.state_dict(), "audio": fitted.audio.to_dict(),
+                                             "model_config": fitted.net.config.to_dict()})
+
+
+def fold_network(path: Path) -> SegmentNet:
+    """A fold's network as ``save_outputs`` kept it (``<outputs stem>.pt``), in eval mode, at its training hop."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = SegmentNet(AudioConfig.from_dict(state["audio"]), ModelConfig.from_dict(state["model_config"]))
+    net.load_state_dict(state["model"])
+    return net.eval()
 
 
 def rows_of(seconds: float, seg_audio: AudioConfig, per_fold: dict[str, dict[str, list[dict]]], started: float

@@ -1,0 +1,172 @@
+"""A telephone view at test time, scored on the same fold networks, paired per fold, without training again.
+
+    mer-live evaluate ... --save-outputs DIR      # every fold keeps its network and what it gives every segment
+    python scripts/test_time_views.py DIR --dataset 4q --root path/to/dataset [--out views.json]
+
+The idea: a song heard through a telephone's band and the same song heard clean differ in the bands a telephone
+cuts, so labeling every input also through that band ("canonical" input) should bring the two answers together.
+Every song is labeled as heard and through the band (300-3400 Hz, applied to its log-mel as each mel band's mean
+power gain of a 4th-order Butterworth band-pass, the ``phone`` condition's filter: no second decode or front end),
+and the two are averaged with weight W on the telephone view, either
+
+- ``song``: the song SVM's probabilities of the two,
+- ``segment``: the segments' outputs (probabilities and embeddings) before the song statistics, or
+- ``segment, svm refit``: the same with the song SVM refit on the training songs' averaged statistics.
+
+A condition's songs get the same view (so "phone" is the band heard twice). Every row is paired with the shipped
+song SVM on the same network ("svm": the clean songs and their first recording, statistics at the training hop);
+its rows equal the run's report, which checks that the networks and log-mels were read back as they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+from song_aggregators import report
+
+from mer_live.aggregate import SongAggregator
+from mer_live.config import TASKS, AudioConfig
+from mer_live.errors import MerLiveError
+from mer_live.nn.mel import mel_filterbank
+from mer_live.stats import song_vector
+from mer_live.train.command import conditioned_logmels, prepare_data
+from mer_live.train.conditions import PHONE_BAND
+from mer_live.train.evaluate import fold_network, quadrant_agreement, song_metrics
+from mer_live.train.settings import DataConfig
+from mer_live.train.trainer import Fitted, song_outputs
+
+Outputs = tuple[list[np.ndarray], list[np.ndarray | None]]  # per song: segment probabilities, embeddings
+
+
+def telephone_gain(audio: AudioConfig) -> np.ndarray:
+    """(n_mels, 1) each mel band's mean power gain through the telephone band-pass (its filterbank weights)."""
+    sos = signal.butter(4, PHONE_BAND, btype="bandpass", fs=audio.sample_rate, output="sos")
+    _, response = signal.sosfreqz(sos, worN=audio.n_freqs, fs=audio.sample_rate)
+    weights = mel_filterbank(audio).astype(np.float64)
+    return ((weights @ np.abs(response) ** 2) / weights.sum(axis=1))[:, None]
+
+
+def telephone_view(logmel: np.ndarray, audio: AudioConfig, gain: np.ndarray) -> np.ndarray:
+    """The log-mel of the same audio through the band, from the log-mel alone (a filter scales each band's power)."""
+    if audio.log_offset:
+        mel = np.maximum(np.exp(logmel.astype(np.float64)) - audio.log_floor, 0.0)
+        return np.log(gain * mel + audio.log_floor).astype(np.float32)
+    return np.log(np.maximum(gain * np.exp(logmel.astype(np.float64)), audio.log_floor)).astype(np.float32)
+
+
+def mixed(a: Outputs, b: Outputs, w: float) -> Outputs:
+    """Segment outputs ``(1 - w) a + w b``, song by song."""
+    return ([(1 - w) * x + w * y for x, y in zip(a[0], b[0])],
+            [None if x is None else (1 - w) * x + w * y for x, y in zip(a[1], b[1])])
+
+
+def statistics(outputs: Outputs, theta: float) -> np.ndarray:
+    return np.stack([song_vector(p, e, theta) for p, e in zip(*outputs)])
+
+
+def fold_scores(path: Path, data: DataConfig, weights: tuple[float, ...], only: tuple[str, ...] = ()
+                ) -> dict[str, dict]:
+    """{row: {metric: value}} of one fold: the shipped SVM and every view's rows, at every hop and condition
+    saved (``only``: these conditions)."""
+    z = np.load(path)
+    net = fold_network(path.with_suffix(".pt"))
+    audio, theta, seed = net.audio, float(z["theta"]), int(z["seed"])
+    if net.config.pretrained:
+        raise SystemExit(f"{path}: a view changes the log-mel; this network reads cached body features")
+    embedding = any(k.endswith("/embeddings") for k in z.files)
+    _, clips, clean = prepare_data(data, audio, quiet=True)
+    keys = list(dict.fromkeys(k.rsplit("/", 1)[0] for k in z.files if k.count("/") == 3))  # <set>/<version>/hop <s>
+    versions = {part: list(dict.fromkeys(k.split("/")[1] for k in keys if k.startswith(f"{part}/")))
+                for part in ("train", "test")}  # in saved order: the first recording first
+    recording = next((v for v in versions["train"] if v != "clean"), None)
+    conditions = [v for v in versions["test"] if v != "clean" and (not only or v in only)]
+    hops = sorted({float(k.split("/hop ")[1]) for k in keys})
+    train_hop = float(z["training_hop"])
+    fitted_on = ["clean", *([recording] if recording else [])]  # the shipped SVM's songs, as the run fit it
+    heard = {v: clean if v == "clean" else conditioned_logmels(data, audio, clips, v, quiet=True)
+             for v in [*fitted_on, *conditions]}
+    gain = telephone_gain(audio)
+
+    def outputs(part: str, version: str, hop: float) -> tuple[Outputs, Outputs]:
+        """The network's outputs on ``part``'s songs as heard through ``version``, plain and through the band."""
+        names = [clips[i].path.name for i in z[f"indices/{part}"]]
+        if names != list(z[f"songs/{part}"]):
+            raise SystemExit(f"{path}: the dataset's clips are not the run's (its {part} songs differ)")
+        mels = [heard[version][clips[i].path] for i in z[f"indices/{part}"]]
+        fitted = Fitted(net=net, aggregator=None, method="naive", audio=audio.replace(segment_hop_seconds=hop),
+                        history=[], gmm_records={}, val_indices=[])
+        return (song_outputs(fitted, mels, embedding),
+                song_outputs(fitted, [telephone_view(m, audio, gain) for m in mels], embedding))
+
+    train = [outputs("train", v, train_hop) for v in fitted_on]
+    y = np.concatenate([z["labels/train"]] * len(fitted_on))
+
+    def svm(view: float | None) -> SongAggregator:  # fit on the plain statistics, or on the view's at weight ``view``
+        x = [statistics(plain if view is None else mixed(plain, band, view), theta) for plain, band in train]
+        return SongAggregator(list(TASKS), seed=seed).fit(np.concatenate(x), y)
+
+    shipped, refit = svm(None), {w: svm(w) for w in weights}
+    truth, scores = z["labels/test"], {}
+    for hop in hops:
+        probs: dict[tuple[str, str], np.ndarray] = {}
+        for condition in ["clean", *conditions]:
+            plain, band = outputs("test", condition, hop)
+            probs["svm", condition] = shipped.predict_proba(statistics(plain, theta))
+            for w in weights:
+                probs[f"song, telephone {w:g}", condition] = ((1 - w) * probs["svm", condition]
+                                                              + w * shipped.predict_proba(statistics(band, theta)))
+                both = statistics(mixed(plain, band, w), theta)
+                probs[f"segment, telephone {w:g}", condition] = shipped.predict_proba(both)
+                probs[f"segment, svm refit, telephone {w:g}", condition] = refit[w].predict_proba(both)
+        for (name, condition), p in probs.items():
+            at = f"hop {hop:g} s" if condition == "clean" else f"{condition}, hop {hop:g} s"
+            scores[f"{name} @ {at}"] = {**song_metrics(truth, p),
+                                        "quadrant_agreement": quadrant_agreement(p, probs[name, "clean"])}
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("outputs", type=Path, help="a --save-outputs folder (each fold's .npz and .pt)")
+    parser.add_argument("--dataset", required=True, help="the run's --dataset")
+    parser.add_argument("--root", type=Path, help="the run's --root")
+    parser.add_argument("--cache-dir", type=Path, help="the run's --cache-dir, if it had one")
+    parser.add_argument("--weights", default="0.25,0.5", help="weights of the telephone view, e.g. 0.25,0.5")
+    parser.add_argument("--conditions", default="", help="only these of the saved conditions, e.g. room,phone")
+    parser.add_argument("--out", type=Path, help="also write the table and per-fold figures as JSON")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.9's deprecations of SVC
+    paths = sorted(args.outputs.glob("*-fold*.npz"), key=lambda p: int(re.search(r"fold(\d+)", p.name)[1]))
+    missing = [p.with_suffix(".pt").name for p in paths if not p.with_suffix(".pt").is_file()]
+    if not paths or missing:
+        raise SystemExit(f"{args.outputs}: no *-fold<k>.npz with its .pt beside it (run mer-live evaluate with "
+                         f"--save-outputs){'; missing ' + ', '.join(missing) if missing else ''}")
+    try:
+        weights = tuple(float(w) for w in args.weights.split(","))
+    except ValueError:
+        raise SystemExit(f"--weights takes numbers like 0.25,0.5: got {args.weights!r}") from None
+    data = DataConfig(dataset=args.dataset, root=args.root, cache_dir=args.cache_dir)
+    only = tuple(c for c in args.conditions.split(",") if c)
+    folds = {}
+    for path in paths:  # each fold's scores are kept beside its outputs: a study stopped halfway keeps its folds
+        kept, settings = path.with_suffix(".views.json"), {"weights": weights, "conditions": only}
+        if kept.is_file() and json.loads(kept.read_text())["settings"] == json.loads(json.dumps(settings)):
+            scores = json.loads(kept.read_text())["scores"]
+        else:
+            try:
+                scores = fold_scores(path, data, weights, only)
+            except MerLiveError as exc:
+                raise SystemExit(str(exc)) from None
+            kept.write_text(json.dumps({"settings": settings, "scores": scores}))
+        folds[int(re.search(r"fold(\d+)", path.name)[1])] = scores
+    report(folds, args.outputs, args.out, first="labeling")
+
+
+if __name__ == "__main__":
+    main()
