@@ -107,6 +107,16 @@ AGGREGATORS = (
 )
 
 
+def row_name(name: str, hop: str, condition: str) -> str:
+    """A table row: the labeling, then its hop and condition (``report`` pairs rows on what follows " @ ")."""
+    return f"{name} @ " + (f"hop {hop} s" if condition == "clean" else f"{condition}, hop {hop} s")
+
+
+def scored(truth: np.ndarray, probs: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """A row's figures: accuracy against ``truth`` and the quadrant's agreement with the ``clean`` songs'."""
+    return {**song_metrics(truth, probs), "quadrant_agreement": quadrant_agreement(probs, clean)}
+
+
 def song_rows(z: np.lib.npyio.NpzFile, key: str, embedding: bool) -> np.ndarray:
     """Each song's statistics (``stats.song_vector``, at the run's theta) from one version's saved segment outputs."""
     cuts = np.cumsum(z[f"{key}/counts"])[:-1]
@@ -137,9 +147,7 @@ def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, di
                             int(z["seed"]), np.tile(np.arange(len(y)), len(versions)))
             per = dict(zip(tests, np.split(probs, len(tests))))
             for (hop, condition), p in per.items():
-                row = f"{agg.name} @ " + (f"hop {hop} s" if condition == "clean" else f"{condition}, hop {hop} s")
-                scores[row] = {**song_metrics(truth, p),
-                               "quadrant_agreement": quadrant_agreement(p, per[hop, "clean"])}
+                scores[row_name(agg.name, hop, condition)] = scored(truth, p, per[hop, "clean"])
     return scores
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import signal
-from song_aggregators import report
+from song_aggregators import report, row_name, scored
 
 from mer_live.aggregate import SongAggregator
 from mer_live.config import TASKS, AudioConfig
@@ -37,7 +37,7 @@ from mer_live.nn.mel import mel_filterbank
 from mer_live.stats import song_vector
 from mer_live.train.command import conditioned_logmels, prepare_data
 from mer_live.train.conditions import PHONE_BAND
-from mer_live.train.evaluate import fold_network, quadrant_agreement, song_metrics
+from mer_live.train.evaluate import fold_network
 from mer_live.train.settings import DataConfig
 from mer_live.train.trainer import Fitted, song_outputs
 
@@ -127,9 +127,7 @@ def fold_scores(path: Path, data: DataConfig, weights: tuple[float, ...], only: 
                 probs[f"segment, telephone {w:g}", condition] = shipped.predict_proba(both)
                 probs[f"segment, svm refit, telephone {w:g}", condition] = refit[w].predict_proba(both)
         for (name, condition), p in probs.items():
-            at = f"hop {hop:g} s" if condition == "clean" else f"{condition}, hop {hop:g} s"
-            scores[f"{name} @ {at}"] = {**song_metrics(truth, p),
-                                        "quadrant_agreement": quadrant_agreement(p, probs[name, "clean"])}
+            scores[row_name(name, f"{hop:g}", condition)] = scored(truth, p, probs[name, "clean"])
     return scores
 
 
