@@ -350,7 +350,7 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     probabilities is the report's "mean" row, and scripts/song_aggregators.py refits the song SVM from them to
     the report's "svm" rows (clean, through the air, at the other hop; on the first of two recordings) before it
     compares other aggregators; scripts/test_time_views.py reads every fold's network back and hears the songs
-    again, plain (the report's rows once more) and through a telephone view."""
+    again through a telephone view (its plain rows the report's once more)."""
     out, outputs = tmp_path / "eval", tmp_path / "outputs"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
                       "--methods", "naive", "--conditions", "room", "--air-copies", "2", "--svm-copies", "1",
@@ -387,7 +387,7 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     typo = subprocess.run([sys.executable, str(REPO / "scripts" / "song_aggregators.py"), str(outputs), "--only",
                            "logistic"], capture_output=True, text=True, cwd=tmp_path)
     assert typo.returncode != 0 and "logistic regression" in typo.stderr and "Traceback" not in typo.stderr
-    # the saved networks, read back, hear the songs again: the shipped SVM's rows are the report's once more
+    # the saved networks, read back, hear the songs through a telephone view; the shipped SVM's rows stay the report's
     views = [sys.executable, str(REPO / "scripts" / "test_time_views.py"), str(outputs), "--dataset", "synth",
              "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--weights", "0.5",
              "--out", str(tmp_path / "views.json")]
