@@ -17,6 +17,9 @@ A condition's songs get the same view (so "phone" is the band heard twice). Ever
 song SVM on the same network ("svm": the clean songs and their first recording, statistics at the training hop),
 refit on the run's saved outputs: its rows equal the run's report. Only the telephone view goes through the network
 again, read back from the saved weights (checked once per fold against a song's saved outputs).
+
+A condition the run did not save (``--conditions late``, say: any of ``evaluate --conditions``) is heard by the same
+network too, so its rows come without training again; ``--weights ''`` scores the shipped SVM alone.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from mer_live.errors import MerLiveError
 from mer_live.nn.mel import mel_filterbank
 from mer_live.stats import song_vector
 from mer_live.train.command import conditioned_logmels, prepare_data
-from mer_live.train.conditions import PHONE_BAND
+from mer_live.train.conditions import CONDITIONS, PHONE_BAND
 from mer_live.train.evaluate import fold_network
 from mer_live.train.settings import DataConfig
 from mer_live.train.trainer import Fitted, song_outputs
@@ -89,6 +92,11 @@ def fold_scores(path: Path, data: DataConfig, weights: tuple[float, ...], only: 
                 for part in ("train", "test")}  # in saved order: the first recording first
     recording = next((v for v in versions["train"] if v != "clean"), None)
     conditions = [v for v in versions["test"] if v != "clean" and (not only or v in only)]
+    unsaved = [c for c in only if c not in versions["test"]]  # the network hears them below
+    if set(unsaved) - set(CONDITIONS):
+        raise SystemExit(f"{path}: --conditions {','.join(sorted(set(unsaved) - set(CONDITIONS)))}: neither saved "
+                         f"nor one of {', '.join(CONDITIONS)}")
+    conditions += unsaved
     hops = sorted({float(k.split("/hop ")[1]) for k in keys})
     train_hop = float(z["training_hop"])
     fitted_on = ["clean", *([recording] if recording else [])]  # the shipped SVM's songs, as the run fit it
@@ -107,10 +115,12 @@ def fold_scores(path: Path, data: DataConfig, weights: tuple[float, ...], only: 
         return (np.split(z[f"{key}/probs"], cuts),
                 np.split(z[f"{key}/embeddings"], cuts) if embedding else [None] * (len(cuts) + 1))
 
-    def outputs(part: str, version: str, hop: float) -> tuple[Outputs, Outputs]:
-        """``part``'s songs heard through ``version``: the run's saved outputs, and the network's through the band."""
+    def outputs(part: str, version: str, hop: float) -> tuple[Outputs, Outputs | None]:
+        """``part``'s songs heard through ``version``: the run's saved outputs (the network's, where the run saved
+        none), and the network's through the band (None without ``weights``)."""
         mels = [heard[version][clips[i].path] for i in z[f"indices/{part}"]]
-        return saved(part, version, hop), through([telephone_view(m, audio, gain) for m in mels], hop)
+        plain = saved(part, version, hop) if f"{part}/{version}/hop {hop:g}/counts" in z else through(mels, hop)
+        return plain, through([telephone_view(m, audio, gain) for m in mels], hop) if weights else None
 
     if [clips[i].path.name for i in z["indices/test"]] != list(z["songs/test"]):
         raise SystemExit(f"{path}: the dataset's clips are not the run's (its test songs differ)")
@@ -150,8 +160,11 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="the run's --dataset")
     parser.add_argument("--root", type=Path, help="the run's --root")
     parser.add_argument("--cache-dir", type=Path, help="the run's --cache-dir, if it had one")
-    parser.add_argument("--weights", default="0.25,0.5", help="weights of the telephone view, e.g. 0.25,0.5")
-    parser.add_argument("--conditions", default="", help="only these of the saved conditions, e.g. room,phone")
+    parser.add_argument("--weights", default="0.25,0.5",
+                        help="weights of the telephone view, e.g. 0.25,0.5 ('': the shipped SVM's rows alone)")
+    parser.add_argument("--conditions", default="",
+                        help="only these conditions, e.g. room,phone; one the run did not save (late) is heard by "
+                             "its network")
     parser.add_argument("--out", type=Path, help="also write the table and per-fold figures as JSON")
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.9's deprecations of SVC
@@ -161,11 +174,11 @@ def main() -> None:
         raise SystemExit(f"{args.outputs}: no *-fold<k>.npz with its .pt beside it (run mer-live evaluate with "
                          f"--save-outputs){'; missing ' + ', '.join(missing) if missing else ''}")
     try:
-        weights = tuple(float(w) for w in args.weights.split(","))
+        weights = tuple(float(w) for w in args.weights.split(",") if w.strip())
     except ValueError:
         raise SystemExit(f"--weights takes numbers like 0.25,0.5: got {args.weights!r}") from None
-    data = DataConfig(dataset=args.dataset, root=args.root, cache_dir=args.cache_dir)
     only = tuple(c for c in args.conditions.split(",") if c)
+    data = DataConfig(dataset=args.dataset, root=args.root, cache_dir=args.cache_dir)
     folds = {}
     for path in paths:  # each fold's scores are kept beside its outputs: a study stopped halfway keeps its folds
         kept, settings = path.with_suffix(".views.json"), {"weights": weights, "conditions": only}

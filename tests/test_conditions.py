@@ -50,6 +50,14 @@ def test_room_reverberates_a_click_for_about_its_rt60():
     assert np.max(np.abs(wet)) <= 0.99
 
 
+def test_late_is_the_clean_song_from_later_on():
+    x = music_like(4.0)
+    late = conditions.apply_condition(x, SR, "late", np.random.default_rng(0))
+    assert np.array_equal(late, x[int(conditions.LATE_SECONDS * SR):])
+    short = music_like(1.0)  # too short to start later: heard as it is
+    assert np.array_equal(conditions.apply_condition(short, SR, "late", np.random.default_rng(0)), short)
+
+
 def test_random_chains_are_reproducible_and_differ_by_seed():
     x = music_like(2.0)
     a = conditions.through_the_air(x, SR, np.random.default_rng(7))
@@ -60,7 +68,7 @@ def test_random_chains_are_reproducible_and_differ_by_seed():
 
 
 def test_unknown_condition_is_refused():
-    with pytest.raises(ValueError, match="room, noise, phone"):
+    with pytest.raises(ValueError, match="room, noise, phone, late"):
         conditions.apply_condition(music_like(0.5), SR, "moon", np.random.default_rng(0))
 
 

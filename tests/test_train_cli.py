@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -302,7 +303,7 @@ def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
 def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_path: Path):
     out = tmp_path / "eval"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
-                      "--methods", "naive", "--conditions", "room,noise,phone", "--air-copies", "1",
+                      "--methods", "naive", "--conditions", "room,noise,phone,late", "--air-copies", "1",
                       "--compare-svm-copies", "0", "--test-hops", "1", "--out", str(out),
                       "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -315,7 +316,7 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
     plain, clean_fit = rows["svm"]["predictions"], rows["svm (0 copies)"]["predictions"]
     assert [f["songs"] for f in plain] == [f["songs"] for f in clean_fit]
     assert [f["probs"] for f in plain] != [f["probs"] for f in clean_fit]
-    for condition in ("room", "noise", "phone"):
+    for condition in ("room", "noise", "phone", "late"):
         assert 0.0 <= rows[f"svm @ {condition}"]["summary"]["quadrant_agreement"]["mean"] <= 1.0
     # through the air at the other hop too, its agreement counted against the clean songs at that same hop
     heard, clean = rows["svm @ room, hop 1 s"], rows["svm @ hop 1 s"]
@@ -325,7 +326,7 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
         assert fold["quadrant_agreement"] == pytest.approx(np.mean(same))
     assert report["train"]["air_copies"] == 1
     cached = {p.name.split("-", 1)[-1] for p in (tmp_path / "cache").glob("*-*.npy")}
-    assert {"room.npy", "noise.npy", "phone.npy", "air-0.npy"} <= cached
+    assert {"room.npy", "noise.npy", "phone.npy", "late.npy", "air-0.npy"} <= cached
     unknown = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--conditions", "moon",
                        "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert unknown.returncode == 2 and "moon" in unknown.stderr and "Traceback" not in unknown.stderr
@@ -350,10 +351,11 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     probabilities is the report's "mean" row, and scripts/song_aggregators.py refits the song SVM from them to
     the report's "svm" rows (clean, through the air, at the other hop; on the first of two recordings) before it
     compares other aggregators; scripts/test_time_views.py reads every fold's network back and hears the songs
-    again through a telephone view (its plain rows the report's once more)."""
+    again through a telephone view (its plain rows the report's once more), and through a condition the run did
+    not save as the run would have."""
     out, outputs = tmp_path / "eval", tmp_path / "outputs"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
-                      "--methods", "naive", "--conditions", "room", "--air-copies", "2", "--svm-copies", "1",
+                      "--methods", "naive", "--conditions", "room,late", "--air-copies", "2", "--svm-copies", "1",
                       "--test-hops", "0.5", "--seed", "3", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
                       "--save-outputs", str(outputs), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -404,6 +406,27 @@ def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
     assert (outputs / "2s-naive-fold1.views.json").is_file()  # kept: a rerun scores the folds it finished at once
     rerun = subprocess.run(views, capture_output=True, text=True, cwd=tmp_path)
     assert rerun.returncode == 0 and "| svm @ room, hop 0.5 s |" in rerun.stdout, rerun.stderr
+    # the same outputs without the late songs: the read-back network hears them, and scores them as the run did
+    unsaved = tmp_path / "unsaved"
+    unsaved.mkdir()
+    for k in (1, 2):
+        z = np.load(outputs / f"2s-naive-fold{k}.npz")
+        np.savez(unsaved / f"2s-naive-fold{k}.npz", **{key: z[key] for key in z.files if "/late/" not in key})
+        shutil.copy(outputs / f"2s-naive-fold{k}.pt", unsaved)
+    late = [sys.executable, str(REPO / "scripts" / "test_time_views.py"), str(unsaved), "--dataset", "synth",
+            "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--weights", "",
+            "--conditions", "late", "--out", str(tmp_path / "late.json")]
+    heard = subprocess.run(late, capture_output=True, text=True, cwd=tmp_path)
+    assert heard.returncode == 0, heard.stderr
+    rows = {r["row"]: r for r in json.loads((tmp_path / "late.json").read_text())["rows"]}
+    for row, reported in ((f"svm @ late, hop {hop} s", "svm @ late"),
+                          ("svm @ late, hop 0.5 s", "svm @ late, hop 0.5 s")):
+        for metric in ("valence_acc", "arousal_acc", "quadrant_f1", "quadrant_agreement"):
+            expected = [100 * f[metric] for f in report[reported]["folds"]]
+            assert rows[row][metric]["per_fold"] == pytest.approx(expected, abs=0.01), (row, metric)
+    assert not any("telephone" in row for row in rows)  # no weights: the shipped SVM alone
+    typo = subprocess.run([*late[:-4], "--conditions", "moon"], capture_output=True, text=True, cwd=tmp_path)
+    assert typo.returncode != 0 and "moon" in typo.stderr and "Traceback" not in typo.stderr
 
 
 def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: Path):

@@ -205,7 +205,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                              "seconds, e.g. 1 (a model trained at --segment-hop 3 labeling with overlapping windows)")
     parser.add_argument("--conditions", default="",
                         help="also test every fold's songs heard through the air: a comma list of room (highpass "
-                             "120 Hz + reverb), noise (pink, 15 dB SNR), phone (300-3400 Hz)")
+                             "120 Hz + reverb), noise (pink, 15 dB SNR), phone (300-3400 Hz), late (the clean song "
+                             "from 1.5 s in: the agreement an air condition is read against)")
     parser.add_argument("--compare-svm-copies", default="", metavar="K[,K...]",
                         help="with --air-copies: every fold's network also gets song SVMs fit on the clean songs "
                              "and only K of their other recordings, e.g. 0,1 (rows 'svm (K copies)', paired)")

@@ -4,7 +4,10 @@ The live monitor's main input is a microphone in a room, not a file. ``CONDITION
 test conditions after the sox chains they stand for (``evaluate --conditions``): ``room`` (highpass
 120 Hz, then a reverb like ``reverb 50 50 80``: a synthetic impulse response of exponentially decaying,
 darkening noise, RT60 0.6 s, mixed at equal energy with the direct sound), ``noise`` (pink noise at 15 dB
-SNR) and ``phone`` (``highpass 300 lowpass 3400``). ``through_the_air`` draws a random chain of the same
+SNR) and ``phone`` (``highpass 300 lowpass 3400``). A fourth, ``late``, hears nothing differently: the
+clean song from 1.5 s in, so every window falls half a hop of ``fast`` (and of the default) elsewhere. A
+network's quadrant moves under that alone for some songs, so ``late``'s agreement with the clean input is
+the reference an air condition's is read against. ``through_the_air`` draws a random chain of the same
 kinds for training (``--air-copies``): a room with RT60 0.2-1.2 s, noise at 5-30 dB SNR, band limits
 and a microphone's tilt, a gain of -12..+6 dB; with ``phone`` > 0 that share of chains passes a
 telephone's band instead of the wide band limits (``--air-phone``). All of it is deterministic given the
@@ -16,10 +19,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-CONDITIONS = ("room", "noise", "phone")
+CONDITIONS = ("room", "noise", "phone", "late")
 ROOM_RT60, ROOM_HIGHPASS = 0.6, 120.0
 NOISE_SNR_DB = 15.0
 PHONE_BAND = (300.0, 3400.0)
+LATE_SECONDS = 1.5
 
 
 def _filter(x: np.ndarray, sr: int, kind: str, hz: float | tuple[float, float], order: int = 4) -> np.ndarray:
@@ -74,6 +78,9 @@ def apply_condition(x: np.ndarray, sr: int, condition: str, rng: np.random.Gener
         return add_noise(x, NOISE_SNR_DB, rng)
     if condition == "phone":
         return _filter(x, sr, "bandpass", PHONE_BAND)
+    if condition == "late":  # a clip too short to start later is heard as it is
+        start = int(LATE_SECONDS * sr)
+        return x[start:] if len(x) > start else x
     raise ValueError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
 
 
