@@ -40,7 +40,7 @@ from mer_live.errors import MerLiveError
 from mer_live.nn.mel import mel_filterbank
 from mer_live.stats import song_vector
 from mer_live.train.command import conditioned_logmels, prepare_data
-from mer_live.train.conditions import CONDITIONS, PHONE_BAND
+from mer_live.train.conditions import CONDITIONS, PHONE_BAND, known_condition
 from mer_live.train.evaluate import fold_network
 from mer_live.train.settings import DataConfig
 from mer_live.train.trainer import Fitted, song_outputs
@@ -93,9 +93,10 @@ def fold_scores(path: Path, data: DataConfig, weights: tuple[float, ...], only: 
     recording = next((v for v in versions["train"] if v != "clean"), None)
     conditions = [v for v in versions["test"] if v != "clean" and (not only or v in only)]
     unsaved = [c for c in only if c not in versions["test"]]  # the network hears them below
-    if set(unsaved) - set(CONDITIONS):
-        raise SystemExit(f"{path}: --conditions {','.join(sorted(set(unsaved) - set(CONDITIONS)))}: neither saved "
-                         f"nor one of {', '.join(CONDITIONS)}")
+    unknown = sorted(c for c in unsaved if not known_condition(c))
+    if unknown:
+        raise SystemExit(f"{path}: --conditions {','.join(unknown)}: neither saved nor one of {', '.join(CONDITIONS)} "
+                         "(or several joined by +)")
     conditions += unsaved
     hops = sorted({float(k.split("/hop ")[1]) for k in keys})
     train_hop = float(z["training_hop"])

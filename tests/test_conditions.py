@@ -58,6 +58,16 @@ def test_late_is_the_clean_song_from_later_on():
     assert np.array_equal(conditions.apply_condition(short, SR, "late", np.random.default_rng(0)), short)
 
 
+def test_conditions_joined_by_plus_apply_in_turn():
+    x = music_like(4.0)
+    both = conditions.apply_condition(x, SR, "phone+late", np.random.default_rng(0))
+    phone = conditions.apply_condition(x, SR, "phone", np.random.default_rng(0))
+    assert np.array_equal(both, phone[int(conditions.LATE_SECONDS * SR):])
+    assert conditions.known_condition("room+late") and not conditions.known_condition("room+moon")
+    with pytest.raises(ValueError, match="moon"):
+        conditions.apply_condition(x, SR, "room+moon", np.random.default_rng(0))
+
+
 def test_random_chains_are_reproducible_and_differ_by_seed():
     x = music_like(2.0)
     a = conditions.through_the_air(x, SR, np.random.default_rng(7))

@@ -303,7 +303,7 @@ def test_resume_under_other_settings_is_refused_in_one_line(tmp_path: Path):
 def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_path: Path):
     out = tmp_path / "eval"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
-                      "--methods", "naive", "--conditions", "room,noise,phone,late", "--air-copies", "1",
+                      "--methods", "naive", "--conditions", "room,noise,phone,late,room+late", "--air-copies", "1",
                       "--compare-svm-copies", "0", "--test-hops", "1", "--out", str(out),
                       "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -316,7 +316,7 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
     plain, clean_fit = rows["svm"]["predictions"], rows["svm (0 copies)"]["predictions"]
     assert [f["songs"] for f in plain] == [f["songs"] for f in clean_fit]
     assert [f["probs"] for f in plain] != [f["probs"] for f in clean_fit]
-    for condition in ("room", "noise", "phone", "late"):
+    for condition in ("room", "noise", "phone", "late", "room+late"):
         assert 0.0 <= rows[f"svm @ {condition}"]["summary"]["quadrant_agreement"]["mean"] <= 1.0
     # through the air at the other hop too, its agreement counted against the clean songs at that same hop
     heard, clean = rows["svm @ room, hop 1 s"], rows["svm @ hop 1 s"]
@@ -326,7 +326,7 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
         assert fold["quadrant_agreement"] == pytest.approx(np.mean(same))
     assert report["train"]["air_copies"] == 1
     cached = {p.name.split("-", 1)[-1] for p in (tmp_path / "cache").glob("*-*.npy")}
-    assert {"room.npy", "noise.npy", "phone.npy", "late.npy", "air-0.npy"} <= cached
+    assert {"room.npy", "noise.npy", "phone.npy", "late.npy", "room+late.npy", "air-0.npy"} <= cached
     unknown = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--conditions", "moon",
                        "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert unknown.returncode == 2 and "moon" in unknown.stderr and "Traceback" not in unknown.stderr

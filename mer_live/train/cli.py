@@ -206,7 +206,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conditions", default="",
                         help="also test every fold's songs heard through the air: a comma list of room (highpass "
                              "120 Hz + reverb), noise (pink, 15 dB SNR), phone (300-3400 Hz), late (the clean song "
-                             "from 1.5 s in: the agreement an air condition is read against)")
+                             "from 1.5 s in: the agreement an air condition is read against); joined by + they "
+                             "apply in turn (room+late: a microphone in a room, started later)")
     parser.add_argument("--compare-svm-copies", default="", metavar="K[,K...]",
                         help="with --air-copies: every fold's network also gets song SVMs fit on the clean songs "
                              "and only K of their other recordings, e.g. 0,1 (rows 'svm (K copies)', paired)")
@@ -334,7 +335,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from mer_live.train.command import conditioned_logmels, log_console, prepare_data
-    from mer_live.train.conditions import CONDITIONS
+    from mer_live.train.conditions import CONDITIONS, known_condition
     from mer_live.train.evaluate import cross_validate, markdown_table, write_report
     from mer_live.train.trainer import model_inputs
 
@@ -358,9 +359,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise MerLiveError(f"unknown methods {sorted(unknown)}: choose from {', '.join(METHODS)}")
-    unknown = set(conditions) - set(CONDITIONS)
+    unknown = {c for c in conditions if not known_condition(c)}
     if unknown:
-        raise MerLiveError(f"unknown conditions {sorted(unknown)}: choose from {', '.join(CONDITIONS)}")
+        raise MerLiveError(f"unknown conditions {sorted(unknown)}: choose from {', '.join(CONDITIONS)}, or several "
+                           f"joined by + (room+late)")
     cfg, audio, model_config, song, data = _configs(args)
     if svm_copies and (min(svm_copies) < 0 or not (cfg.air_copies or cfg.gain_augment_db)):
         raise MerLiveError("--compare-svm-copies K needs K >= 0 and other recordings to fit on: add --air-copies K")

@@ -7,7 +7,8 @@ darkening noise, RT60 0.6 s, mixed at equal energy with the direct sound), ``noi
 SNR) and ``phone`` (``highpass 300 lowpass 3400``). A fourth, ``late``, hears nothing differently: the
 clean song from 1.5 s in, so every window falls half a hop of ``fast`` (and of the default) elsewhere. A
 network's quadrant moves under that alone for some songs, so ``late``'s agreement with the clean input is
-the reference an air condition's is read against. ``through_the_air`` draws a random chain of the same
+the reference an air condition's is read against. Joined by ``+`` they apply left to right: ``room+late`` is a
+microphone in a room started later, as a live listener's. ``through_the_air`` draws a random chain of the same
 kinds for training (``--air-copies``): a room with RT60 0.2-1.2 s, noise at 5-30 dB SNR, band limits
 and a microphone's tilt, a gain of -12..+6 dB; with ``phone`` > 0 that share of chains passes a
 telephone's band instead of the wide band limits (``--air-phone``). All of it is deterministic given the
@@ -70,8 +71,17 @@ def reverberate(x: np.ndarray, response: np.ndarray) -> np.ndarray:
     return (wet * scale).astype(np.float32)
 
 
+def known_condition(condition: str) -> bool:
+    """One of ``CONDITIONS``, or several joined by ``+``."""
+    return all(part in CONDITIONS for part in condition.split("+"))
+
+
 def apply_condition(x: np.ndarray, sr: int, condition: str, rng: np.random.Generator) -> np.ndarray:
-    """One of ``CONDITIONS`` on mono float audio at ``sr``."""
+    """One of ``CONDITIONS`` on mono float audio at ``sr``, or several joined by ``+``, left to right."""
+    if "+" in condition:
+        for part in condition.split("+"):
+            x = apply_condition(x, sr, part, rng)
+        return x
     if condition == "room":
         return reverberate(_filter(x, sr, "highpass", ROOM_HIGHPASS, order=2), room_response(sr, ROOM_RT60, rng))
     if condition == "noise":
