@@ -178,8 +178,8 @@ def main() -> None:
         weights = tuple(float(w) for w in args.weights.split(",") if w.strip())
     except ValueError:
         raise SystemExit(f"--weights takes numbers like 0.25,0.5: got {args.weights!r}") from None
-    only = tuple(c for c in args.conditions.split(",") if c)
     data = DataConfig(dataset=args.dataset, root=args.root, cache_dir=args.cache_dir)
+    only = tuple(c for c in args.conditions.split(",") if c)
     folds = {}
     for path in paths:  # each fold's scores are kept beside its outputs: a study stopped halfway keeps its folds
         kept, settings = path.with_suffix(".views.json"), {"weights": weights, "conditions": only}
