@@ -32,6 +32,7 @@ from mer_live.stats import STAT_NAMES, quadrant, song_vector
 from mer_live.train.evaluate import quadrant_agreement, song_metrics
 
 METRICS = (("valence_acc", "valence"), ("arousal_acc", "arousal"), ("quadrant_f1", "quadrant F1"))
+Outputs = tuple[list[np.ndarray], list[np.ndarray | None]]  # per song: segment probabilities, embeddings
 Fit = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray], np.ndarray]  # (X, y, test X, seed, songs) -> P
 
 
@@ -117,12 +118,21 @@ def scored(truth: np.ndarray, probs: np.ndarray, clean: np.ndarray) -> dict[str,
     return {**song_metrics(truth, probs), "quadrant_agreement": quadrant_agreement(probs, clean)}
 
 
-def song_rows(z: np.lib.npyio.NpzFile, key: str, embedding: bool) -> np.ndarray:
-    """Each song's statistics (``stats.song_vector``, at the run's theta) from one version's saved segment outputs."""
+def segment_outputs(z: np.lib.npyio.NpzFile, key: str, embedding: bool) -> Outputs:
+    """One version's saved segment outputs, song by song: probabilities, and embeddings (None without)."""
     cuts = np.cumsum(z[f"{key}/counts"])[:-1]
     probs = np.split(z[f"{key}/probs"], cuts)
-    embeddings = np.split(z[f"{key}/embeddings"], cuts) if embedding else [None] * len(probs)
-    return np.stack([song_vector(p, e, float(z["theta"])) for p, e in zip(probs, embeddings)])
+    return probs, np.split(z[f"{key}/embeddings"], cuts) if embedding else [None] * len(probs)
+
+
+def statistics(outputs: Outputs, theta: float) -> np.ndarray:
+    """Each song's statistics (``stats.song_vector``) from its segment outputs."""
+    return np.stack([song_vector(p, e, theta) for p, e in zip(*outputs)])
+
+
+def song_rows(z: np.lib.npyio.NpzFile, key: str, embedding: bool) -> np.ndarray:
+    """Each song's statistics (at the run's theta) from one version's saved segment outputs."""
+    return statistics(segment_outputs(z, key, embedding), float(z["theta"]))
 
 
 def fold_scores(path: Path, aggregators: tuple[Aggregator, ...]) -> dict[str, dict]:

@@ -32,20 +32,17 @@ from pathlib import Path
 
 import numpy as np
 from scipy import signal
-from song_aggregators import report, row_name, scored
+from song_aggregators import Outputs, report, row_name, scored, segment_outputs, statistics
 
 from mer_live.aggregate import SongAggregator
 from mer_live.config import TASKS, AudioConfig
 from mer_live.errors import MerLiveError
 from mer_live.nn.mel import mel_filterbank
-from mer_live.stats import song_vector
 from mer_live.train.command import conditioned_logmels, prepare_data
 from mer_live.train.conditions import CONDITIONS, PHONE_BAND, known_condition
 from mer_live.train.evaluate import fold_network
 from mer_live.train.settings import DataConfig
 from mer_live.train.trainer import Fitted, song_outputs
-
-Outputs = tuple[list[np.ndarray], list[np.ndarray | None]]  # per song: segment probabilities, embeddings
 
 
 def telephone_gain(audio: AudioConfig) -> np.ndarray:
@@ -70,10 +67,6 @@ def mixed(a: Outputs, b: Outputs, w: float) -> Outputs:
     """Segment outputs ``(1 - w) a + w b``, song by song."""
     return ([(1 - w) * x + w * y for x, y in zip(a[0], b[0])],
             [None if x is None else (1 - w) * x + w * y for x, y in zip(a[1], b[1])])
-
-
-def statistics(outputs: Outputs, theta: float) -> np.ndarray:
-    return np.stack([song_vector(p, e, theta) for p, e in zip(*outputs)])
 
 
 def fold_scores(path: Path, data: DataConfig, weights: tuple[float, ...], only: tuple[str, ...] = ()
@@ -111,10 +104,7 @@ def fold_scores(path: Path, data: DataConfig, weights: tuple[float, ...], only: 
         return song_outputs(fitted, mels, embedding)
 
     def saved(part: str, version: str, hop: float) -> Outputs:
-        key = f"{part}/{version}/hop {hop:g}"
-        cuts = np.cumsum(z[f"{key}/counts"])[:-1]
-        return (np.split(z[f"{key}/probs"], cuts),
-                np.split(z[f"{key}/embeddings"], cuts) if embedding else [None] * (len(cuts) + 1))
+        return segment_outputs(z, f"{part}/{version}/hop {hop:g}", embedding)
 
     def outputs(part: str, version: str, hop: float) -> tuple[Outputs, Outputs | None]:
         """``part``'s songs heard through ``version``: the run's saved outputs (the network's, where the run saved
