@@ -344,6 +344,9 @@ def test_evaluate_hears_test_songs_through_the_air_and_trains_on_air_copies(tmp_
         wrong = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--layer-decay", decay,
                          "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
         assert wrong.returncode == 2 and named in wrong.stderr and "Traceback" not in wrong.stderr
+    negative = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--weight-decay=-1e-3",
+                        "--out", str(out), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert negative.returncode == 2 and "WD >= 0" in negative.stderr and "Traceback" not in negative.stderr
 
 
 def test_saved_segment_outputs_rebuild_the_report_s_song_rows(tmp_path: Path):
@@ -440,11 +443,12 @@ def test_audioset_mobilenet_fine_tunes_end_to_end_exports_and_labels(tmp_path: P
     result = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"),
                       "--arch", "mn04", "--finetune", "full", "--song-embedding", "--lr-warmup-epochs", "0.5",
                       "--method", "naive", "--out", str(run), "--segment-seconds", "3", "--layer-decay", "0.85",
-                      cwd=tmp_path)
+                      "--weight-decay", "1e-3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     checkpoint = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     state = checkpoint["model"]
     assert checkpoint["train_config"]["layer_decay"] == 0.85 and len(checkpoint["optimizer"]["param_groups"]) == 18
+    assert {group["weight_decay"] for group in checkpoint["optimizer"]["param_groups"]} == {1e-3}
     pretrained = load_weights()["features.5.block.1.0.weight"]
     assert not torch.equal(state["backbone.body.features.5.block.1.0.weight"], pretrained)
     exported = mer_live("export", str(run), "--out", str(bundle), cwd=tmp_path)

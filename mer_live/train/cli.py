@@ -79,6 +79,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="--arch mn04 --finetune full: layer-wise rates, the body's last stage at "
                           "--backbone-lr-scale and every stage before it at D times the next one's, e.g. 0.85 "
                           "(1: one rate for the whole body)")
+    opt.add_argument("--weight-decay", type=float, default=D.weight_decay, metavar="WD",
+                     help="Adam's L2 penalty on every trained weight (0: none)")
     opt.add_argument("--lr-warmup-epochs", type=float, default=D.lr_warmup_epochs,
                      help="> 0: warm the rate up linearly over this many epochs, then a cosine to 0, every step")
     opt.add_argument("--probe-epochs", type=int, default=D.probe_epochs, metavar="N",
@@ -233,6 +235,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if cfg.consistency < 0 or (cfg.consistency and not (cfg.air_copies or cfg.gain_augment_db)):
         raise MerLiveError("--consistency W needs W >= 0 and other recordings to be consistent with: "
                            "add --air-copies K (or --gain-augment DB)")
+    if cfg.weight_decay < 0:
+        raise MerLiveError(f"--weight-decay WD needs WD >= 0 (0: no penalty), got {cfg.weight_decay:g}")
     if not 0 < cfg.layer_decay <= 1:
         raise MerLiveError(f"--layer-decay D needs 0 < D <= 1 (1: one rate for the body), got {cfg.layer_decay:g}")
     if not 0 <= cfg.air_phone <= 1 or (cfg.air_phone and not cfg.air_copies):
