@@ -80,7 +80,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                           "--backbone-lr-scale and every stage before it at D times the next one's, e.g. 0.85 "
                           "(1: one rate for the whole body)")
     opt.add_argument("--weight-decay", type=float, default=D.weight_decay, metavar="WD",
-                     help="Adam's L2 penalty on every trained weight (0: none)")
+                     help="Adam's L2 penalty on every trained parameter, biases and norms too (0: none)")
     opt.add_argument("--lr-warmup-epochs", type=float, default=D.lr_warmup_epochs,
                      help="> 0: warm the rate up linearly over this many epochs, then a cosine to 0, every step")
     opt.add_argument("--probe-epochs", type=int, default=D.probe_epochs, metavar="N",
