@@ -525,6 +525,42 @@ def test_label_smoothing_scores_inherited_labels_against_softened_targets(synth)
     assert losses[0] != losses[1]
 
 
+def test_quiet_valence_weighs_the_valence_loss_of_low_arousal_segments(synth):
+    """``quiet_valence`` W: a plain step's valence cross-entropy counts W times on rows whose inherited arousal is
+    low, arousal's and the other rows' once, mixed labels carrying their own row's weight; a run with it differs
+    from one without (W <= 0: tests/test_train_cli.py)."""
+    from mer_live.nn.model import SegmentNet
+    from mer_live.train.sssl import Mix, consistency_step, warmup_step
+
+    torch.manual_seed(0)
+    backbone = SegmentNet(AUDIO, MODEL).trainable.eval()
+    x, heard = torch.randn(8, AUDIO.n_mels, AUDIO.segment_frames), torch.randn(8, AUDIO.n_mels, AUDIO.segment_frames)
+    y = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]] * 2)
+    ce = torch.nn.functional.cross_entropy
+
+    def expected(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        weight = torch.where(labels[:, 1] == 0, 3.0, 1.0)
+        return ((weight * ce(logits[:, :2], labels[:, 0], reduction="none")).mean()
+                + ce(logits[:, 2:], labels[:, 1]))
+
+    with torch.no_grad():
+        logits = backbone(x)
+        assert torch.allclose(warmup_step(backbone, x, y, MODEL.tasks, quiet=3.0)[0], expected(logits, y), atol=1e-5)
+        assert not torch.allclose(warmup_step(backbone, x, y, MODEL.tasks)[0], expected(logits, y), atol=1e-3)
+        _, parts = consistency_step(backbone, x, heard, y, MODEL.tasks, 1.0, quiet=3.0)
+        assert parts["lx"] == pytest.approx(float(expected(logits, y)), abs=1e-4)
+        mix = Mix.draw(0.3, len(x), np.random.default_rng(1), torch.device("cpu"))
+        mixed = backbone(mix.inputs(x))
+        expected_mix = mix.lam * expected(mixed, y) + (1 - mix.lam) * expected(mixed, y[mix.perm])
+        assert torch.allclose(warmup_step(backbone, x, y, MODEL.tasks, mix, quiet=3.0)[0], expected_mix, atol=1e-5)
+
+    clips, logmels = synth
+    segments = SegmentSet.from_clips([logmels[c.path] for c in clips[:16]], clip_labels(clips, list(range(16))), AUDIO)
+    naive = ONE_NAIVE_EPOCH
+    losses = [first_epoch_loss(segments, cfg) for cfg in (naive, dataclasses.replace(naive, quiet_valence=2.0))]
+    assert losses[0] != losses[1]
+
+
 def test_an_interpolated_body_lies_between_the_pretrained_and_fine_tuned_weights():
     """WiSE-FT's body (``SegmentNet.toward_pretrained``): every weight and batch-norm statistic a share of the way
     from the pretrained network's to the fine-tuned one's; share 0 hears as the pretrained network; the heads and

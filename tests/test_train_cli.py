@@ -222,6 +222,9 @@ def test_augmentation_and_smoothing_outside_their_range_are_refused_in_one_line(
         train_config(_parse("--freq-mixstyle", "1.5"))
     with pytest.raises(MerLiveError, match="--label-smoothing E needs 0 <= E < 1"):
         train_config(_parse("--label-smoothing", "1"))
+    with pytest.raises(MerLiveError, match="--quiet-valence W weighs a loss: it needs W > 0, got 0"):
+        train_config(_parse("--quiet-valence", "0"))
+    assert train_config(_parse("--quiet-valence", "2")).quiet_valence == 2
     with pytest.raises(MerLiveError, match="--sam RHO is a radius: it needs RHO >= 0, got -0.05"):
         train_config(_parse("--sam=-0.05"))
     assert train_config(_parse("--sam", "0.05")).sam == 0.05

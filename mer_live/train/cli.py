@@ -132,6 +132,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--label-smoothing", type=float, default=D.label_smoothing, metavar="E",
                      help="the plain cross-entropy steps (naive, SSSL's warm-up) smooth every inherited label by E "
                           "towards uniform, e.g. 0.1 (0: off)")
+    opt.add_argument("--quiet-valence", type=float, default=D.quiet_valence, metavar="W",
+                     help="the plain cross-entropy steps count the valence loss of low-arousal segments (sad or "
+                          "calm) W times, e.g. 2 (1: as every other)")
     opt.add_argument("--mood-tags", type=float, default=D.mood_tags, metavar="W",
                      help="--arch mn04, a dataset with mood tags (4Q): a second head also learns every segment's "
                           "song's mood tags (weight W, e.g. 0.1; 0: off); the bundle's outputs stay the same")
@@ -259,6 +262,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                            "songs: drop one of them")
     if not 0 <= cfg.label_smoothing < 1:
         raise MerLiveError(f"--label-smoothing E needs 0 <= E < 1, got {cfg.label_smoothing:g}")
+    if cfg.quiet_valence <= 0:
+        raise MerLiveError(f"--quiet-valence W weighs a loss: it needs W > 0, got {cfg.quiet_valence:g}")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))
 
 

@@ -94,6 +94,11 @@ class TrainConfig:
     # this far towards uniform (0.1: 0.95 / 0.05): the simplest loss for noisy labels, where a segment that does
     # not sound like its clip's label is not pushed to certainty (Lukasik et al. 2020) [inferred]
     label_smoothing: float = 0.0
+    # != 1 (heads for valence and arousal): in the plain cross-entropy steps the valence loss of every segment
+    # whose inherited arousal is low counts this many times. Most of the default's valence errors are sad songs
+    # heard as calm and calm as sad (docs/evaluation, "Where valence is lost"): the weight asks the network to
+    # spend more of itself on that distinction [inferred]
+    quiet_valence: float = 1.0
     # > 0 (an AudioSet MobileNet, a dataset with mood tags: 4Q's AllMusic moods): a second head on the embedding
     # also learns every segment's clip's mood tags (softmax cross-entropy against them as one distribution, times
     # this weight). Two binary labels say little about 320 songs; "sad", "bittersweet" and "gloomy" say which

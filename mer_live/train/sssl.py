@@ -114,17 +114,41 @@ class Mix:
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return self.lam * x + (1 - self.lam) * x[self.perm]
 
-    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-        return (self.lam * F.cross_entropy(logits, y, label_smoothing=smoothing)
-                + (1 - self.lam) * F.cross_entropy(logits, y[self.perm], label_smoothing=smoothing))
+    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Each row's loss on its own label at ``lam`` and on its partner's at 1 - lam, each label's row ``weight``
+        following it."""
+        return (self.lam * weighted_ce(logits, y, smoothing, weight)
+                + (1 - self.lam) * weighted_ce(logits, y[self.perm], smoothing,
+                                               None if weight is None else weight[self.perm]))
 
 
-def inherited_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | None, smoothing: float = 0.0
-                 ) -> torch.Tensor:
+def weighted_ce(logits: torch.Tensor, y: torch.Tensor, smoothing: float, weight: torch.Tensor | None
+                ) -> torch.Tensor:
+    """The batch's mean cross-entropy, each row's times its ``weight`` when there is one."""
+    if weight is None:
+        return F.cross_entropy(logits, y, label_smoothing=smoothing)
+    return (weight * F.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")).mean()
+
+
+def quiet_weights(y: torch.Tensor, tasks: list[str], quiet: float) -> torch.Tensor | None:
+    """Per row, the weight of the valence head's loss: ``quiet`` where the inherited arousal is low (a sad or
+    calm song's segment, where valence is hardest), 1 elsewhere; None when every weight is 1."""
+    if quiet == 1:
+        return None
+    low = y[:, tasks.index("arousal")] == 0
+    return torch.where(low, quiet, 1.0).float()
+
+
+def inherited_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | None, smoothing: float = 0.0,
+                 quiet: float = 1.0) -> torch.Tensor:
     """Cross-entropy on the inherited labels, summed over the heads (of the mixed labels under ``mix``), each
-    label smoothed by ``smoothing`` towards the uniform distribution."""
-    return sum(F.cross_entropy(v, y[:, t], label_smoothing=smoothing) if mix is None
-               else mix.cross_entropy(v, y[:, t], smoothing) for t, v in enumerate(logits.values()))
+    label smoothed by ``smoothing`` towards the uniform distribution; the valence head's loss on a low-arousal
+    label counts ``quiet`` times."""
+    weights = quiet_weights(y, list(logits), quiet)
+    return sum(weighted_ce(v, y[:, t], smoothing, weights if name == "valence" else None) if mix is None
+               else mix.cross_entropy(v, y[:, t], smoothing, weights if name == "valence" else None)
+               for t, (name, v) in enumerate(logits.items()))
 
 
 @dataclass(frozen=True)
@@ -147,9 +171,9 @@ class Songs:
 
 
 def plain_ce(logits: dict[str, torch.Tensor], y: torch.Tensor, mix: Mix | None, smoothing: float,
-             songs: Songs | None) -> tuple[torch.Tensor, dict[str, float]]:
+             songs: Songs | None, quiet: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """``inherited_ce``, and under ``songs`` their share of it scored by song instead (with the logged part)."""
-    segments = inherited_ce(logits, y, mix, smoothing)
+    segments = inherited_ce(logits, y, mix, smoothing, quiet)
     if songs is None:
         return segments, {}
     song = songs.cross_entropy(logits, y, smoothing)
@@ -220,19 +244,20 @@ def with_extras(loss: torch.Tensor, parts: dict[str, float], term: torch.Tensor,
 
 def warmup_step(backbone: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, tasks: dict[str, int],
                 mix: Mix | None = None, distill: Distill | None = None, smoothing: float = 0.0,
-                moods: Moods | None = None, songs: Songs | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                moods: Moods | None = None, songs: Songs | None = None, quiet: float = 1.0
+                ) -> tuple[torch.Tensor, dict[str, float]]:
     """Plain cross-entropy on inherited labels, both heads; of mixed segments and labels under ``mix``, partly by
-    song under ``songs``."""
+    song under ``songs``, valence on low-arousal labels ``quiet`` times."""
     x = x if mix is None else mix.inputs(x)
     logits, term, mood_logits = forward(backbone, x, distill, len(x), moods)
-    loss, parts = plain_ce(split_logits(logits, tasks), y, mix, smoothing, songs)
+    loss, parts = plain_ce(split_logits(logits, tasks), y, mix, smoothing, songs, quiet)
     return with_extras(loss, parts, term, distill, mood_logits, moods, mix)
 
 
 def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Tensor, y: torch.Tensor,
                      tasks: dict[str, int], weight: float, mix: Mix | None = None, distill: Distill | None = None,
-                     smoothing: float = 0.0, moods: Moods | None = None, songs: Songs | None = None
-                     ) -> tuple[torch.Tensor, dict[str, float]]:
+                     smoothing: float = 0.0, moods: Moods | None = None, songs: Songs | None = None,
+                     quiet: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy on inherited labels for the clean view (partly by song under ``songs``), plus ``weight``
     times the KL from its softmax (gradient stopped) to the same segments ``heard`` through the air; one pass
     over both, so batch norm sees both. Under ``mix`` both views are mixed with the same partners."""
@@ -240,7 +265,7 @@ def consistency_step(backbone: torch.nn.Module, x: torch.Tensor, heard: torch.Te
         x, heard = mix.inputs(x), mix.inputs(heard)
     logits, term, mood_logits = forward(backbone, torch.cat([x, heard]), distill, len(x), moods)
     clean, air = (split_logits(chunk, tasks) for chunk in logits.chunk(2))
-    lx, parts = plain_ce(clean, y, mix, smoothing, songs)
+    lx, parts = plain_ce(clean, y, mix, smoothing, songs, quiet)
     kl = sum(losses.kl_to_target(air[task], clean[task]) for task in tasks)
     return with_extras(lx + weight * kl, {"lx": lx.item(), "kl": kl.item(), **parts}, term, distill, mood_logits,
                        moods, mix)
@@ -424,10 +449,10 @@ def run_epoch(run: Training, epoch: int, rng: np.random.Generator, *, max_steps:
                  if warm and cfg.song_loss else None)
         if heard is not None:
             loss_of = partial(consistency_step, model, views[0], heard, y, tasks, cfg.consistency, mix, run.distill,
-                              cfg.label_smoothing, moods, songs)
+                              cfg.label_smoothing, moods, songs, cfg.quiet_valence)
         elif warm:
             loss_of = partial(warmup_step, model, views[0], y, tasks, mix, run.distill, cfg.label_smoothing, moods,
-                              songs)
+                              songs, cfg.quiet_valence)
         else:
             w = torch.from_numpy(result.clean[idx]).float().to(device)
             lam_u = losses.linear_rampup(epoch + step / steps, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
