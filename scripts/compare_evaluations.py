@@ -3,8 +3,10 @@
     python scripts/compare_evaluations.py NEW.json:METHOD:AGGREGATION BASE.json:METHOD:AGGREGATION
 
 Prints, per metric, both means ± std and the mean of the per-fold differences (new minus base)
-with the folds won and lost. Refuses reports whose protocols (folds, seed) differ, except that a
-report of some of the folds (``evaluate --max-folds N`` or ``--run-folds``) is compared on the folds both ran.
+with the folds won and lost; then valence among the songs annotated low and high in arousal apart, from
+the rows' song predictions (so reports written before `evaluate` listed it compare too). Refuses reports
+whose protocols (folds, seed) differ, except that a report of some of the folds (``evaluate --max-folds N``
+or ``--run-folds``) is compared on the folds both ran.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mer_live.train.evaluate import song_metrics
+
 METRICS = (("valence_acc", "valence"), ("arousal_acc", "arousal"), ("quadrant_f1", "quadrant F1"))
+BY_AROUSAL = (("valence_acc_low_arousal", "valence, low arousal"),
+              ("valence_acc_high_arousal", "valence, high arousal"))
 
 
 def row(spec: str) -> tuple[dict, dict]:
@@ -38,6 +44,22 @@ def by_fold(row: dict) -> dict[int, dict]:
     return {f.get("fold", k): f for k, f in enumerate(row["folds"], 1)}
 
 
+def by_arousal(row: dict) -> dict[int, dict[str, float]]:
+    """Per fold, valence accuracy among the low- and the high-arousal songs, from the row's predictions."""
+    return {number: song_metrics(np.array(p["labels"]), np.array(p["probs"]))
+            for number, p in zip(by_fold(row), row["predictions"])}
+
+
+def paired(new_folds: dict[int, dict], base_folds: dict[int, dict], folds: list[int],
+           metrics: tuple[tuple[str, str], ...]) -> None:
+    for key, name in metrics:
+        a = np.array([new_folds[k][key] for k in folds]) * 100
+        b = np.array([base_folds[k][key] for k in folds]) * 100
+        d = a - b
+        print(f"{name}: {a.mean():.1f} ± {a.std():.1f} vs {b.mean():.1f} ± {b.std():.1f}; paired {d.mean():+.1f} "
+              f"({int((d > 0).sum())} won, {int((d < 0).sum())} lost)")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         raise SystemExit(__doc__)
@@ -48,12 +70,9 @@ def main(argv: list[str]) -> int:
     folds = sorted(set(new_folds) & set(base_folds))
     if len(folds) < max(len(new_folds), len(base_folds)):
         print(f"on the folds both ran: {folds}")
-    for key, name in METRICS:
-        a = np.array([new_folds[k][key] for k in folds]) * 100
-        b = np.array([base_folds[k][key] for k in folds]) * 100
-        d = a - b
-        print(f"{name}: {a.mean():.1f} ± {a.std():.1f} vs {b.mean():.1f} ± {b.std():.1f}; paired {d.mean():+.1f} "
-              f"({int((d > 0).sum())} won, {int((d < 0).sum())} lost)")
+    paired(new_folds, base_folds, folds, METRICS)
+    if "predictions" in new and "predictions" in base:
+        paired(by_arousal(new), by_arousal(base), folds, BY_AROUSAL)
     return 0
 
 

@@ -50,7 +50,30 @@ def test_evaluate_writes_json_and_markdown_reports(tmp_path: Path):
     assert got == {("sssl", "svm"), ("sssl", "mean"), ("naive", "svm"), ("naive", "mean"), ("clip", "clip")}
     assert all(len(r["folds"]) == 2 for r in report["results"])
     assert report["train"]["gmm_input"] == "clip-relative" and report["train"]["gmm_per_class"] is True
-    assert "| 2 s | sssl | svm |" in (out / "evaluation.md").read_text()
+    markdown = (out / "evaluation.md").read_text()
+    assert "| 2 s | sssl | svm |" in markdown and "| valence acc, low arousal | valence acc, high arousal |" in markdown
+    for row in report["results"]:  # valence among the quiet songs and the loud ones apart, from the songs' labels
+        for fold, predicted in zip(row["folds"], row["predictions"]):
+            labels, probs = np.array(predicted["labels"]), np.array(predicted["probs"])
+            right = (probs[:, 0] > 0.5) == labels[:, 0]
+            assert fold["valence_acc_low_arousal"] == pytest.approx(right[labels[:, 1] == 0].mean())
+            assert fold["valence_acc_high_arousal"] == pytest.approx(right[labels[:, 1] == 1].mean())
+
+
+def test_compare_evaluations_pairs_folds_and_splits_valence_by_arousal():
+    """Two published reports of the default's recipe, paired per fold: the three headline metrics, then valence
+    among low- and high-arousal songs, computed from the predictions of reports that predate those metrics."""
+    reports = REPO / "docs" / "evaluation"
+    row = "naive:svm @ hop 1 s"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_evaluations.py"),
+                             f"{reports / 'mn04-default-weight-decay-1e-3' / 'evaluation.json'}:{row}",
+                             f"{reports / 'mn04-default-rerun-2026-12' / 'evaluation.json'}:{row}"],
+                            capture_output=True, text=True, env={"PYTHONPATH": str(REPO)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "valence: 81.8 ± 6.5 vs 81.8 ± 6.7; paired +0.0 (2 won, 2 lost)"
+    assert lines[3] == "valence, low arousal: 73.0 ± 8.9 vs 72.0 ± 8.7; paired +1.0 (2 won, 1 lost)"
+    assert lines[4] == "valence, high arousal: 90.5 ± 7.3 vs 91.5 ± 6.2; paired -1.0 (1 won, 2 lost)"
 
 
 def test_folds_run_apart_merge_into_the_whole_study_and_fuse(tmp_path: Path):
