@@ -756,6 +756,43 @@ def test_mood_tags_train_a_second_head_on_the_songs_tags_and_leave_the_bundle_s_
     assert untagged.returncode == 2 and "mood tags" in untagged.stderr and "Traceback" not in untagged.stderr
 
 
+def test_a_mood_head_learns_the_annotated_quadrant_as_four_classes(tmp_path: Path):
+    """`--mood-tags W --mood-source quadrant`: the mood head's classes are the four quadrants and every song's
+    target is its annotated one, so songs without mood tags train it (synth has none); it learns them, above
+    chance on the training clips; the source without a head to learn it is refused in one line."""
+    import torch
+
+    from mer_live.audio.read import load_audio
+    from mer_live.train.datasets import load_dataset
+    from mer_live.train.labels import quadrant_of
+    from mer_live.train.rundir import open_run
+    from mer_live.train.settings import TrainConfig
+    from mer_live.train.trainer import song_moods
+
+    common = [*TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--arch", "mn04",
+              "--finetune", "full", "--segment-seconds", "3", "--method", "naive", "--epochs", "3", "--lr", "1e-2"]
+    result = mer_live("train", *common, "--mood-tags", "1", "--mood-source", "quadrant", "--out", str(tmp_path / "run"),
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = open_run(tmp_path / "run")
+    assert run.model_config.moods == ("Q1", "Q2", "Q3", "Q4")
+    assert all(row["moods"] > 0 for row in run.metrics()["history"])
+    clips = load_dataset("synth", tmp_path / "synth").clips
+    targets = song_moods(clips, [0, 1], TrainConfig(mood_source="quadrant"))
+    assert targets == [(quadrant_of(c.labels),) for c in clips[:2]]
+    net = run.load_model()
+    hits = []
+    for clip in clips:
+        audio = torch.from_numpy(load_audio(clip.path, net.audio.sample_rate)[None, : net.audio.segment_samples])
+        with torch.no_grad():
+            _, moods = net.backbone(net.frontend(audio), moods=True)
+        hits.append(run.model_config.moods[int(moods[0].argmax())] == quadrant_of(clip.labels))
+    assert np.mean(hits) > 0.4, hits  # chance: 0.25
+    refused = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--mood-source", "quadrant", "--out",
+                       str(tmp_path / "x"), cwd=tmp_path)
+    assert refused.returncode == 2 and "add --mood-tags W" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_distillation_keeps_the_fine_tuned_body_s_audioset_tags_near_the_pretrained_network(tmp_path: Path):
     """`--distill W` (Learning without Forgetting): the same tiny mn04 run with and without it, seeded alike; with
     it the history logs the term, and the fine-tuned body's own AudioSet tags on the training clips stay nearer

@@ -17,6 +17,7 @@ from mer_live.train.settings import (
     DATA_DEFAULTS,
     GMM_INPUTS,
     METHODS,
+    MOOD_SOURCES,
     TRAIN_DATASETS,
     TRAIN_DEFAULTS,
     DataConfig,
@@ -138,6 +139,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--mood-tags", type=float, default=D.mood_tags, metavar="W",
                      help="--arch mn04, a dataset with mood tags (4Q): a second head also learns every segment's "
                           "song's mood tags (weight W, e.g. 0.1; 0: off); the bundle's outputs stay the same")
+    opt.add_argument("--mood-source", choices=MOOD_SOURCES, default=D.mood_source,
+                     help="what --mood-tags' head learns: the songs' mood tags, or their annotated quadrant as one "
+                          "of four classes (any dataset)")
     opt.add_argument("--freq-mask", type=int, default=D.freq_mask, metavar="N",
                      help="SpecAugment: every training view has one frequency mask of up to N mel bands (0: none)")
     opt.add_argument("--time-mask", type=int, default=D.time_mask, metavar="N",
@@ -305,6 +309,9 @@ def _configs(args: argparse.Namespace):
     if cfg.mood_tags < 0 or (cfg.mood_tags and not model_config.audioset):
         raise MerLiveError("--mood-tags W puts a mood-tag head on an AudioSet MobileNet's embedding: it needs W >= 0 "
                            "and --arch mn04")
+    if cfg.mood_source != D.mood_source and not cfg.mood_tags:
+        raise MerLiveError(f"--mood-source {cfg.mood_source} says what the mood head learns: add --mood-tags W "
+                           "(e.g. 0.5), or drop it")
     if cfg.pitch_shift < 0 or (cfg.pitch_shift and model_config.pretrained):
         raise MerLiveError("--pitch-shift S shifts the log-mels a network trains on: it needs S >= 0 and a network "
                            "that reads log-mels (--arch mn04 --finetune full, or compact), not cached body features")

@@ -17,6 +17,7 @@ DATASET_NAMES = ("4q", "pmemo", "deam", "eim", "manifest", "synth", "unlabeled")
 TRAIN_DATASETS = tuple(name for name in DATASET_NAMES if name != "unlabeled")
 METHODS = ("sssl", "naive", "clip")  # SSSL, the naive segment baseline (plain CE), the clip-level baseline
 GMM_INPUTS = ("loss", "clip-relative")
+MOOD_SOURCES = ("tags", "quadrant")
 COMPUTE = ("auto", "cpu", "cuda")
 NAIVE_OVERRIDES = {"gmm": False, "mixup": False, "rdrop": False, "refine": False, "co_divide": False}
 
@@ -104,6 +105,10 @@ class TrainConfig:
     # this weight). Two binary labels say little about 320 songs; "sad", "bittersweet" and "gloomy" say which
     # way and how far, and the quadrant labels were derived from these very tags [inferred]
     mood_tags: float = 0.0
+    # what the mood head learns: "tags" (the dataset's mood tags, above) or "quadrant" (every song's annotated
+    # quadrant as one of four classes, any dataset with both labels): the two binary heads cannot give sad
+    # against calm a direction of its own, a four-class head can [inferred]
+    mood_source: str = "tags"
     # > 0 (a network on log-mels): every training view is shifted in pitch by a random amount, uniform in
     # +-this many semitones, by reading each mel band at its frequency over 2^(s/12) (tempo unchanged). 320
     # songs are 320 keys and registers; a song's mode and harmony, which carry its valence, do not move

@@ -28,7 +28,7 @@ from mer_live.stats import song_vector
 from mer_live.train.comm import Solo, pick_device
 from mer_live.train.datasets import Clip
 from mer_live.train.features import FeatureCache, apply_gain
-from mer_live.train.labels import mood_targets, mood_vocabulary
+from mer_live.train.labels import QUADRANTS, mood_targets, mood_vocabulary, quadrant_of
 from mer_live.train.loop import DEFAULT_OPTIONS, LoopOptions, train
 from mer_live.train.segments import SegmentSet
 from mer_live.train.settings import NAIVE_OVERRIDES, TrainConfig
@@ -99,12 +99,21 @@ def clip_labels(clips: list[Clip], indices: list[int]) -> np.ndarray:
     return np.array([[clips[i].labels[t] for t in TASKS] for i in indices], dtype=np.int64)
 
 
+def song_moods(clips: list[Clip], indices: list[int], cfg: TrainConfig) -> list[tuple[str, ...]]:
+    """What the mood head learns of each song ``indices``: its tags, or its quadrant (``cfg.mood_source``)."""
+    if cfg.mood_source == "quadrant":
+        return [(quadrant_of(clips[i].labels),) for i in indices]
+    return [clips[i].tags for i in indices]
+
+
 def with_moods(model_config: ModelConfig, clips: list[Clip], indices: list[int], cfg: TrainConfig) -> ModelConfig:
     """Under ``cfg.mood_tags``, the network with a mood head for the tags enough of the songs ``indices`` carry
-    (``labels.mood_vocabulary``); a network that has one keeps it (`mer-live train` names the tags in its run
-    record before it fits)."""
+    (``labels.mood_vocabulary``), or for the four quadrants; a network that has one keeps it (`mer-live train`
+    names the tags in its run record before it fits)."""
     if not cfg.mood_tags or model_config.moods:
         return model_config
+    if cfg.mood_source == "quadrant":
+        return dataclasses.replace(model_config, moods=QUADRANTS)
     vocabulary = mood_vocabulary(clips[i].tags for i in indices)
     if not vocabulary:
         raise MerLiveError("--mood-tags W learns the songs' mood tags too, but too few of these songs carry any "
@@ -207,7 +216,7 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
                 [clip_labels(clips, train_idx)] * len(versions)), audio, model_config)
         val_set = segment_set(mels(val_idx), clip_labels(clips, val_idx), audio, model_config)
         if model_config.moods:
-            moods = mood_targets([clips[i].tags for i in train_idx], model_config.moods)
+            moods = mood_targets(song_moods(clips, train_idx, cfg), model_config.moods)
             train_set = dataclasses.replace(train_set, moods=moods if cfg.consistency else np.concatenate(
                 [moods] * len(versions)))
     net, history, gmm_records, members = train_bodies(train_set, val_set, audio, model_config, cfg, options)
