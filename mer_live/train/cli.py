@@ -137,8 +137,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="the plain cross-entropy steps count the valence loss of low-arousal segments (sad or "
                           "calm) W times, e.g. 2 (1: as every other)")
     opt.add_argument("--mood-tags", type=float, default=D.mood_tags, metavar="W",
-                     help="--arch mn04, a dataset with mood tags (4Q): a second head also learns every segment's "
-                          "song's mood tags (weight W, e.g. 0.1; 0: off); the bundle's outputs stay the same")
+                     help="--arch mn04: a second head also learns every segment's song's mood tags (a dataset "
+                          "with them: 4Q) or its quadrant (--mood-source) (weight W, e.g. 0.1; 0: off); the bundle's "
+                          "outputs stay the same")
     opt.add_argument("--mood-source", choices=MOOD_SOURCES, default=D.mood_source,
                      help="what --mood-tags' head learns: the songs' mood tags, or their annotated quadrant as one "
                           "of four classes (any dataset)")
