@@ -208,6 +208,11 @@ class SongConfig:
     statistics: tuple[str, ...] = STAT_NAMES
     embedding: bool = False
     horizon: float = 30.0
+    # The last ``view_dims`` embedding values are a second view of the song (the pretrained AudioSet network's,
+    # ``ModelConfig.view``): a logistic regression on their statistics gives this share of the song estimate,
+    # the SVM reading the rest the remainder (0: no view; every statistic is the SVM's).
+    view: float = 0.0
+    view_dims: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -218,10 +223,23 @@ class SongConfig:
             raise ValueError(f"statistics must be {', '.join(STAT_NAMES)} (the ones stats.py computes)")
         if not 0 < self.theta < 1 or self.horizon <= 0:
             raise ValueError("need 0 < theta < 1 and horizon > 0")
+        if not 0 <= self.view < 1 or (self.view > 0) != (self.view_dims > 0) or (self.view and not self.embedding):
+            raise ValueError("a second view needs 0 < view < 1, its width (view_dims) and embedding statistics")
 
     def n_features(self, embedding_dims: int = 0) -> int:
         """Length of the aggregator's input vector."""
         return len(self.tasks) * len(self.statistics) + (2 * embedding_dims if self.embedding else 0)
+
+    def view_columns(self, embedding_dims: int) -> np.ndarray:
+        """Where the view's statistics sit in the song vector (``stats.song_vector``: the probability statistics,
+        then the embedding's mean, then its std; the view is the last ``view_dims`` of each); empty without one."""
+        if not self.view:
+            return np.zeros(0, dtype=np.int64)
+        if not self.view_dims <= embedding_dims:
+            raise ValueError(f"a view of {self.view_dims} values does not fit an embedding of {embedding_dims}")
+        start = len(self.tasks) * len(self.statistics) + embedding_dims - self.view_dims
+        return np.concatenate([np.arange(start, start + self.view_dims),
+                               np.arange(start + embedding_dims, start + embedding_dims + self.view_dims)])
 
     def replace(self, **changes: object) -> SongConfig:
         return SongConfig(**{**asdict(self), **changes})

@@ -121,6 +121,40 @@ def test_aggregator_graph_matches_predict_proba_where_float32_svm_does_not() -> 
     np.testing.assert_array_equal(song > 0.5, reference > 0.5)
 
 
+def test_a_second_view_mixes_a_logistic_regression_into_the_song_svm_and_its_graph_agrees() -> None:
+    """`SongConfig.view`: the view's columns (the last `view_dims` of the embedding's mean and of its std) feed a
+    logistic regression, the rest the SVM; the estimate is the fixed mix of the two, in the pickle and in
+    aggregator.onnx alike. Here the label lives in the view's columns only, so the mix must beat the SVM alone."""
+    from mer_live.config import SongConfig
+    from mer_live.stats import embedding_statistics, song_vector
+
+    song = SongConfig(embedding=True, view=0.4, view_dims=3)
+    rng = np.random.default_rng(2)
+    own, view = rng.standard_normal((9, 5)), rng.standard_normal((9, 3))
+    vector = song_vector(rng.uniform(0, 1, (9, 2)), np.concatenate([own, view], axis=1))
+    np.testing.assert_array_equal(vector[song.view_columns(8)], embedding_statistics(view))
+    with pytest.raises(ValueError, match="view_dims"):
+        SongConfig(embedding=True, view=0.4)
+
+    n = 240
+    x = rng.standard_normal((n, song.n_features(8)))
+    columns = song.view_columns(8)
+    y = np.stack([x[:, columns[0]] + 0.3 * rng.standard_normal(n) > 0, x[:, columns[4]] > 0], axis=1).astype(int)
+    mixed = SongAggregator(["valence", "arousal"], view_columns=columns, view_weight=song.view).fit(x[:160], y[:160])
+    alone = SongAggregator(["valence", "arousal"]).fit(np.delete(x[:160], columns, axis=1), y[:160])
+    test, truth = x[160:], y[160:]
+    assert ((mixed.predict_proba(test) > 0.5) == truth).mean() > ((alone.predict_proba(np.delete(test, columns, axis=1))
+                                                                    > 0.5) == truth).mean() + 0.1
+    svm = np.stack([mixed.models[t].predict_proba(np.delete(test, columns, axis=1))[:, 1] for t in mixed.tasks], 1)
+    heard = np.stack([mixed.view_models[t].predict_proba(test[:, columns])[:, 1] for t in mixed.tasks], 1)
+    np.testing.assert_allclose(mixed.predict_proba(test), 0.6 * svm + 0.4 * heard)
+    assert {"C", "gamma", "view_C"} <= set(mixed.best_params["valence"])
+    song_graph = run_aggregator_onnx(aggregator_to_onnx(mixed, x.shape[1]), test)
+    assert np.abs(song_graph - mixed.predict_proba(test.astype(np.float32).astype(np.float64))).max() < 1e-6
+    with pytest.raises(ValueError, match="columns"):
+        SongAggregator(["valence"], view_weight=0.5)
+
+
 def test_int8_variant_is_measured(run_dir: Path, tmp_path: Path) -> None:
     out = export_run(run_dir, tmp_path / "int8", variants=["int8"], log=lambda message: None)
     manifest = load_bundle(out).manifest

@@ -579,6 +579,54 @@ def test_a_fine_tuned_body_beside_the_frozen_pretrained_one(tmp_path: Path):
         assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_the_pretrained_network_beside_a_fine_tuned_one_is_the_song_stage_s_second_view(tmp_path: Path):
+    """`--pretrained-view W`: training moves the fine-tuned body and never the pretrained one beside it, whose
+    embedding follows the network's; the bundle's song estimate is the SVM's and the view's logistic regression's
+    mix, the same through the runtime as from the pickle; wrong combinations are one line on stderr."""
+    import torch
+
+    from mer_live.api import Model
+    from mer_live.nn import mobilenet
+    from mer_live.runtime.bundle import load_aggregator_pickle, load_bundle
+
+    common = [*TINY, "--root", str(tmp_path / "synth"), "--cache-dir", str(tmp_path / "cache"), "--arch", "mn04",
+              "--finetune", "full", "--segment-seconds", "3", "--song-embedding"]
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    result = mer_live("train", *common, "--pretrained-view", "0.25", "--method", "naive", "--out", str(run),
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trained = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    audioset = mobilenet.load_weights()
+    assert [k for k, v in audioset.items() if not torch.equal(trained[f"backbone.view.{k}"].reshape(v.shape), v)] == []
+    moved = trained["backbone.body.features.5.block.1.0.weight"]
+    assert not torch.equal(moved, audioset["features.5.block.1.0.weight"])
+
+    exported = mer_live("export", str(run), "--out", str(bundle), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    opened = load_bundle(bundle)
+    assert (opened.song.view, opened.song.view_dims, opened.embedding_dims) == (0.25, 384, 768)
+    assert opened.manifest["model"]["view"] and "LogisticRegression" in opened.manifest["aggregator"]["kind"]
+    clip = next((tmp_path / "synth").rglob("*.wav"))
+    model = Model(opened)
+    outputs = model.stages.segment_outputs(model.stages.decode(str(clip)).logmel)
+    assert outputs.shape[1] == 2 + 768  # probabilities, the fine-tuned body's embedding, the view's
+    pickled = load_aggregator_pickle(opened)
+    assert pickled.view_weight == 0.25 and list(pickled.view_columns) == list(opened.song.view_columns(768))
+    song = model.predict(clip)
+    expected = pickled.predict_proba(opened.song_vector(outputs))[0]
+    np.testing.assert_allclose([song.valence, song.arousal], expected, atol=1e-5)
+    labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
+    assert labeled.returncode == 0, labeled.stderr
+
+    for extra, said in ((["--pretrained-view", "1"], "0 < W < 1"), (["--pretrained-view", "0.25", "--bodies", "2"],
+                        "one body"), (["--pretrained-view", "0.25", "--finetune", "heads"], "--finetune full")):
+        refused = mer_live("train", *common, *extra, "--out", str(tmp_path / "x"), cwd=tmp_path)
+        assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr
+    plain = [a for a in common if a != "--song-embedding"]
+    refused = mer_live("evaluate", *plain, "--pretrained-view", "0.25", "--out", str(tmp_path / "y"), cwd=tmp_path)
+    assert refused.returncode == 2 and "--song-embedding" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_co_divide_trains_two_networks_together_and_scores_each(tmp_path: Path):
     """`--co-divide --bodies 2` under SSSL: the two networks train in lockstep (a history row per network and
     epoch, one loop checkpoint holding both), the run is the ensemble (its manifest says how its members were

@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -105,16 +106,47 @@ def _couple_two(r: torch.Tensor) -> torch.Tensor:
     return p1
 
 
+class TaskLogistic(nn.Module):
+    """One task's view model (``SongAggregator.view_models``): standardise, linear, sigmoid -> P(high)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__()
+        steps = [step for _, step in pipeline.steps]
+        if len(steps) != 2 or not isinstance(steps[0], StandardScaler) or not isinstance(steps[1], LogisticRegression):
+            raise ValueError("a view's pipelines must be StandardScaler -> LogisticRegression")
+        scaler, model = steps
+        if list(model.classes_) != [0, 1]:
+            raise ValueError(f"a view's classes must be [0, 1] (low, high), got {list(model.classes_)}")
+        self.register_buffer("mean", _double(scaler.mean_))
+        self.register_buffer("scale", _double(scaler.scale_))
+        self.register_buffer("coef", _double(np.ravel(model.coef_)))
+        self.register_buffer("intercept", _double(float(model.intercept_[0])))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(((x - self.mean) / self.scale) @ self.coef + self.intercept)
+
+
 class AggregatorGraph(nn.Module):
-    """All tasks side by side: float32 features in, float32 P(high) per task out, float64 inside."""
+    """All tasks side by side: float32 features in, float32 P(high) per task out, float64 inside. With a second
+    view, each task's SVM reads the other columns and the mix ``(1 - w) SVM + w view`` is the output."""
 
     def __init__(self, aggregator: SongAggregator) -> None:
         super().__init__()
         self.tasks = nn.ModuleList(TaskSVC(aggregator.models[task]) for task in aggregator.tasks)
+        self.view_weight = aggregator.view_weight
+        if self.view_weight:
+            self.views = nn.ModuleList(TaskLogistic(aggregator.view_models[task]) for task in aggregator.tasks)
+            self.register_buffer("own_columns", torch.as_tensor(aggregator.own_columns, dtype=torch.int64))
+            self.register_buffer("view_columns", torch.as_tensor(aggregator.view_columns, dtype=torch.int64))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = features.to(torch.float64)
-        return torch.stack([task(x) for task in self.tasks], dim=1).to(torch.float32)
+        if not self.view_weight:
+            return torch.stack([task(x) for task in self.tasks], dim=1).to(torch.float32)
+        own, view = x.index_select(1, self.own_columns), x.index_select(1, self.view_columns)
+        svm = torch.stack([task(own) for task in self.tasks], dim=1)
+        heard = torch.stack([task(view) for task in self.views], dim=1)
+        return ((1 - self.view_weight) * svm + self.view_weight * heard).to(torch.float32)
 
 
 def aggregator_to_onnx(aggregator: SongAggregator, n_features: int) -> bytes:

@@ -237,7 +237,11 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
                        "pretrained on AudioSet, converted by scripts/convert_mn04.py; "
                        + "; ".join(("" if run.model_config.bodies == 1 else f"body {k + 1} ")
                                    + ("fine-tuned end to end" if mode == "full" else "body frozen")
-                                   for k, mode in enumerate(run.model_config.finetunes)),
+                                   for k, mode in enumerate(run.model_config.finetunes))
+                       + ("; beside it the pretrained network itself, frozen and without heads: the last "
+                          f"{run.song.view_dims} embedding values, the song stage's second view (a logistic "
+                          f"regression on their statistics gives {run.song.view:g} of the song estimate)"
+                          if run.model_config.view else ""),
             "weights_sha256": sha256_file(mobilenet.WEIGHTS),
             "licence": f"MIT (Copyright (c) 2022 Florian Schmid); see {mobilenet.NOTICE}",
         }
@@ -270,7 +274,9 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
             "feature_names": feature_names(task_names, dims),
             "embedding": bool(dims),
             "embedding_dims": dims,
-            "kind": "StandardScaler+SVC(rbf)",
+            "kind": "StandardScaler+SVC(rbf)" + (f", mixed {1 - song_config.view:g}/{song_config.view:g} with "
+                                                   "StandardScaler+LogisticRegression on the view's columns"
+                                                   if song_config.view else ""),
             "best_params": aggregator.best_params,
         },
         "training": {"dataset": run.config.get("dataset", {}), "train": run.config.get("train", {}),

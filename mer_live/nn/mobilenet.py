@@ -49,6 +49,9 @@ def width(channels: int) -> int:
     return make_divisible(channels * WIDTH)
 
 
+EMBEDDING_DIMS = 6 * width(BLOCKS[-1][2])  # the pooled embedding: 384 at width 0.4
+
+
 def conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
             activation: type[nn.Module] | None = None) -> nn.Sequential:
     """Conv (no bias, 'same' padding) + batch norm (+ activation): keys ``0.weight`` and ``1.*``."""

@@ -51,6 +51,9 @@ class ModelConfig:
     # AudioSet only: mood tags a second head learns from the training songs' tags (``--mood-tags``); the song
     # model does not read it, so a bundle's outputs are the same with or without
     moods: tuple[str, ...] = ()
+    # AudioSet, one network fine-tuned end to end: the pretrained network beside it, frozen and without heads; its
+    # pooled embedding follows the network's in what the song stage reads (``SongConfig.view``), training never sees it
+    view: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCH_CHOICES:
@@ -72,6 +75,9 @@ class ModelConfig:
         if self.moods and self.arch not in AUDIOSET:
             raise ValueError(f"a mood-tag head sits on an AudioSet network's embedding ({', '.join(AUDIOSET)}), "
                              f"not {self.arch}'s")
+        if self.view and (self.arch not in AUDIOSET or self.finetune != "full" or self.bodies != 1):
+            raise ValueError("the pretrained view sits beside one AudioSet network fine-tuned end to end "
+                             f"(--arch {', '.join(AUDIOSET)} --finetune full, one body)")
         if self.body_finetune:
             if len(self.body_finetune) != self.bodies or self.bodies == 1 or self.body_finetune[0] != self.finetune:
                 raise ValueError(f"finetune {','.join(self.body_finetune)}: one mode per body of an ensemble "
@@ -260,38 +266,46 @@ class AudioSetBackbone(nn.Module):
     then dropout and one linear layer for every task's classes.
 
     ``finetune="full"`` trains the whole network (``body`` at a lower rate, see ``param_groups``);
-    ``"heads"`` keeps the body frozen, batch-norm statistics included.
+    ``"heads"`` keeps the body frozen, batch-norm statistics included. With ``config.view`` the pretrained
+    network runs beside it, frozen: ``embed`` gives the body's embedding then the view's, the heads read the first.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.body = mobilenet.pretrained()
-        self.embedding_dims = self.body.embedding_dims
-        self.head = nn.Sequential(nn.Dropout(config.dropout),
-                                  nn.Linear(self.embedding_dims, sum(config.tasks.values())))
-        self.moods = nn.Linear(self.embedding_dims, len(config.moods)) if config.moods else None
+        self.width = self.body.embedding_dims  # what the heads read
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.width, sum(config.tasks.values())))
+        self.moods = nn.Linear(self.width, len(config.moods)) if config.moods else None
+        self.view = None
+        if config.view:
+            with torch.random.fork_rng():  # its random init before loading draws nothing the network's training sees
+                self.view = mobilenet.pretrained().requires_grad_(False)
+        self.embedding_dims = self.width + (0 if self.view is None else self.view.embedding_dims)
         self.frozen_body = config.finetune != "full"
         if self.frozen_body:
             self.body.requires_grad_(False)
 
     def train(self, mode: bool = True) -> AudioSetBackbone:
         super().train(mode)
-        if self.frozen_body:
-            self.body.eval()
+        for frozen in (self.body if self.frozen_body else None, self.view):
+            if frozen is not None:
+                frozen.eval()
         return self
 
     def embed(self, logmel: torch.Tensor) -> torch.Tensor:
-        return self.body.pooled(mobilenet.normalize(logmel))
+        x = mobilenet.normalize(logmel)
+        own = self.body.pooled(x)
+        return own if self.view is None else torch.cat([own, self.view.pooled(x)], dim=1)
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.head(embedding)
+        return self.head(embedding[:, : self.width])
 
     def forward(self, logmel: torch.Tensor, tags: bool = False, moods: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """The heads' logits; with ``tags``, also the body's own AudioSet logits of the same pass (distillation
         from the pretrained network, ``--distill``), and with ``moods`` the mood-tag head's (``--mood-tags``), in
         that order; through ``forward`` so data-parallel training syncs them."""
-        embedding = self.embed(logmel)
+        embedding = self.body.pooled(mobilenet.normalize(logmel))  # the view is the song stage's, not training's
         outputs = [self.head(embedding)]
         if tags:
             outputs.append(self.body.tags(embedding))

@@ -159,6 +159,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--song-embedding", action="store_true",
                      help="pretrained models: the song aggregator also reads the mean and std of the segment "
                           "embedding (penultimate layer and tags) over the song")
+    opt.add_argument("--pretrained-view", type=float, default=0.0, metavar="W",
+                     help="with --song-embedding on an AudioSet network fine-tuned end to end: the pretrained network "
+                          "also runs, frozen, beside it, and a logistic regression on the mean and std of its "
+                          "embedding over the song gives the share W (0 < W < 1) of the song estimate, the song SVM "
+                          "the rest (a second view; 0: off). Costs a second network per window when labeling")
     opt.add_argument("--segments-per-epoch", type=int, default=D.segments_per_epoch,
                      help="train on a fresh random subset of this many segments per epoch (0: all)")
     opt.add_argument("--no-gmm", dest="gmm", action="store_false", default=argparse.SUPPRESS,
@@ -285,6 +290,7 @@ def _configs(args: argparse.Namespace):
     import torch
 
     from mer_live.config import SongConfig
+    from mer_live.nn import mobilenet
     from mer_live.nn.model import ModelConfig
 
     if args.threads:
@@ -298,8 +304,16 @@ def _configs(args: argparse.Namespace):
                                    body_finetune=modes if len(modes) > 1 else (), **model)
     except ValueError as exc:  # a combination of --arch, --finetune, --loudness, --bodies that does not exist
         raise MerLiveError(f"{exc}; see mer-live {args.command} --help") from None
+    view = args.pretrained_view
+    if view and not (0 < view < 1 and args.song_embedding and model_config.audioset
+                     and model_config.finetunes == ("full",)):
+        raise MerLiveError(f"--pretrained-view {view:g}: a share 0 < W < 1 of the song estimate, read from the "
+                           "pretrained network beside one fine-tuned end to end: it needs --song-embedding and "
+                           "--arch mn04 --finetune full (one body)")
+    model_config = dataclasses.replace(model_config, view=bool(view))
     audio = model_config.default_audio().replace(segment_seconds=first, segment_hop_seconds=args.segment_hop)
-    song = SongConfig(theta=args.theta, embedding=args.song_embedding)
+    song = SongConfig(theta=args.theta, embedding=args.song_embedding, view=view,
+                      view_dims=mobilenet.EMBEDDING_DIMS if view else 0)
     cfg = train_config(args)
     if cfg.layer_decay != 1 and not (model_config.audioset and model_config.finetune == "full"):
         raise MerLiveError("--layer-decay sets rates inside a fine-tuned AudioSet MobileNet's body: "

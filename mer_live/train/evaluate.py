@@ -224,6 +224,8 @@ def cross_validate(
                     # the same network with song SVMs fit on fewer of the other recordings: rows "svm (K copies)"
                     svms = {f" ({copies} copies)": fit_aggregator(network, labels, song, cfg.seed, copies)
                             for copies in svm_copies}
+                    if song.view:  # the song SVM without the second view: rows "svm (no view)", paired in the run
+                        svms[" (no view)"] = fit_aggregator(network, labels, song, cfg.seed, cfg.svm_copies, view=0)
                     preds = predict_songs(network, test_mels, song, svms)
                     # (row suffix, model, test inputs, other SVMs, the row whose quadrants its agreement is against)
                     hopped = []

@@ -196,6 +196,9 @@ def fit(clips: list[Clip], logmels: dict[Path, np.ndarray], indices: list[int], 
     options = dataclasses.replace(options, comm=options.comm or Solo(pick_device(cfg.device)))
     if song.embedding and not model_config.has_embedding:
         raise MerLiveError("song-level embedding statistics need a pretrained model (--arch musicnn-msd, mn04, ...)")
+    if bool(song.view) != model_config.view:
+        raise MerLiveError("the song stage's second view and the pretrained network beside the model go together "
+                           "(--pretrained-view W sets both)")
     train_idx, val_idx = train_val_split(indices, clips, cfg.val_fraction, cfg.seed)
 
     def mels(idx: list[int]) -> list[np.ndarray]:
@@ -240,12 +243,16 @@ def with_aggregator(model: Fitted, clips: list[Clip], logmels: dict[Path, np.nda
     return model
 
 
-def fit_aggregator(model: Fitted, labels: np.ndarray, song: SongConfig, seed: int, copies: int | None
-                   ) -> SongAggregator:
+def fit_aggregator(model: Fitted, labels: np.ndarray, song: SongConfig, seed: int, copies: int | None,
+                   view: float | None = None) -> SongAggregator:
     """The song SVM on the clean songs' statistics and those of their first ``copies`` other versions
-    (None: all), every version under its song's labels."""
+    (None: all), every version under its song's labels; with a second view (``song.view``), mixed with the view's
+    logistic regression at ``view`` (default: ``song.view``; 0: the SVM alone, reading what it reads beside one)."""
     rows = [model.features, *model.other_features[:copies]]
-    return SongAggregator(list(song.tasks), seed=seed).fit(np.concatenate(rows), np.concatenate([labels] * len(rows)))
+    columns = song.view_columns(model.net.backbone.embedding_dims) if song.view else None
+    return SongAggregator(list(song.tasks), seed=seed, view_columns=columns,
+                          view_weight=song.view if view is None else view).fit(
+        np.concatenate(rows), np.concatenate([labels] * len(rows)))
 
 
 def train_bodies(train_set: SegmentSet, val_set: SegmentSet, audio: AudioConfig, model_config: ModelConfig,
