@@ -600,6 +600,11 @@ def test_the_pretrained_network_beside_a_fine_tuned_one_is_the_song_stage_s_seco
     assert [k for k, v in audioset.items() if not torch.equal(trained[f"backbone.view.{k}"].reshape(v.shape), v)] == []
     moved = trained["backbone.body.features.5.block.1.0.weight"]
     assert not torch.equal(moved, audioset["features.5.block.1.0.weight"])
+    alone = mer_live("train", *common, "--method", "naive", "--out", str(tmp_path / "alone"), cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    without = torch.load(tmp_path / "alone" / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    assert set(trained) - set(without) == {k for k in trained if k.startswith("backbone.view.")}
+    assert all(torch.equal(without[k], trained[k]) for k in without)  # the network trained bit for bit as without
 
     exported = mer_live("export", str(run), "--out", str(bundle), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
