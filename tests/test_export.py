@@ -151,6 +151,10 @@ def test_a_second_view_mixes_a_logistic_regression_into_the_song_svm_and_its_gra
     assert {"C", "gamma", "view_C"} <= set(mixed.best_params["valence"])
     song_graph = run_aggregator_onnx(aggregator_to_onnx(mixed, x.shape[1]), test)
     assert np.abs(song_graph - mixed.predict_proba(test.astype(np.float32).astype(np.float64))).max() < 1e-6
+    svm_alone = SongAggregator(["valence", "arousal"], view_columns=columns, view_weight=0.0).fit(x[:160], y[:160])
+    np.testing.assert_allclose(svm_alone.predict_proba(test), alone.predict_proba(np.delete(test, columns, axis=1)))
+    graph_alone = run_aggregator_onnx(aggregator_to_onnx(svm_alone, x.shape[1]), test)
+    assert np.abs(graph_alone - svm_alone.predict_proba(test.astype(np.float32).astype(np.float64))).max() < 1e-6
     with pytest.raises(ValueError, match="columns"):
         SongAggregator(["valence"], view_weight=0.5)
 

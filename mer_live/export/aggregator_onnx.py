@@ -134,18 +134,18 @@ class AggregatorGraph(nn.Module):
         super().__init__()
         self.tasks = nn.ModuleList(TaskSVC(aggregator.models[task]) for task in aggregator.tasks)
         self.view_weight = aggregator.view_weight
+        self.own_columns = None if aggregator.own_columns is None else torch.as_tensor(aggregator.own_columns)
         if self.view_weight:
             self.views = nn.ModuleList(TaskLogistic(aggregator.view_models[task]) for task in aggregator.tasks)
-            self.register_buffer("own_columns", torch.as_tensor(aggregator.own_columns, dtype=torch.int64))
-            self.register_buffer("view_columns", torch.as_tensor(aggregator.view_columns, dtype=torch.int64))
+            self.view_columns = torch.as_tensor(aggregator.view_columns, dtype=torch.int64)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = features.to(torch.float64)
-        if not self.view_weight:
-            return torch.stack([task(x) for task in self.tasks], dim=1).to(torch.float32)
-        own, view = x.index_select(1, self.own_columns), x.index_select(1, self.view_columns)
+        own = x if self.own_columns is None else x.index_select(1, self.own_columns)
         svm = torch.stack([task(own) for task in self.tasks], dim=1)
-        heard = torch.stack([task(view) for task in self.views], dim=1)
+        if not self.view_weight:
+            return svm.to(torch.float32)
+        heard = torch.stack([task(x.index_select(1, self.view_columns)) for task in self.views], dim=1)
         return ((1 - self.view_weight) * svm + self.view_weight * heard).to(torch.float32)
 
 
