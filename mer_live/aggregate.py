@@ -10,6 +10,7 @@ taught, beside the network fine-tuned on 4Q), where one RBF kernel on both had n
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -87,6 +88,16 @@ class SongAggregator:
                 self.view_models[task] = view.fit(features[:, self.view_columns], y)
                 self.best_params[task]["view_C"] = float(view[-1].C_)
         return self
+
+    def without_view(self) -> SongAggregator:
+        """The song SVM alone, reading the song vector of the network without the view: the view's columns
+        removed, the rest in order (``own_columns``), so it gives what it gave at a share of 0."""
+        plain = copy.copy(self)
+        plain.view_columns, plain.view_weight, plain.view_models = np.zeros(0, np.int64), 0.0, {}
+        plain.own_columns = None
+        plain.best_params = {task: {key: value for key, value in params.items() if key != "view_C"}
+                             for task, params in self.best_params.items()}
+        return plain
 
     def _own(self, features: np.ndarray) -> np.ndarray:
         return features if self.own_columns is None else features[:, self.own_columns]

@@ -623,6 +623,23 @@ def test_the_pretrained_network_beside_a_fine_tuned_one_is_the_song_stage_s_seco
     labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
     assert labeled.returncode == 0, labeled.stderr
 
+    # `export --without-view`: the same run without the view is the run trained without it, network and song SVM
+    for source, out, extra in ((run, "plain", ["--without-view"]), (tmp_path / "alone", "alone-bundle", [])):
+        exported = mer_live("export", str(source), "--out", str(tmp_path / out), *extra, cwd=tmp_path)
+        assert exported.returncode == 0, exported.stderr
+    plain, alone = Model(load_bundle(tmp_path / "plain")), Model(load_bundle(tmp_path / "alone-bundle"))
+    assert not plain.bundle.manifest["model"]["view"] and not plain.bundle.song.view
+    assert plain.bundle.embedding_dims == 384
+    assert "LogisticRegression" not in plain.bundle.manifest["aggregator"]["kind"]
+    a, b = plain.predict(clip), alone.predict(clip)
+    np.testing.assert_allclose(a.segments, b.segments, atol=1e-6)
+    np.testing.assert_allclose(a.segments, song.segments, atol=1e-6)
+    assert (a.valence, a.arousal) == pytest.approx((b.valence, b.arousal), abs=1e-9)
+    svm_alone = load_aggregator_pickle(plain.bundle).predict_proba(plain.bundle.song_vector(outputs[:, :2 + 384]))
+    np.testing.assert_allclose([a.valence, a.arousal], svm_alone[0], atol=1e-5)
+    refused = mer_live("export", str(tmp_path / "alone"), "--out", str(tmp_path / "z"), "--without-view", cwd=tmp_path)
+    assert refused.returncode != 0 and "no pretrained view" in refused.stderr and "Traceback" not in refused.stderr
+
     for extra, said in ((["--pretrained-view", "1"], "0 < W < 1"), (["--pretrained-view", "0.25", "--bodies", "2"],
                         "one body"), (["--pretrained-view", "0.25", "--finetune", "heads"], "--finetune full")):
         refused = mer_live("train", *common, *extra, "--out", str(tmp_path / "x"), cwd=tmp_path)

@@ -16,6 +16,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-hop", type=float, metavar="SECONDS",
                         help="label with windows this far apart (e.g. 1: overlapping 3 s windows every second); "
                              "default: the hop the run trained on")
+    parser.add_argument("--without-view", action="store_true",
+                        help="leave a run's pretrained view out (trained with --pretrained-view): the fine-tuned "
+                             "network and song SVM alone, half the network's work per window")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -28,7 +31,7 @@ def run_export(args: argparse.Namespace) -> int:
     console = Console()
     variants = [name for name in ("fp16", "int8") if getattr(args, name)]
     out = export_run(args.run_dir, args.out, variants=variants, force=args.force, segment_hop=args.segment_hop,
-                     log=lambda message: console.print(message, highlight=False))
+                     without_view=args.without_view, log=lambda message: console.print(message, highlight=False))
     bundle = load_bundle(out)  # what the runtime will do: proves the bundle opens and verifies
     table = Table(title=f"bundle {out}", title_justify="left")
     table.add_column("file")

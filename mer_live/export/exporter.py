@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import pickle
 import shutil
 import sys
 from collections.abc import Iterable
@@ -47,13 +48,14 @@ TUNED = {"heads": "body and tagging back end frozen", "top": "tagging back end f
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                variants: Iterable[str] = (), force: bool = False, segment_hop: float | None = None,
-               log=print) -> Path:
+               without_view: bool = False, log=print) -> Path:
     """Export and verify ``run_dir`` into the bundle folder ``out_dir``; returns ``out_dir``.
 
     Refuses a non-empty ``out_dir`` unless ``force``. ``variants`` may name "fp16" and "int8"
     (optional extra segment graphs, measured against fp32 and recorded in the manifest). ``segment_hop``
     (seconds) makes the runtime label with windows that far apart instead of the training hop; the
-    manifest's audio settings say so, and its training record keeps the hop trained on.
+    manifest's audio settings say so, and its training record keeps the hop trained on. ``without_view`` leaves a
+    run's pretrained view out (``Run.without_view``): its network and song SVM alone.
     """
     variants = tuple(variants)
     unknown = set(variants) - set(VARIANTS)
@@ -62,6 +64,8 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     out = Path(out_dir)
     _check_target(out, force)
     run = open_run(run_dir)
+    if without_view:
+        run = run.without_view()
     if segment_hop is not None:
         try:
             run = dataclasses.replace(run, audio=run.audio.replace(segment_hop_seconds=segment_hop))
@@ -115,7 +119,7 @@ def _verification_data(run: Run, embedding_dims: int) -> tuple[np.ndarray, np.nd
         if not path.is_file():
             raise MerLiveError(f"{path}: missing; the exporter verifies ONNX against it (re-run training)")
     audio = np.load(paths[0]).astype(np.float32)
-    features = np.load(paths[1]).astype(np.float64)
+    features = run.verification_features()
     if audio.ndim != 2 or audio.shape[1] != run.audio.segment_samples or len(audio) == 0:
         raise MerLiveError(f"{paths[0]}: expected (n, {run.audio.segment_samples}) segments, got {audio.shape}")
     n_features = run.song.n_features(embedding_dims)
@@ -182,7 +186,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
     aggregator = run.load_aggregator()
     if list(aggregator.tasks) != task_names:
         raise MerLiveError(f"{run.path}: aggregator tasks {aggregator.tasks} differ from the model's {task_names}")
-    _write(out / PICKLE, (run.path / AGGREGATOR).read_bytes())
+    _write(out / PICKLE, pickle.dumps(aggregator) if run.dropped_columns else (run.path / AGGREGATOR).read_bytes())
     _write(out / "aggregator.onnx", aggregator_to_onnx(aggregator, features.shape[1]))
 
     segment = _run(out / "segment.onnx", "audio", audio_np)

@@ -16,6 +16,7 @@ Every file goes through ``mer_live.atomic.atomic_file``: a kill never leaves hal
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -57,19 +58,41 @@ class Run:
     config: dict
     audio: AudioConfig
     model_config: ModelConfig
+    dropped_columns: tuple[int, ...] = ()  # ``without_view``: the song vector's view columns, left out
 
     @property
     def song(self) -> SongConfig:
         return SongConfig.from_record(self.config)
 
+    def without_view(self) -> Run:
+        """This run as one trained without ``--pretrained-view``: training never sees the view, so leaving it
+        out gives the network and song SVM such a run trains (a cheaper tier from the same run)."""
+        if not self.model_config.view:
+            raise MerLiveError(f"{self.path}: has no pretrained view to leave out (trained without "
+                               "--pretrained-view)")
+        columns = self.song.view_columns(self.song.view_dims + self.load_model().backbone.width)
+        config = {**self.config, "model": {**self.config["model"], "view": False},
+                  "song": {**self.config["song"], "view": 0.0, "view_dims": 0}}
+        return dataclasses.replace(self, config=config, model_config=dataclasses.replace(self.model_config, view=False),
+                                   dropped_columns=tuple(int(c) for c in columns))
+
     def load_model(self) -> SegmentNet:
         net = SegmentNet(self.audio, self.model_config)
-        net.load_state_dict(torch.load(self.path / CHECKPOINT, map_location="cpu", weights_only=True)["model"])
+        state = torch.load(self.path / CHECKPOINT, map_location="cpu", weights_only=True)["model"]
+        if self.dropped_columns:  # the view's weights are AudioSet's, not trained: a network without it lacks them
+            state = {key: value for key, value in state.items() if not key.startswith("backbone.view.")}
+        net.load_state_dict(state)
         return net.eval()
 
     def load_aggregator(self) -> SongAggregator:
         with open(self.path / AGGREGATOR, "rb") as f:
-            return pickle.load(f)
+            aggregator = pickle.load(f)
+        return aggregator.without_view() if self.dropped_columns else aggregator
+
+    def verification_features(self) -> np.ndarray:
+        """Song statistics the exporter checks the aggregator on, as this run's song vector has them."""
+        features = np.load(self.path / VERIFY_FEATURES).astype(np.float64)
+        return np.delete(features, self.dropped_columns, axis=1) if self.dropped_columns else features
 
     def metrics(self) -> dict:
         path = self.path / METRICS
