@@ -35,6 +35,16 @@ def test_compact_is_much_cheaper_than_vgg16():
     assert count_macs(compact) * 10 < count_macs(vgg)
 
 
+def test_a_pretrained_view_counts_as_a_second_network_in_the_macs():
+    """Labeling runs the view beside the network: its MACs are the network's again, less the heads."""
+    plain = ModelConfig(arch="mn04", finetune="full")
+    audio = plain.default_audio()
+    one, two = (SegmentNet(audio, config) for config in (plain, ModelConfig(arch="mn04", finetune="full", view=True)))
+    network = count_macs(one) - one.frontend.macs(audio.segment_frames)
+    heads = sum(m.in_features * m.out_features for m in one.backbone.head.modules() if isinstance(m, torch.nn.Linear))
+    assert network > 10**7 and count_macs(two) == count_macs(one) + network - heads
+
+
 def test_segment_model_exports_and_matches_onnxruntime(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     a = AudioConfig()

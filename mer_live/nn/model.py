@@ -441,9 +441,14 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def count_macs(net: SegmentNet, seconds: float = 3.0) -> int:
-    """Multiply-accumulates for one segment of ``seconds`` (convs, STFT, mel, linears)."""
+    """Multiply-accumulates for one segment of ``seconds`` (convs, STFT, mel, linears), as labeling computes it:
+    with a pretrained view, its network too."""
     macs = 0
     hooks = []
+    audio = net.audio.replace(segment_seconds=seconds)
+    silence = torch.zeros(1, audio.segment_samples)
+    with torch.no_grad():
+        logmel = net.frontend(silence)  # before the hooks: the front end is counted by its own ``macs``
 
     def conv_hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal macs
@@ -459,10 +464,12 @@ def count_macs(net: SegmentNet, seconds: float = 3.0) -> int:
             hooks.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             hooks.append(module.register_forward_hook(linear_hook))
-    audio = net.audio.replace(segment_seconds=seconds)
+    view = getattr(net.backbone, "view", None)
     with torch.no_grad():
         net.eval()
-        net(torch.zeros(1, audio.segment_samples))
+        net(silence)
+        if view is not None:
+            view.pooled(mobilenet.normalize(logmel))
     for hook in hooks:
         hook.remove()
     return macs + net.frontend.macs(audio.segment_frames)
