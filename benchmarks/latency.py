@@ -72,7 +72,7 @@ class TorchStages(Stages):
 
         super().__init__(bundle, provider="cpu", threads=1)
         self.torch, self.device = torch, torch.device(device)
-        fields = ("arch", "tasks", "dropout", "finetune", "loudness")
+        fields = ("arch", "tasks", "dropout", "finetune", "loudness", "view")
         model_config = ModelConfig.from_dict({k: v for k, v in bundle.manifest["model"].items() if k in fields})
         net = SegmentNet(bundle.audio, model_config)
         self.embedding = bundle.embedding_dims > 0  # the graph then also returns what the aggregator summarises
