@@ -103,6 +103,7 @@ def test_fast_is_the_default_network_alone_every_3_seconds(tmp_path: Path, write
     manifest = fast.bundle.manifest
     assert fast.bundle.path != default.bundle.path
     assert not manifest["model"].get("view") and not manifest["song"].get("view")
+    assert "export --without-view" in manifest["model"]["view_left_out"]
     trained = default.bundle.manifest["training"]["train"]
     assert {key: trained[key] for key in manifest["training"]["train"]} == manifest["training"]["train"]
     assert (fast.bundle.path / "NOTICE-EfficientAT").is_file()

@@ -629,6 +629,7 @@ def test_the_pretrained_network_beside_a_fine_tuned_one_is_the_song_stage_s_seco
         assert exported.returncode == 0, exported.stderr
     plain, alone = Model(load_bundle(tmp_path / "plain")), Model(load_bundle(tmp_path / "alone-bundle"))
     assert not plain.bundle.manifest["model"]["view"] and not plain.bundle.song.view
+    assert "view_left_out" in plain.bundle.manifest["model"] and "view_left_out" not in opened.manifest["model"]
     assert plain.bundle.embedding_dims == 384
     assert "LogisticRegression" not in plain.bundle.manifest["aggregator"]["kind"]
     a, b = plain.predict(clip), alone.predict(clip)

@@ -249,6 +249,9 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
             "weights_sha256": sha256_file(mobilenet.WEIGHTS),
             "licence": f"MIT (Copyright (c) 2022 Florian Schmid); see {mobilenet.NOTICE}",
         }
+    if run.dropped_columns:
+        model_record["view_left_out"] = ("trained with a pretrained view beside this network, exported without it "
+                                         "(export --without-view): the fine-tuned network and its song SVM alone")
     if run.model_config.bodies > 1:
         train = run.config.get("train", {})
         seed, widths, together = train.get("seed", 0), net.backbone.widths, train.get("co_divide", False)
