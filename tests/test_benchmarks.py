@@ -94,3 +94,18 @@ def test_accuracy_and_readme(dirs, tmp_path, capsys):
 def test_unknown_benchmark(capsys):
     assert run.main(["nope"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_latency_s_pytorch_rows_build_the_packaged_default_with_its_view():
+    """The PyTorch-eager rows rebuild the bundle's network from its manifest: the default's view included, so
+    a window gives what the bundle's graph gives the song stage (2 probabilities, 384 + 384 embedding values)."""
+    import numpy as np
+
+    from benchmarks.latency import TorchStages
+    from mer_live.runtime.bundle import load_bundle
+
+    bundle = load_bundle("default")
+    assert bundle.manifest["model"]["view"]
+    stages = TorchStages(bundle)
+    out = stages.reference()(np.zeros((1, bundle.audio.segment_samples), np.float32))
+    assert out.shape == (1, 2 + bundle.embedding_dims) and bundle.embedding_dims == 768
