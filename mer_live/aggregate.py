@@ -14,7 +14,7 @@ import copy
 import warnings
 
 import numpy as np
-from sklearn.linear_model import LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -85,8 +85,9 @@ class SongAggregator:
                 view = make_pipeline(StandardScaler(), LogisticRegressionCV(
                     Cs=list(VIEW_C_GRID), l1_ratios=(0.0,), cv=inner, scoring="accuracy", max_iter=5000,
                     use_legacy_attributes=False))
-                self.view_models[task] = view.fit(features[:, self.view_columns], y)
+                view.fit(features[:, self.view_columns], y)
                 self.best_params[task]["view_C"] = float(view[-1].C_)
+                self.view_models[task] = _fitted_only(view)
         return self
 
     def without_view(self) -> SongAggregator:
@@ -110,6 +111,16 @@ class SongAggregator:
         view = np.stack([self.view_models[task].predict_proba(features[:, self.view_columns])[:, 1]
                          for task in self.tasks], axis=1)
         return (1 - self.view_weight) * svm + self.view_weight * view
+
+
+def _fitted_only(view: Pipeline) -> Pipeline:
+    """The chosen regression without LogisticRegressionCV's cross-validation path (half a megabyte per bundle):
+    the same coefficients, so the same probabilities."""
+    search = view[-1]
+    plain = LogisticRegression(C=float(search.C_))
+    plain.classes_, plain.coef_, plain.intercept_ = search.classes_, search.coef_, search.intercept_
+    plain.n_features_in_, plain.n_iter_ = search.n_features_in_, np.atleast_1d(np.max(search.n_iter_))
+    return make_pipeline(view[0], plain)
 
 
 def mean_probabilities(features: np.ndarray, tasks: list[str]) -> np.ndarray:
