@@ -3,18 +3,26 @@
 The packaged bundle has one segment length and one architecture, but the sweep needs 1-5 s for
 compact and VGG16. Compute does not depend on the weights, so a stand-in is a randomly
 initialised model of the same architecture put through the real exporter (``harness.tiny``
-makes the run), giving the same ONNX graphs a trained model has.
+makes the run), giving the same ONNX graphs a trained model has; a stand-in of a packaged model
+copies its whole configuration (the default's pretrained view and embedding statistics included).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import hashlib
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mer_live.runtime.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
+
+if TYPE_CHECKING:  # torch is imported where a stand-in is built, not by every benchmark
+    from mer_live.nn.model import ModelConfig
 
 
 def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,14 +54,28 @@ def tiers(exclude: str = "") -> dict[str, Bundle]:
             if name != exclude and (PACKAGED[name] / "bundle.json").is_file()}
 
 
-def stand_in(workdir: Path, seconds: float, arch: str = "compact") -> Bundle:
-    """An exported, verified bundle of an untrained ``arch`` model for ``seconds``-long segments."""
-    out = workdir / f"{arch}-{seconds:g}s"
+def model_config(bundle: Bundle) -> ModelConfig:
+    """The bundle's network settings, read back from its manifest's model record (which adds counts and
+    provenance to them)."""
+    from mer_live.nn.model import ModelConfig
+
+    known = {field.name for field in dataclasses.fields(ModelConfig)}
+    return ModelConfig.from_dict({k: v for k, v in bundle.manifest["model"].items() if k in known})
+
+
+def stand_in(workdir: Path, seconds: float, arch: str = "compact", like: Bundle | None = None) -> Bundle:
+    """An exported, verified bundle of an untrained ``arch`` model for ``seconds``-long segments; with ``like``,
+    of that bundle's network and song settings instead (a pretrained view, embedding statistics), so that a
+    packaged model's other lengths cost what it would."""
+    from harness.tiny import SONG, make_tiny_bundle
+
+    model, song = (None, SONG) if like is None else (model_config(like), like.song)
+    name = arch if like is None else "{}-{}".format(arch_of(like), hashlib.sha256(json.dumps(
+        [dataclasses.asdict(model), song.to_dict()], sort_keys=True).encode()).hexdigest()[:8])
+    out = workdir / f"{name}-{seconds:g}s"
     if (out / "bundle.json").is_file():
         return load_bundle(out)
-    from harness.tiny import make_tiny_bundle
-
-    return load_bundle(make_tiny_bundle(out, seconds, arch=arch))
+    return load_bundle(make_tiny_bundle(out, seconds, arch=arch, model=model, song=song))
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lengths", default="1,2,3,4,5", help="segment lengths in seconds (comma list)")
     parser.add_argument("--models", default=",".join(MODELS),
                         help="packaged models (comma list; one not in this checkout is skipped): each at its own "
-                             "segment length, untrained stand-ins of its architecture at the other lengths")
+                             "segment length, untrained copies of its configuration at the other lengths")
     parser.add_argument("--archs", default="",
                         help="more architectures as untrained stand-ins (comma list): compact, vgg16, musicnn-msd, "
                              "musicnn-mtt, vgg-msd, vgg-mtt")
@@ -68,12 +68,11 @@ class TorchStages(Stages):
     def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
         import torch
 
-        from mer_live.nn.model import ModelConfig, SegmentNet, SegmentProbabilities
+        from mer_live.nn.model import SegmentNet, SegmentProbabilities
 
         super().__init__(bundle, provider="cpu", threads=1)
         self.torch, self.device = torch, torch.device(device)
-        fields = ("arch", "tasks", "dropout", "finetune", "loudness", "view")
-        model_config = ModelConfig.from_dict({k: v for k, v in bundle.manifest["model"].items() if k in fields})
+        model_config = bundles.model_config(bundle)
         net = SegmentNet(bundle.audio, model_config)
         self.embedding = bundle.embedding_dims > 0  # the graph then also returns what the aggregator summarises
         self.net = SegmentProbabilities(net, model_config.tasks, self.embedding).eval().to(self.device)
@@ -300,8 +299,8 @@ def plot(rows: list[dict], path) -> None:
 
 def chosen_bundles(args: argparse.Namespace, work, lengths: list[float], models: list[str], archs: list[str]
                    ) -> dict[tuple[str, float], Bundle]:
-    """(model, segment seconds) -> bundle: the packaged model at its own length, a stand-in of its
-    architecture at the others; a bundle that hops more than a second (``fast``: its windows do not overlap)
+    """(model, segment seconds) -> bundle: the packaged model at its own length, an untrained copy of its
+    configuration at the others; a bundle that hops more than a second (``fast``: its windows do not overlap)
     at its own length and hop only; ``--archs`` as stand-ins; ``--bundle`` alone."""
     from mer_live.runtime.bundle import PACKAGED, load_bundle
 
@@ -320,7 +319,7 @@ def chosen_bundles(args: argparse.Namespace, work, lengths: list[float], models:
             continue
         for seconds in lengths:
             fits = own.audio.segment_seconds == seconds
-            chosen[(model, seconds)] = own if fits else bundles.stand_in(work, seconds, bundles.arch_of(own))
+            chosen[(model, seconds)] = own if fits else bundles.stand_in(work, seconds, bundles.arch_of(own), own)
     for arch in archs:
         for seconds in lengths:
             chosen[(arch, seconds)] = bundles.stand_in(work, seconds, arch)
@@ -375,7 +374,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     common.write_result(args.results_dir, "latency", argv, {
         "what": "per-update compute of the live path (window + front end + backbone + statistics + aggregator) "
                 "per hop; algorithmic latency = segment length; RTF = compute / hop; each packaged model at its "
-                "own segment length, untrained stand-ins of its architecture at the other lengths",
+                "own segment length, untrained copies of its configuration (a pretrained view included) at the other "
+                "lengths",
         "repeats": {"compact": repeats, "others": vgg_repeats, "warmup": warmup},
         "target": {"compact_ort_incremental_p99_ms": TARGET_P99_MS, "threads": default_threads, "met": met},
         "bundles": sorted({f"{bundles.describe(b)}" for b in chosen.values()}),

@@ -53,8 +53,9 @@ def latency_section(data: dict, results: Path) -> list[str]:
              "statistics and aggregator (ONNX Runtime, incremental); the one-graph model on the whole window; and "
              "PyTorch eager of the same network. Algorithmic latency is the segment length (a window must fill); "
              "RTF = compute / hop. Each packaged model is measured at its own segment length and hop, and at the "
-             "others as an untrained stand-in of its architecture with a 1 s hop (compute does not depend on the "
-             "weights; `fast` hops 3 s, so its own row's front end covers three times the new audio); "
+             "others as an untrained copy of its configuration (the default's with its pretrained view) with a 1 s "
+             "hop (compute does not depend on the weights; `fast` hops 3 s, so its own row's front end covers three "
+             "times the new audio); "
              "the figure has one panel per model, p50 solid and p99 dashed.", ""]
     head = ["model", "segment"] + [f"ORT {t}t p50 / p99" for t in threads] + \
         [f"one graph {threads[0]}t p99", f"PyTorch {threads[0]}t p99", "PyTorch / ORT", "RTF p99"]

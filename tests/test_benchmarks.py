@@ -109,3 +109,27 @@ def test_latency_s_pytorch_rows_build_the_packaged_default_with_its_view():
     stages = TorchStages(bundle)
     out = stages.reference()(np.zeros((1, bundle.audio.segment_samples), np.float32))
     assert out.shape == (1, 2 + bundle.embedding_dims) and bundle.embedding_dims == 768
+
+
+def test_latency_s_other_lengths_copy_the_packaged_default_with_its_view(tmp_path):
+    """At a length the default was not trained for, its latency row is an untrained copy of its configuration:
+    both networks (the pretrained view too), the embedding statistics and the view's share of the song stage,
+    so the row costs what the default would; a stand-in of its bare architecture would leave the view out."""
+    import numpy as np
+
+    from benchmarks import bundles
+    from mer_live.api import load
+    from mer_live.runtime.bundle import load_bundle
+
+    default = load_bundle("default")
+    copy = bundles.stand_in(tmp_path, 2.0, "mn04", like=default)
+    assert copy.audio.segment_seconds == 2.0 and copy.audio.sample_rate == default.audio.sample_rate
+    assert copy.manifest["model"]["view"] and bundles.model_config(copy) == bundles.model_config(default)
+    assert copy.song.view == default.song.view == 0.25 and copy.embedding_dims == default.embedding_dims == 768
+    bare = bundles.stand_in(tmp_path, 2.0, "mn04")
+    # a second network's work on the shared front end: at 3 s the default counts 126 M MACs, fast 93 M
+    assert copy.manifest["model"]["macs_per_segment"] > 1.3 * bare.manifest["model"]["macs_per_segment"]
+    assert not bare.manifest["model"].get("view") and bare.embedding_dims == 0
+    song = load(copy.path).predict(np.random.default_rng(0).normal(0, 0.1, 5 * 32000).astype(np.float32), sr=32000)
+    assert 0 <= song.valence <= 1 and len(song.segments) == len(copy.audio.segment_starts(5 * 32000)) >= 3
+    assert bundles.stand_in(tmp_path, 2.0, "mn04", like=default).path == copy.path  # reused from --work-dir
