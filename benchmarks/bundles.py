@@ -65,13 +65,16 @@ def model_config(bundle: Bundle) -> ModelConfig:
 
 def stand_in(workdir: Path, seconds: float, arch: str = "compact", like: Bundle | None = None) -> Bundle:
     """An exported, verified bundle of an untrained ``arch`` model for ``seconds``-long segments; with ``like``,
-    of that bundle's network and song settings instead (a pretrained view, embedding statistics), so that a
-    packaged model's other lengths cost what it would."""
+    of that bundle's network and song settings instead (its architecture, a pretrained view, embedding
+    statistics), so that a packaged model's other lengths cost what it would."""
     from harness.tiny import SONG, make_tiny_bundle
 
-    model, song = (None, SONG) if like is None else (model_config(like), like.song)
-    name = arch if like is None else "{}-{}".format(arch_of(like), hashlib.sha256(json.dumps(
-        [dataclasses.asdict(model), song.to_dict()], sort_keys=True).encode()).hexdigest()[:8])
+    if like is None:
+        model, song, name = None, SONG, arch
+    else:  # named by its settings, so a changed bundle never reuses a stale copy from --work-dir
+        model, song = model_config(like), like.song
+        settings = json.dumps([dataclasses.asdict(model), song.to_dict()], sort_keys=True)
+        name = f"{model.arch}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
     out = workdir / f"{name}-{seconds:g}s"
     if (out / "bundle.json").is_file():
         return load_bundle(out)

@@ -319,7 +319,7 @@ def chosen_bundles(args: argparse.Namespace, work, lengths: list[float], models:
             continue
         for seconds in lengths:
             fits = own.audio.segment_seconds == seconds
-            chosen[(model, seconds)] = own if fits else bundles.stand_in(work, seconds, bundles.arch_of(own), own)
+            chosen[(model, seconds)] = own if fits else bundles.stand_in(work, seconds, like=own)
     for arch in archs:
         for seconds in lengths:
             chosen[(arch, seconds)] = bundles.stand_in(work, seconds, arch)
