@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -12,6 +15,14 @@ import soundfile as sf
 from mer_live.runtime.bundle import Bundle, load_bundle
 
 _ROOT = Path(tempfile.mkdtemp(prefix="mer-live-realtime-tests-"))
+_OWNER = os.getpid()
+
+
+@atexit.register
+def _remove_root() -> None:
+    """A test session leaves nothing in the temp folder (a forked child that exits leaves it to its parent)."""
+    if os.getpid() == _OWNER:
+        shutil.rmtree(_ROOT, ignore_errors=True)
 
 
 def tiny_bundle(segment_seconds: float = 3.0) -> Bundle:

@@ -32,7 +32,7 @@ TIMEOUT = 150
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run to the end or kill the whole process group (torchrun and its workers) on timeout."""
     env = {"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "TMPDIR": str(cwd)}  # torchrun's own temp folders go with the test's
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:

@@ -78,3 +78,11 @@ def test_train_val_split_keeps_both_sides():
     assert len(songs(clips, train)) == 1 and len(songs(clips, val)) == 1
     with pytest.raises(MerLiveError):
         train_val_split([0], clips, 0.5, seed=0)
+
+
+def test_train_val_split_can_hold_nothing_out():
+    clips = corpus(n_songs=8)
+    indices = list(range(len(clips)))[::-1]
+    assert train_val_split(indices, clips, val_fraction=0, seed=0) == (sorted(indices), [])
+    with pytest.raises(MerLiveError, match="at least 0 and below 1"):
+        train_val_split(indices, clips, 1.0, seed=0)

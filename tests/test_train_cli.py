@@ -39,6 +39,28 @@ def test_train_writes_a_complete_run_directory(tmp_path: Path):
     assert [row["phase"] for row in history] == ["warmup", "sssl"]
 
 
+def test_without_validation_songs_every_song_trains_and_the_last_epoch_is_kept(tmp_path: Path):
+    """--val-fraction 0: no song is held out to choose the epoch; the run keeps the last one, and the export's
+    checks read training songs, so the run exports and labels as any other."""
+    out = tmp_path / "run"
+    result = mer_live("train", *TINY, "--root", str(tmp_path / "synth"), "--out", str(out), "--method", "naive",
+                      "--epochs", "3", "--segment-seconds", "2", "--val-fraction", "0",
+                      "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "val_v acc=nan" in result.stderr  # nothing to validate on
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation_songs"] == 0 and metrics["best_epoch"] == 3 and "validation_svm_acc" not in metrics
+    assert json.loads((out / "config.json").read_text())["train"]["val_fraction"] == 0
+    assert len(np.load(out / "verify_audio.npy")) > 0 and len(np.load(out / "verify_features.npy")) > 0
+    bundle = tmp_path / "bundle"
+    exported = mer_live("export", str(out), "--out", str(bundle), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    clip = next((tmp_path / "synth").rglob("*.wav"))
+    labeled = mer_live("label", str(clip), "--model", str(bundle), "--format", "json", cwd=tmp_path)
+    assert labeled.returncode == 0, labeled.stderr
+    assert json.loads(labeled.stdout)["files"][0]["quadrant"] in ("Q1", "Q2", "Q3", "Q4")
+
+
 def test_evaluate_writes_json_and_markdown_reports(tmp_path: Path):
     out = tmp_path / "eval"
     result = mer_live("evaluate", *TINY, "--root", str(tmp_path / "synth"), "--folds", "2", "--segment-seconds", "2",
@@ -258,6 +280,9 @@ def test_augmentation_and_smoothing_outside_their_range_are_refused_in_one_line(
     assert train_config(_parse("--song-loss", "0.5")).song_loss == 0.5
     with pytest.raises(MerLiveError, match="--freq-mask and --time-mask are widths"):
         train_config(_parse("--time-mask", "-1"))
+    with pytest.raises(MerLiveError, match="--val-fraction F is a share of the training songs"):
+        train_config(_parse("--val-fraction", "1"))
+    assert train_config(_parse("--val-fraction", "0")).val_fraction == 0
     wider = train_config(_parse("--freq-mask", "48", "--time-mask", "60"))
     assert (wider.freq_mask, wider.time_mask) == (48, 60)
 

@@ -178,6 +178,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="ablation: no R-Drop consistency")
     opt.add_argument("--no-refine", dest="refine", action="store_false", default=argparse.SUPPRESS,
                      help="ablation: no label refinement")
+    opt.add_argument("--val-fraction", type=float, default=D.val_fraction, metavar="F",
+                     help="the share of training songs held out to choose the best epoch (0: none; every song "
+                          "trains and the last epoch is kept)")
     opt.add_argument("--seed", type=int, default=D.seed)
     opt.add_argument("--compute", dest="device", choices=COMPUTE, default=D.device,
                      help="where training runs: auto is CUDA when torch sees a GPU, else the CPU")
@@ -274,6 +277,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         raise MerLiveError(f"--label-smoothing E needs 0 <= E < 1, got {cfg.label_smoothing:g}")
     if cfg.quiet_valence <= 0:
         raise MerLiveError(f"--quiet-valence W weighs a loss: it needs W > 0, got {cfg.quiet_valence:g}")
+    if not 0 <= cfg.val_fraction < 1:
+        raise MerLiveError(f"--val-fraction F is a share of the training songs: it needs 0 <= F < 1 (0: none held "
+                           f"out), got {cfg.val_fraction:g}")
     return dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, cfg.epochs))
 
 

@@ -28,7 +28,8 @@ def training_curves(history: list[dict], tasks: list[str], path: Path) -> None:
     for task in tasks:
         axes[1].plot(epochs, [row.get(f"val_{task}_song_acc", np.nan) for row in history], label=task)
         axes[2].plot(epochs, [row[f"clean_{task}"] for row in history], label=task)
-    axes[1].set_title("validation song accuracy (mean aggregation)")
+    held_out = any(f"val_{task}_song_acc" in row for row in history for task in tasks)
+    axes[1].set_title("validation song accuracy (mean aggregation)" if held_out else "no validation songs held out")
     axes[2].set_title("share of segments judged clean")
     for ax in axes:
         ax.set_xlabel("epoch")

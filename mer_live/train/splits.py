@@ -78,10 +78,12 @@ def train_val_split(
     """Split ``indices`` into (train, validation) by song, about ``val_fraction`` of songs to validation.
 
     Per-stratum quotas use largest remainders, so the total is right even for small strata;
-    both sides keep at least one song.
+    both sides keep at least one song. ``val_fraction`` 0 holds none out: (every index, []).
     """
-    if not 0 < val_fraction < 1:
-        raise MerLiveError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if not 0 <= val_fraction < 1:
+        raise MerLiveError(f"val_fraction must be at least 0 and below 1, got {val_fraction}")
+    if val_fraction == 0:
+        return sorted(indices), []
     songs = group_songs(indices, clips)
     if len(songs) < 2:
         raise MerLiveError(f"need at least 2 songs to hold some out for validation, got {len(songs)}")

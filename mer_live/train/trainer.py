@@ -302,7 +302,7 @@ def predict_songs(fitted: Fitted, logmels: list[np.ndarray], song: SongConfig,
 
 def verification_audio(clips: list[Clip], indices: list[int], audio: AudioConfig, count: int = 16
                        ) -> np.ndarray:
-    """Real segments for the exporter's ONNX-vs-PyTorch check, from a few validation songs."""
+    """Real segments for the exporter's ONNX-vs-PyTorch check, from a few of the songs ``indices``."""
     segments = []
     for i in indices:
         try:
