@@ -131,8 +131,8 @@ class TrainConfig:
     # only its segments' average is asked to say it, as the song aggregator reads their statistics [inferred]
     song_loss: float = 0.0
     # the share of training songs held out to choose the epoch by their song ROC AUC; 0: none, every song trains
-    # and the last epoch is kept (the learning curve still climbs at 320 songs, and epochs 4-6 of the cosine
-    # schedule score within a few thousandths of each other on 48 validation songs) [measured]
+    # and the last epoch is kept. The learning curve still climbs at 320 songs, and on the default's 5 folds the
+    # epochs chosen (4, 5, 3, 4, 4 of 6) scored within 0.005 song AUC of the last one on 48 songs [measured]
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"
