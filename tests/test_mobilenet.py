@@ -23,11 +23,11 @@ from mer_live.nn.mel import log_mel_reference
 
 GOLDEN = Path(__file__).parent / "golden" / "mn04_as.npz"
 TOLERANCE = 1e-4
-# log-mel parity is 1e-4 in all but 8 of the golden's 256,000 bins (clip 0): in 5 of them a float64 NumPy
+# log-mel parity is 1e-4 in all but 7 of the golden's 256,000 bins (clip 0): in 5 of them a float64 NumPy
 # recomputation of the reference's own recipe differs from the golden by the same amount (float32 rounding in
-# the reference; ours is within 1e-7 of float64 there), in 3 quiet ones (mel power near the 1e-5 offset) our
-# float32 DFT differs from float64 by up to 2.8e-4
-OUTLIERS, OUTLIER_TOLERANCE = 8, 3.5e-4
+# the reference; ours is within 1e-7 of float64 there), in 2 quiet ones (mel power near the 1e-5 offset) our
+# float32 DFT differs by up to 1.7e-4
+OUTLIERS, OUTLIER_TOLERANCE = 7, 3.5e-4
 QUIET = 1e-3  # mel power below this is at the 1e-5 floor's scale, where float32 STFT rounding dominates
 
 pytestmark = pytest.mark.skipif(not mobilenet.WEIGHTS.is_file(),

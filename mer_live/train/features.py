@@ -29,7 +29,7 @@ from mer_live.nn.model import ModelConfig
 from mer_live.train.cache import save_atomic
 from mer_live.train.segments import segment_frame_starts
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the real-input two-stage DFT (log-mels within float32 rounding of version 1)
 BATCH = 32
 
 
