@@ -59,3 +59,20 @@ def test_onnx_export_dynamic_batch_and_length(tmp_path):
         got = session.run(None, {"audio": x})[0]
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() < 1e-4
+
+
+CASES = [(1024, 300, 1024), (2048, 441, 1500), (512, 160, 400), (1536, 512, 1536), (675, 225, 675)]
+
+
+@pytest.mark.parametrize(("n_fft", "hop", "win"), CASES)
+def test_other_ffts_hops_and_windows_match_the_reference(n_fft: int, hop: int, win: int):
+    """Hops that are not whole rows of the first stage (gathered in smaller runs), a window shorter than n_fft
+    (rows left out), an n_fft whose factors differ (1536 = 32 x 48) and an odd Q (675 = 25 x 27: only c = 0
+    is its own conjugate partner)."""
+    config = AudioConfig(n_fft=n_fft, hop_length=hop, win_length=win)
+    x = np.random.default_rng(n_fft + hop).uniform(-1, 1, 22050 * 2).astype(np.float32)
+    with torch.no_grad():
+        ours = LogMel(config)(torch.from_numpy(x)[None])[0].numpy()
+    ref = log_mel_reference(x, config)
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() < 1e-4
