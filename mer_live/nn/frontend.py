@@ -42,9 +42,9 @@ def dft_matrices(config: AudioConfig) -> dict[str, np.ndarray]:
     ``first`` is the length-Q DFT over the window's rows a for c = 0 .. Q // 2 (cosines then sines). For a real
     input Y[Q - c] = conj(Y[c]), so ``second[c]`` maps [Re Y[c] | Im Y[c]] (2P values) to the real parts of the
     bins of c and of its partner Q - c, then their imaginary parts (D bins each: only the d that reach the mel
-    filters' top bin; AudioSet: 16 of 32, bins up to 511). c = 0 and c = Q / 2 are their own partners: their
-    partner columns are zero. ``mel`` is the filterbank with its rows in (c, partner, d) order, zero where a
-    column is no bin, so the spectrum is never put back in bin order."""
+    filters' top bin; AudioSet: 16 of 32, bins up to 511). c = 0, and c = Q / 2 for an even Q, are their own
+    partners: their partner columns are zero. ``mel`` is the filterbank with its rows in (c, partner, d) order,
+    zero where a column is no bin, so the spectrum is never put back in bin order."""
     p, q = dft_factors(config.n_fft)
     mel = mel_filterbank(config).astype(np.float64)
     n_d = int(np.nonzero(mel.any(axis=0))[0].max()) // q + 1
