@@ -121,6 +121,20 @@ def test_aggregator_graph_matches_predict_proba_where_float32_svm_does_not() -> 
     np.testing.assert_array_equal(song > 0.5, reference > 0.5)
 
 
+def test_the_coupling_stops_within_the_rounds_the_graph_unrolls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libsvm's k=2 coupling, started at p = (1/2, 1/2), has stopped after ``COUPLING_ROUNDS`` for every clipped
+    pairwise probability: more rounds change no bit, and one round fewer does change some."""
+    from mer_live.export import aggregator_onnx as graph
+
+    edge = torch.logspace(-7, float(np.log10(0.5)), 200_000, dtype=torch.float64)
+    r = torch.cat([torch.linspace(graph.MIN_PROB, 1 - graph.MIN_PROB, 2_000_001, dtype=torch.float64), edge, 1 - edge])
+    unrolled = graph._couple_two(r)
+    monkeypatch.setattr(graph, "COUPLING_ROUNDS", graph.COUPLING_ROUNDS + 3)
+    assert torch.equal(graph._couple_two(r), unrolled)
+    monkeypatch.setattr(graph, "COUPLING_ROUNDS", graph.COUPLING_ROUNDS - 4)
+    assert not torch.equal(graph._couple_two(r), unrolled)
+
+
 def test_a_second_view_mixes_a_logistic_regression_into_the_song_svm_and_its_graph_agrees() -> None:
     """`SongConfig.view`: the view's columns (the last `view_dims` of the embedding's mean and of its std) feed a
     logistic regression, the rest the SVM; the estimate is the fixed mix of the two, in the pickle and in
@@ -242,3 +256,40 @@ def test_a_run_of_the_real_trainer_exports_loads_and_labels(tmp_path: Path) -> N
     t = np.arange(6 * sr) / sr
     result = mer_live.load(bundle.path).predict((0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
     assert 0 <= result.valence <= 1 and 0 <= result.arousal <= 1 and result.quadrant in ("Q1", "Q2", "Q3", "Q4")
+
+
+def test_rebuild_aggregator_rewrites_the_song_graph_from_the_pickle_and_rehashes(bundle_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    """scripts/rebuild_aggregator.py: a bundle with an older song graph gets this release's, checked against the
+    pickle on real songs first; the manifest is re-hashed, and a file that does not decode is skipped, not fatal."""
+    import shutil
+
+    import soundfile as sf
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    sr = load_bundle(bundle).audio.sample_rate
+    rng = np.random.default_rng(3)
+    songs = []
+    for i in range(3):
+        t = np.arange(int(sr * (4 + i))) / sr
+        path = tmp_path / f"song{i}.wav"
+        sf.write(path, (0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) + 0.05 * rng.standard_normal(len(t))), sr)
+        songs.append(str(path))
+    (tmp_path / "broken.wav").write_bytes(b"not audio")
+    (bundle / "aggregator.onnx").write_bytes(b"an older graph")  # the manifest's hash no longer holds
+
+    done = subprocess.run([sys.executable, "scripts/rebuild_aggregator.py", str(bundle), *songs,
+                           str(tmp_path / "broken.wav")], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode != 0 and "aggregator.onnx" in done.stderr and "Traceback" not in done.stderr
+    shutil.copy(bundle_dir / "aggregator.onnx", bundle / "aggregator.onnx")
+    done = subprocess.run([sys.executable, "scripts/rebuild_aggregator.py", str(bundle), *songs,
+                           str(tmp_path / "broken.wav")], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "broken.wav: skipped" in done.stdout
+    rebuilt = load_bundle(bundle)  # every hash checks
+    check = rebuilt.manifest["verification"]["aggregator_rebuilt"]
+    assert check["songs"] == 3 and check["vs_pickle_max_abs"] <= 1e-5
+    features = np.load(bundle_dir.parent / "run" / "verify_features.npy")
+    np.testing.assert_allclose(run_aggregator_onnx(str(rebuilt.file("aggregator.onnx")), features),
+                               load_aggregator_pickle(rebuilt).predict_proba(features), atol=1e-5)
