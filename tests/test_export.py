@@ -21,6 +21,7 @@ from mer_live.aggregate import SongAggregator
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx, run_aggregator_onnx
 from mer_live.export.exporter import export_run
+from mer_live.nn.frontend import LogMel
 from mer_live.nn.model import SegmentProbabilities
 from mer_live.runtime.bundle import load_aggregator_pickle, load_bundle
 from mer_live.stats import feature_names
@@ -258,17 +259,31 @@ def test_a_run_of_the_real_trainer_exports_loads_and_labels(tmp_path: Path) -> N
     assert 0 <= result.valence <= 1 and 0 <= result.arousal <= 1 and result.quadrant in ("Q1", "Q2", "Q3", "Q4")
 
 
-def test_rebuild_aggregator_rewrites_the_song_graph_from_the_pickle_and_rehashes(bundle_dir: Path,
-                                                                                 tmp_path: Path) -> None:
-    """scripts/rebuild_aggregator.py: a bundle with an older song graph gets this release's, checked against the
-    pickle on real songs first; the manifest is re-hashed, and a file that does not decode is skipped, not fatal."""
+def test_upgrade_bundle_rebuilds_the_graphs_without_weights_checks_them_and_rehashes(
+        bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/upgrade_bundle.py on a bundle made "older" (an all-float64 song graph, a front end exported at
+    another opset): it rebuilds the front end, segment.onnx and the song graph, checks them through the runtime
+    on real songs first, and re-hashes; a file that does not decode is skipped, a tampered bundle refused in one
+    line, and a second run finds nothing to do."""
     import shutil
 
     import soundfile as sf
 
+    from mer_live.export import aggregator_onnx
+    from mer_live.runtime.bundle import write_manifest
+
     bundle = tmp_path / "bundle"
     shutil.copytree(bundle_dir, bundle)
-    sr = load_bundle(bundle).audio.sample_rate
+    old = load_bundle(bundle)
+    monkeypatch.setattr(aggregator_onnx, "FLOAT32_BUDGET", -1.0)  # every product in float64, as releases before
+    (bundle / "aggregator.onnx").write_bytes(aggregator_to_onnx(load_aggregator_pickle(old), old.n_features))
+    example = torch.zeros(2, old.audio.segment_samples)
+    torch.onnx.export(LogMel(old.audio).eval(), (example,), str(bundle / "frontend.onnx"),
+                      input_names=["audio"], output_names=["logmel"], opset_version=18, dynamo=False,
+                      dynamic_axes={"audio": {0: "batch", 1: "samples"}, "logmel": {0: "batch", 2: "frames"}})
+    manifest = {k: v for k, v in old.manifest.items() if k not in ("format", "format_version")}
+    write_manifest(bundle, manifest | {"files": list(manifest["files"])})
+    sr = old.audio.sample_rate
     rng = np.random.default_rng(3)
     songs = []
     for i in range(3):
@@ -277,19 +292,26 @@ def test_rebuild_aggregator_rewrites_the_song_graph_from_the_pickle_and_rehashes
         sf.write(path, (0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) + 0.05 * rng.standard_normal(len(t))), sr)
         songs.append(str(path))
     (tmp_path / "broken.wav").write_bytes(b"not audio")
-    (bundle / "aggregator.onnx").write_bytes(b"an older graph")  # the manifest's hash no longer holds
 
-    done = subprocess.run([sys.executable, "scripts/rebuild_aggregator.py", str(bundle), *songs,
-                           str(tmp_path / "broken.wav")], cwd=REPO, capture_output=True, text=True)
+    def upgrade() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scripts/upgrade_bundle.py", str(bundle), *songs,
+                               str(tmp_path / "broken.wav")], cwd=REPO, capture_output=True, text=True)
+
+    older = (bundle / "aggregator.onnx").read_bytes()
+    (bundle / "aggregator.onnx").write_bytes(b"tampered")
+    done = upgrade()
     assert done.returncode != 0 and "aggregator.onnx" in done.stderr and "Traceback" not in done.stderr
-    shutil.copy(bundle_dir / "aggregator.onnx", bundle / "aggregator.onnx")
-    done = subprocess.run([sys.executable, "scripts/rebuild_aggregator.py", str(bundle), *songs,
-                           str(tmp_path / "broken.wav")], cwd=REPO, capture_output=True, text=True)
+    (bundle / "aggregator.onnx").write_bytes(older)
+    done = upgrade()
     assert done.returncode == 0, done.stderr
     assert "broken.wav: skipped" in done.stdout
-    rebuilt = load_bundle(bundle)  # every hash checks
-    check = rebuilt.manifest["verification"]["aggregator_rebuilt"]
-    assert check["songs"] == 3 and check["vs_pickle_max_abs"] <= 1e-5
+    upgraded = load_bundle(bundle)  # every hash checks
+    figures = upgraded.manifest["verification"]["upgraded"]
+    assert figures["rebuilt"] == ["frontend.onnx", "segment.onnx", "aggregator.onnx"] and figures["songs"] == 3
+    assert figures["song_graph_vs_pickle_max_abs"] <= 1e-5 and figures["segment_vs_frontend_backbone_max_abs"] <= 1e-4
+    assert (bundle / "backbone.onnx").read_bytes() == (bundle_dir / "backbone.onnx").read_bytes()
+    assert (bundle / "aggregator.onnx").read_bytes() == (bundle_dir / "aggregator.onnx").read_bytes()
     features = np.load(bundle_dir.parent / "run" / "verify_features.npy")
-    np.testing.assert_allclose(run_aggregator_onnx(str(rebuilt.file("aggregator.onnx")), features),
-                               load_aggregator_pickle(rebuilt).predict_proba(features), atol=1e-5)
+    np.testing.assert_allclose(run_aggregator_onnx(str(upgraded.file("aggregator.onnx")), features),
+                               load_aggregator_pickle(upgraded).predict_proba(features), atol=1e-5)
+    assert "nothing to do" in upgrade().stdout
