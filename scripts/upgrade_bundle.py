@@ -4,7 +4,8 @@ Two of a bundle's graphs are rebuilt from what the bundle itself carries: the fr
 (``frontend.onnx``, and inside ``segment.onnx``) from its audio config, with this release's real-input DFT;
 the song stage (``aggregator.onnx``) from its pickle, with this release's graph (the tasks share its nodes,
 the support-vector product in float32 where that is safe). ``backbone.onnx`` and the pickle stay byte for
-byte. The new bundle is built in a temporary folder and checked through the runtime on the audio files named
+byte; a file only the old graphs read (the direct-DFT front end's ``stft_kernels.bin``) is removed. The
+new bundle is built in a temporary folder and checked through the runtime on the audio files named
 before anything is written: the song graph within the export's tolerance of the pickle with the same labels
 at 0.5, ``segment.onnx`` within the export's tolerance of front end + backbone; how far the segment and song
 probabilities and the song quadrants moved is printed and recorded in the manifest.
@@ -103,6 +104,17 @@ def check(old: Bundle, new: Bundle, paths: list[str]) -> dict:
             "songs_whose_quadrant_changed": int(quadrants.any(axis=1).sum())}
 
 
+def external_files(folder: Path, graphs: list[str]) -> set[str]:
+    """The files the graphs keep tensors in (ONNX external data: the direct-DFT front ends' ``stft_kernels.bin``)."""
+    found = set()
+    for name in graphs:
+        model = onnx.load(str(folder / name), load_external_data=False)
+        found |= {entry.value for tensor in model.graph.initializer
+                  if tensor.data_location == onnx.TensorProto.EXTERNAL
+                  for entry in tensor.external_data if entry.key == "location"}
+    return found
+
+
 def upgrade(path: str, audio: list[str]) -> None:
     bundle = load_bundle(path)
     with tempfile.TemporaryDirectory(prefix="mer-live-upgrade-") as tmp:
@@ -112,14 +124,19 @@ def upgrade(path: str, audio: list[str]) -> None:
         if not rebuilt:
             print(f"{bundle.path}: already this release's graphs; nothing to do")
             return
+        graphs = [name for name in bundle.manifest["files"] if name.endswith(".onnx")]
+        unused = sorted(external_files(bundle.path, graphs) - external_files(folder, graphs))
         manifest = {key: value for key, value in bundle.manifest.items() if key not in ("format", "format_version")}
-        write_manifest(folder, manifest | {"files": list(manifest["files"])})
-        figures = {"rebuilt": rebuilt, **check(bundle, load_bundle(folder), audio)}
+        files = [name for name in manifest["files"] if name not in unused]
+        write_manifest(folder, manifest | {"files": files})
+        figures = {"rebuilt": rebuilt, "removed": unused, **check(bundle, load_bundle(folder), audio)}
         manifest["verification"] = {**manifest["verification"], "upgraded": figures}
-        write_manifest(folder, manifest | {"files": list(manifest["files"])})
+        write_manifest(folder, manifest | {"files": files})
         for name in (*rebuilt, MANIFEST):  # the graphs first: a bundle stopped half way fails its hashes, loudly
             with atomic_file(bundle.path / name) as f:
                 f.write((folder / name).read_bytes())
+        for name in unused:  # no graph reads them any more
+            (bundle.path / name).unlink()
     load_bundle(bundle.path)  # every hash again
     print(f"{bundle.path}: upgraded, {MANIFEST} re-hashed: {json.dumps(figures)}")
 

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -262,9 +263,10 @@ def test_a_run_of_the_real_trainer_exports_loads_and_labels(tmp_path: Path) -> N
 def test_upgrade_bundle_rebuilds_the_graphs_without_weights_checks_them_and_rehashes(
         bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """scripts/upgrade_bundle.py on a bundle made "older" (an all-float64 song graph, a front end exported at
-    another opset): it rebuilds the front end, segment.onnx and the song graph, checks them through the runtime
-    on real songs first, and re-hashes; a file that does not decode is skipped, a tampered bundle refused in one
-    line, and a second run finds nothing to do."""
+    another opset, segment.onnx's tensors in a file beside it): it rebuilds the front end, segment.onnx and the song
+    graph, checks them through the runtime on real songs first, and re-hashes; a file that does not decode is
+    skipped, a tampered bundle refused in one line, the file only the old segment.onnx read is removed, and a
+    second run finds nothing to do."""
     import shutil
 
     import soundfile as sf
@@ -281,8 +283,11 @@ def test_upgrade_bundle_rebuilds_the_graphs_without_weights_checks_them_and_reha
     torch.onnx.export(LogMel(old.audio).eval(), (example,), str(bundle / "frontend.onnx"),
                       input_names=["audio"], output_names=["logmel"], opset_version=18, dynamo=False,
                       dynamic_axes={"audio": {0: "batch", 1: "samples"}, "logmel": {0: "batch", 2: "frames"}})
+    # segment.onnx's tensors in a file beside it, as the direct-DFT bundles kept theirs (stft_kernels.bin)
+    onnx.save(onnx.load(str(bundle / "segment.onnx")), str(bundle / "segment.onnx"), save_as_external_data=True,
+              location="stft_kernels.bin", size_threshold=0)
     manifest = {k: v for k, v in old.manifest.items() if k not in ("format", "format_version")}
-    write_manifest(bundle, manifest | {"files": list(manifest["files"])})
+    write_manifest(bundle, manifest | {"files": [*manifest["files"], "stft_kernels.bin"]})
     sr = old.audio.sample_rate
     rng = np.random.default_rng(3)
     songs = []
@@ -308,6 +313,8 @@ def test_upgrade_bundle_rebuilds_the_graphs_without_weights_checks_them_and_reha
     upgraded = load_bundle(bundle)  # every hash checks
     figures = upgraded.manifest["verification"]["upgraded"]
     assert figures["rebuilt"] == ["frontend.onnx", "segment.onnx", "aggregator.onnx"] and figures["songs"] == 3
+    assert figures["removed"] == ["stft_kernels.bin"] and not (bundle / "stft_kernels.bin").exists()
+    assert "stft_kernels.bin" not in upgraded.manifest["files"]
     assert figures["song_graph_vs_pickle_max_abs"] <= 1e-5 and figures["segment_vs_frontend_backbone_max_abs"] <= 1e-4
     assert (bundle / "backbone.onnx").read_bytes() == (bundle_dir / "backbone.onnx").read_bytes()
     assert (bundle / "aggregator.onnx").read_bytes() == (bundle_dir / "aggregator.onnx").read_bytes()
