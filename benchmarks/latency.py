@@ -25,6 +25,7 @@ from mer_live.runtime.stages import Stages
 TARGET_P99_MS = 20.0
 RUNTIMES = ("ort-incremental", "ort-full", "torch-eager")
 MODELS = ("fast", "default", "musicnn", "compact")  # packaged models, drawn when this checkout has them
+SMALL_ARCHS = ("compact", "mn04")  # cheap enough for --repeats updates; p99 of the packaged tiers needs them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="more architectures as untrained stand-ins (comma list): compact, vgg16, musicnn-msd, "
                              "musicnn-mtt, vgg-msd, vgg-mtt")
     parser.add_argument("--threads", default="1,2", help="CPU thread counts (comma list)")
-    parser.add_argument("--repeats", type=int, default=300, help="timed updates per configuration (compact)")
+    parser.add_argument("--repeats", type=int, default=300,
+                        help="timed updates per configuration (the small models: compact and mn04, the packaged tiers)")
     parser.add_argument("--vgg-repeats", type=int, default=60,
-                        help="timed updates per configuration (the large models: all but compact)")
+                        help="timed updates per configuration (the large models: musicnn and the VGGs)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed updates first")
     parser.add_argument("--no-peers", action="store_true", help="skip vibenet (re-run on the newest 3 s window)")
     parser.add_argument("--replot", action="store_true",
@@ -347,7 +349,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         chosen = chosen_bundles(args, work, lengths, models, archs)
         for (model, seconds), bundle in chosen.items():
             arch = bundles.arch_of(bundle)
-            n = repeats if arch == "compact" else vgg_repeats
+            n = repeats if arch in SMALL_ARCHS else vgg_repeats
             c = bundle.audio
             audio = common.music(c.effective_segment_seconds + (n + warmup + 2) * c.effective_hop_seconds,
                                  c.sample_rate)
@@ -376,7 +378,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 "per hop; algorithmic latency = segment length; RTF = compute / hop; each packaged model at its "
                 "own segment length, untrained copies of its configuration (a pretrained view included) at the other "
                 "lengths",
-        "repeats": {"compact": repeats, "others": vgg_repeats, "warmup": warmup},
+        "repeats": {"compact and mn04": repeats, "others": vgg_repeats, "warmup": warmup},
         "target": {"compact_ort_incremental_p99_ms": TARGET_P99_MS, "threads": default_threads, "met": met},
         "bundles": sorted({f"{bundles.describe(b)}" for b in chosen.values()}),
         "gpu": gpu_note or "measured", "vibenet": peer_note or "measured: its front end and graph on the newest "
