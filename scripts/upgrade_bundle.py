@@ -16,7 +16,6 @@ probabilities and the song quadrants moved is printed and recorded in the manife
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import tempfile
@@ -29,31 +28,21 @@ import torch
 from mer_live.atomic import atomic_file
 from mer_live.errors import MerLiveError
 from mer_live.export.aggregator_onnx import aggregator_to_onnx
-from mer_live.export.exporter import AGGREGATOR_TOLERANCE, MODEL_TOLERANCE, OPSET
+from mer_live.export.exporter import AGGREGATOR_TOLERANCE, MODEL_TOLERANCE, frontend_to_onnx
 from mer_live.nn.frontend import LogMel
 from mer_live.runtime.bundle import MANIFEST, Bundle, load_aggregator_pickle, load_bundle, write_manifest
 from mer_live.runtime.stages import Stages
 
 
-def frontend_graph(bundle: Bundle) -> onnx.ModelProto:
-    """This release's ``LogMel`` for the bundle's audio config, exported as the exporter does."""
-    example = torch.zeros(2, bundle.audio.segment_samples)
-    buffer = io.BytesIO()
-    torch.onnx.export(LogMel(bundle.audio).eval(), (example,), buffer, input_names=["audio"], output_names=["logmel"],
-                      dynamic_axes={"audio": {0: "batch", 1: "samples"}, "logmel": {0: "batch", 2: "frames"}},
-                      opset_version=OPSET, dynamo=False)
-    return onnx.load_from_string(buffer.getvalue())
-
-
 def build(bundle: Bundle, folder: Path) -> list[str]:
     """Write the upgraded graphs into ``folder`` (a copy of the bundle's files); the names of those that changed.
     A front end that is already this release's, byte for byte, keeps its ``segment.onnx`` too."""
-    frontend = frontend_graph(bundle)
     rebuilt = []
-    if frontend.SerializeToString() != bundle.file("frontend.onnx").read_bytes():
-        backbone = onnx.load(str(bundle.file("backbone.onnx")))
-        segment = onnx.compose.merge_models(frontend, backbone, io_map=[("logmel", "logmel")], prefix1="frontend/")
-        onnx.save(frontend, str(folder / "frontend.onnx"))
+    frontend_to_onnx(LogMel(bundle.audio), torch.zeros(2, bundle.audio.segment_samples), folder / "frontend.onnx")
+    if (folder / "frontend.onnx").read_bytes() != bundle.file("frontend.onnx").read_bytes():
+        segment = onnx.compose.merge_models(onnx.load(str(folder / "frontend.onnx")),
+                                            onnx.load(str(bundle.file("backbone.onnx"))),
+                                            io_map=[("logmel", "logmel")], prefix1="frontend/")
         onnx.save(segment, str(folder / "segment.onnx"))
         rebuilt += ["frontend.onnx", "segment.onnx"]
     graph = aggregator_to_onnx(load_aggregator_pickle(bundle), bundle.n_features)

@@ -140,6 +140,11 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: s
     _write(path, graph.getvalue())
 
 
+def frontend_to_onnx(frontend: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """``frontend.onnx``: raw audio (batch, samples) -> log-mel (batch, mels, frames)."""
+    _to_onnx(frontend, example, path, "audio", "logmel", {0: "batch", 1: "samples"}, {0: "batch", 2: "frames"})
+
+
 def _session(path: Path):
     import onnxruntime as ort
 
@@ -174,8 +179,7 @@ def _write_bundle(run: Run, out: Path, variants: tuple[str, ...], log) -> None:
 
     _to_onnx(SegmentProbabilities(net, tasks, bool(dims)), example, out / "segment.onnx", "audio", outputs,
              {0: "batch", 1: "samples"}, {0: "batch"})
-    _to_onnx(net.frontend, example, out / "frontend.onnx", "audio", "logmel",
-             {0: "batch", 1: "samples"}, {0: "batch", 2: "frames"})
+    frontend_to_onnx(net.frontend, example, out / "frontend.onnx")
     with torch.no_grad():
         logmel_example = net.frontend(example)
         expected = SegmentProbabilities(net, tasks)(audio).numpy()
